@@ -1,6 +1,7 @@
 //! Kafka client settings that every service shares, so that no service has to remember them.
 //!
-//! Producers are idempotent with `acks=all` (no duplicates or reordering from retries); consumers
+//! Producers are idempotent with `acks=all` (no duplicates or reordering from retries) and
+//! partition keys as the Java client does; consumers
 //! use the cooperative-sticky assignor and never commit or store offsets on their own: the caller
 //! stores an offset only after its database transaction commits.
 
@@ -23,6 +24,9 @@ pub fn producer_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("max.in.flight.requests.per.connection", "5")
+        // The Java client's partitioner: a key lands on the same partition whichever client
+        // produced it (librdkafka's default, consistent_random, uses CRC32 instead).
+        .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .set("compression.type", "lz4");
     config

@@ -386,4 +386,82 @@ mod tests {
         );
         assert!(plan.is_empty(), "{plan}");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const KEYS: [&str; 4] = ["retention.ms", "segment.ms", "cleanup.policy", "max.message.bytes"];
+
+        fn configs() -> impl Strategy<Value = BTreeMap<String, String>> {
+            proptest::collection::btree_map(proptest::sample::select(&KEYS[..]).prop_map(String::from), "[0-9]{1,3}", 0..4)
+        }
+
+        fn state() -> impl Strategy<Value = TopicState> {
+            (1u32..40, 1u16..3, configs(), configs()).prop_map(|(partitions, replication_factor, overrides, defaults)| {
+                let mut configs: BTreeMap<String, ConfigValue> = defaults
+                    .into_iter()
+                    .map(|(k, v)| (k, ConfigValue { value: Some(v), is_override: false }))
+                    .collect();
+                for (k, v) in overrides {
+                    configs.insert(k, ConfigValue { value: Some(v), is_override: true });
+                }
+                TopicState { partitions, replication_factor, configs }
+            })
+        }
+
+        /// What the cluster looks like after `plan` was carried out, as Kafka would do it.
+        fn carry_out(plan: &Plan, before: Option<TopicState>) -> TopicState {
+            let mut state = before.unwrap_or_default();
+            for change in &plan.changes {
+                match change {
+                    TopicChange::Create(spec) => state = state_of(spec),
+                    TopicChange::Alter { partitions, configs, desired_configs, .. } => {
+                        if let Some((_, to)) = partitions {
+                            state.partitions = *to;
+                        }
+                        if !configs.is_empty() {
+                            for entry in state.configs.values_mut().filter(|c| c.is_override) {
+                                *entry = ConfigValue { value: Some("broker-default".into()), is_override: false };
+                            }
+                            for (k, v) in desired_configs {
+                                state.configs.insert(k.clone(), ConfigValue { value: Some(v.clone()), is_override: true });
+                            }
+                        }
+                    }
+                    TopicChange::UpToDate(_) => {}
+                }
+            }
+            state
+        }
+
+        proptest! {
+            #[test]
+            fn a_carried_out_plan_leaves_nothing_to_do(
+                partitions in 1u32..40, wanted in configs(), before in proptest::option::of(state()),
+            ) {
+                let mut desired = spec(partitions, &[]);
+                desired.configs = wanted;
+                let current = before.clone().map(current).unwrap_or_default();
+                let first = plan(std::slice::from_ref(&desired), &current);
+                prop_assume!(first.refusals.is_empty());
+                let after = carry_out(&first, before);
+                let second = plan(std::slice::from_ref(&desired), &super::current(after));
+                prop_assert!(second.is_empty(), "{}", second);
+            }
+
+            #[test]
+            fn a_refusal_is_planned_exactly_when_partitions_shrink_or_replication_changes(
+                partitions in 1u32..40, before in state(),
+            ) {
+                let desired = spec(partitions, &[]);
+                let plan = plan(std::slice::from_ref(&desired), &current(before.clone()));
+                let destructive = partitions < before.partitions || before.replication_factor != 1;
+                prop_assert_eq!(!plan.refusals.is_empty(), destructive);
+                if destructive {
+                    prop_assert!(plan.changes.is_empty());
+                }
+            }
+        }
+    }
 }

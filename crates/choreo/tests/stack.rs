@@ -1,0 +1,256 @@
+//! The real parts of the local stack work from Rust: the broker (produce, consume in a group,
+//! manual commits, headers, key partitioning), the schema registry (register, encode, fetch by id,
+//! decode) and PostgreSQL (one database and role per service).
+//!
+//! Needs the stack: `scripts/stack up` (scripts/test brings it up).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use choreo::kafka::{admin_config, consumer_config, producer_config};
+use choreo::{KafkaConfig, RegistryConfig};
+use futures::StreamExt;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::Offset;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn kafka() -> KafkaConfig {
+    choreo::config::load_env_file();
+    KafkaConfig::from_env().expect("the stack's addresses (run scripts/stack up)")
+}
+
+fn registry() -> RegistryConfig {
+    choreo::config::load_env_file();
+    RegistryConfig::from_env().expect("the stack's addresses (run scripts/stack up)")
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}.{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A fresh topic for one test, deleted when dropped.
+struct TestTopic {
+    name: String,
+    admin: AdminClient<DefaultClientContext>,
+}
+
+impl TestTopic {
+    async fn create(prefix: &str, partitions: i32) -> Self {
+        let name = unique(prefix);
+        let admin: AdminClient<DefaultClientContext> = admin_config(&kafka(), "stack-test").create().unwrap();
+        let options = AdminOptions::new().operation_timeout(Some(WAIT));
+        let results = admin
+            .create_topics(&[NewTopic::new(&name, partitions, TopicReplication::Fixed(1))], &options)
+            .await
+            .expect("create topic");
+        results.into_iter().for_each(|r| {
+            r.expect("topic created");
+        });
+        Self { name, admin }
+    }
+}
+
+impl Drop for TestTopic {
+    fn drop(&mut self) {
+        // Best effort: the request is sent even if nobody awaits the answer.
+        drop(self.admin.delete_topics(&[&self.name], &AdminOptions::new()));
+    }
+}
+
+fn producer() -> FutureProducer {
+    producer_config(&kafka(), "stack-test").create().expect("producer")
+}
+
+fn consumer(group: &str) -> StreamConsumer {
+    consumer_config(&kafka(), group, "stack-test").create().expect("consumer")
+}
+
+/// Kafka's `Utils.murmur2` (the Java client's default partitioner), to check that our keys land
+/// where a Java producer would put them.
+fn java_partition(key: &[u8], partitions: u32) -> i32 {
+    const M: u32 = 0x5bd1_e995;
+    let mut h: u32 = 0x9747_b28c ^ key.len() as u32;
+    let mut chunks = key.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes(chunk.try_into().unwrap());
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M) ^ k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    ((h & 0x7fff_ffff) % partitions) as i32
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_group_reads_what_was_produced_with_its_headers_and_commits_by_hand() {
+    let topic = TestTopic::create("test.group", 3).await;
+    let producer = producer();
+    let mut sent = Vec::new();
+    for seq in 0..12 {
+        let key = format!("order-{}", seq % 4);
+        let event_id = uuid::Uuid::now_v7().to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "event_id", value: Some(event_id.as_str()) })
+            .insert(Header { key: "event_type", value: Some("test.Probe") });
+        let payload = format!("payload-{seq}");
+        let record = FutureRecord::to(&topic.name).key(&key).payload(&payload).headers(headers);
+        let delivery = producer.send(record, WAIT).await.expect("delivered");
+        sent.push((key, event_id, payload, delivery.partition, delivery.offset));
+    }
+
+    let group = unique("test-group");
+    let consumer = consumer(&group);
+    consumer.subscribe(&[&topic.name]).unwrap();
+    let mut received = Vec::new();
+    let mut stream = consumer.stream();
+    while received.len() < sent.len() {
+        let message = tokio::time::timeout(WAIT, stream.next()).await.expect("a message in time").unwrap().unwrap();
+        let header = |name: &str| {
+            let headers = message.headers().expect("headers");
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8(v.to_vec()).unwrap())
+        };
+        assert_eq!(header("event_type").as_deref(), Some("test.Probe"));
+        received.push((
+            String::from_utf8(message.key().unwrap().to_vec()).unwrap(),
+            header("event_id").unwrap(),
+            String::from_utf8(message.payload().unwrap().to_vec()).unwrap(),
+            message.partition(),
+            message.offset(),
+        ));
+        consumer.store_offset_from_message(&message).unwrap();
+    }
+    drop(stream);
+    consumer.commit_consumer_state(CommitMode::Sync).expect("commit");
+
+    // Everything arrived once, with its headers; every key kept its order.
+    let mut by_event = received.clone();
+    by_event.sort_by(|a, b| a.1.cmp(&b.1));
+    let mut expected = sent.clone();
+    expected.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(by_event, expected);
+    for key in (0..4).map(|k| format!("order-{k}")) {
+        let order_sent: Vec<_> = sent.iter().filter(|m| m.0 == key).map(|m| &m.1).collect();
+        let order_received: Vec<_> = received.iter().filter(|m| m.0 == key).map(|m| &m.1).collect();
+        assert_eq!(order_sent, order_received, "order of {key}");
+    }
+
+    // The committed offsets are exactly past the last message of each partition.
+    let committed = consumer.committed(WAIT).expect("committed offsets");
+    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+    for m in &sent {
+        let entry = last.entry(m.3).or_insert(m.4);
+        *entry = (*entry).max(m.4);
+    }
+    for (partition, offset) in last {
+        let element = committed.find_partition(&topic.name, partition).expect("partition committed");
+        assert_eq!(element.offset(), Offset::Offset(offset + 1), "partition {partition}");
+    }
+    drop(consumer);
+
+    // A new member of the group starts where the commit left off: it sees only what is new.
+    let late = FutureRecord::to(&topic.name).key("order-0").payload("late");
+    producer.send(late, WAIT).await.expect("delivered");
+    let again = self::consumer(&group);
+    again.subscribe(&[&topic.name]).unwrap();
+    let message = tokio::time::timeout(WAIT, again.recv()).await.expect("a message in time").unwrap();
+    assert_eq!(message.payload(), Some(&b"late"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_always_lands_on_the_partition_a_java_producer_would_choose() {
+    let topic = TestTopic::create("test.keys", 6).await;
+    let producer = producer();
+    let mut partitions_used = std::collections::BTreeSet::new();
+    for round in 0..2 {
+        for k in 0..30 {
+            let key = format!("order-{k}");
+            let record = FutureRecord::to(&topic.name).key(&key).payload("x");
+            let partition = producer.send(record, WAIT).await.expect("delivered").partition;
+            assert_eq!(partition, java_partition(key.as_bytes(), 6), "{key} in round {round}");
+            partitions_used.insert(partition);
+        }
+    }
+    assert!(partitions_used.len() > 1, "keys spread over partitions");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_avro_schema_registered_in_the_registry_decodes_what_it_encoded() {
+    use apache_avro::types::Value;
+    use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
+    use schema_registry_converter::async_impl::schema_registry::{get_schema_by_id, SrSettings};
+    use schema_registry_converter::schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema};
+
+    #[derive(serde::Serialize)]
+    struct Probe {
+        id: String,
+        amount_minor: i64,
+    }
+    let schema = r#"{"type":"record","name":"Probe","namespace":"test.stack","fields":[{"name":"id","type":"string"},{"name":"amount_minor","type":"long"}]}"#;
+    let topic = unique("test.avro");
+    let settings = SrSettings::new(registry().url);
+    let encoder = AvroEncoder::new(settings.clone());
+    let strategy = SubjectNameStrategy::TopicRecordNameStrategyWithSchema(
+        topic.clone(),
+        SuppliedSchema::new(Some("test.stack.Probe".into()), SchemaType::Avro, schema.into()),
+    );
+    let bytes = encoder
+        .encode_struct(Probe { id: "order-1".into(), amount_minor: 1999 }, &strategy)
+        .await
+        .expect("encoded and registered");
+
+    assert_eq!(bytes[0], 0, "Confluent magic byte");
+    let id = u32::from_be_bytes(bytes[1..5].try_into().unwrap());
+    let registered = get_schema_by_id(id, &settings).await.expect("the id in the wire format resolves");
+    assert_eq!(
+        apache_avro::Schema::parse_str(&registered.schema).unwrap().canonical_form(),
+        apache_avro::Schema::parse_str(schema).unwrap().canonical_form()
+    );
+
+    let decoded = AvroDecoder::new(settings).decode(Some(&bytes)).await.expect("decoded");
+    assert_eq!(decoded.name.map(|n| n.fullname(None)), Some("test.stack.Probe".to_string()));
+    assert_eq!(
+        decoded.value,
+        Value::Record(vec![("id".into(), Value::String("order-1".into())), ("amount_minor".into(), Value::Long(1999))])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_service_database_accepts_its_own_role() {
+    use sqlx::Connection;
+    choreo::config::load_env_file();
+    for service in ["ORDER", "INVENTORY", "PAYMENT", "SHIPPING", "GATEWAY"] {
+        let var = format!("DATABASE_URL_{service}");
+        let url = std::env::var(&var).unwrap_or_else(|_| panic!("{var} (run scripts/stack up)"));
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| panic!("{var}: {e}"));
+        let (user, database): (String, String) = sqlx::query_as("select current_user::text, current_database()::text")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let expected = format!("shop_{}", service.to_lowercase());
+        assert_eq!((user.as_str(), database.as_str()), (expected.as_str(), expected.as_str()));
+        sqlx::query("create temporary table probe (id int)").execute(&mut conn).await.expect("can create tables");
+    }
+}
