@@ -16,9 +16,13 @@ struct SpecDir {
 
 impl SpecDir {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("choreo-topics-{}", uuid::Uuid::now_v7().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("choreo-topics-{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).unwrap();
-        Self { dir, topics: Vec::new() }
+        Self {
+            dir,
+            topics: Vec::new(),
+        }
     }
 
     /// Writes (or rewrites) the spec of topic `name`.
@@ -39,8 +43,12 @@ impl SpecDir {
 impl Drop for SpecDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-        let Ok(kafka) = choreo::KafkaConfig::from_env() else { return };
-        if let Ok(admin) = choreo::kafka::admin_config(&kafka, "topics-test").create::<AdminClient<DefaultClientContext>>() {
+        let Ok(kafka) = choreo::KafkaConfig::from_env() else {
+            return;
+        };
+        if let Ok(admin) = choreo::kafka::admin_config(&kafka, "topics-test")
+            .create::<AdminClient<DefaultClientContext>>()
+        {
             let names: Vec<&str> = self.topics.iter().map(String::as_str).collect();
             drop(admin.delete_topics(&names, &AdminOptions::new()));
         }
@@ -82,14 +90,35 @@ fn applying_twice_creates_once_and_then_reports_no_change() {
     specs.write(&b, 2, 1, 3_600_000);
 
     let first = choreo(&["topics", "apply"], &specs.dir);
-    assert!(first.status.success(), "{}{}", stdout(&first), stderr(&first));
-    assert!(stdout(&first).contains(&format!("+ create {a}: 3 partitions")), "{}", stdout(&first));
-    assert!(stdout(&first).contains("Plan: 2 to create, 0 to change, 0 up to date"), "{}", stdout(&first));
+    assert!(
+        first.status.success(),
+        "{}{}",
+        stdout(&first),
+        stderr(&first)
+    );
+    assert!(
+        stdout(&first).contains(&format!("+ create {a}: 3 partitions")),
+        "{}",
+        stdout(&first)
+    );
+    assert!(
+        stdout(&first).contains("Plan: 2 to create, 0 to change, 0 up to date"),
+        "{}",
+        stdout(&first)
+    );
 
     let second = choreo(&["topics", "apply"], &specs.dir);
     assert!(second.status.success(), "{}", stderr(&second));
-    assert!(stdout(&second).contains("Plan: 0 to create, 0 to change, 2 up to date"), "{}", stdout(&second));
-    assert!(stdout(&second).contains("No changes"), "{}", stdout(&second));
+    assert!(
+        stdout(&second).contains("Plan: 0 to create, 0 to change, 2 up to date"),
+        "{}",
+        stdout(&second)
+    );
+    assert!(
+        stdout(&second).contains("No changes"),
+        "{}",
+        stdout(&second)
+    );
 }
 
 #[test]
@@ -102,13 +131,25 @@ fn partitions_are_raised_and_configs_aligned_in_place() {
     specs.write(&topic, 4, 1, 7_200_000);
     let plan = choreo(&["topics", "plan"], &specs.dir);
     assert!(plan.status.success(), "{}", stderr(&plan));
-    assert!(stdout(&plan).contains(&format!("~ {topic}: partitions 2 -> 4")), "{}", stdout(&plan));
-    assert!(stdout(&plan).contains(&format!("~ {topic}: retention.ms 3600000 -> 7200000")), "{}", stdout(&plan));
+    assert!(
+        stdout(&plan).contains(&format!("~ {topic}: partitions 2 -> 4")),
+        "{}",
+        stdout(&plan)
+    );
+    assert!(
+        stdout(&plan).contains(&format!("~ {topic}: retention.ms 3600000 -> 7200000")),
+        "{}",
+        stdout(&plan)
+    );
 
     let apply = choreo(&["topics", "apply"], &specs.dir);
     assert!(apply.status.success(), "{}", stderr(&apply));
     let after = choreo(&["topics", "plan"], &specs.dir);
-    assert!(stdout(&after).contains("0 to change, 1 up to date"), "{}", stdout(&after));
+    assert!(
+        stdout(&after).contains("0 to change, 1 up to date"),
+        "{}",
+        stdout(&after)
+    );
 }
 
 #[test]
@@ -121,18 +162,38 @@ fn a_destructive_spec_is_refused_and_changes_nothing() {
     // Fewer partitions, and a config change beside it that must not be applied either.
     specs.write(&topic, 2, 1, 60_000);
     let refused = choreo(&["topics", "apply"], &specs.dir);
-    assert_eq!(refused.status.code(), Some(3), "{}{}", stdout(&refused), stderr(&refused));
-    assert!(stderr(&refused).contains(&format!("refusing to shrink {topic} from 4 to 2 partitions")), "{}", stderr(&refused));
+    assert_eq!(
+        refused.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&refused),
+        stderr(&refused)
+    );
+    assert!(
+        stderr(&refused).contains(&format!(
+            "refusing to shrink {topic} from 4 to 2 partitions"
+        )),
+        "{}",
+        stderr(&refused)
+    );
 
     specs.write(&topic, 4, 3, 3_600_000);
     let refused = choreo(&["topics", "apply"], &specs.dir);
     assert_eq!(refused.status.code(), Some(3));
-    assert!(stderr(&refused).contains("refusing to change the replication factor"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("refusing to change the replication factor"),
+        "{}",
+        stderr(&refused)
+    );
 
     // The cluster still has what was applied first.
     specs.write(&topic, 4, 1, 3_600_000);
     let plan = choreo(&["topics", "plan"], &specs.dir);
-    assert!(stdout(&plan).contains("0 to create, 0 to change, 1 up to date"), "{}", stdout(&plan));
+    assert!(
+        stdout(&plan).contains("0 to create, 0 to change, 1 up to date"),
+        "{}",
+        stdout(&plan)
+    );
 }
 
 #[test]
@@ -146,7 +207,14 @@ fn a_bad_spec_file_is_named_with_its_field_before_the_cluster_is_asked() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains(&format!("{}: field `partitions`: must be between 1 and 10000, got -1", file.display())), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!(
+            "{}: field `partitions`: must be between 1 and 10000, got -1",
+            file.display()
+        )),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -154,10 +222,22 @@ fn an_unreachable_cluster_gives_a_clear_error() {
     let mut specs = SpecDir::new();
     specs.write(&unique_topic(), 1, 1, 3_600_000);
     let output = Command::new(env!("CARGO_BIN_EXE_choreo"))
-        .args(["topics", "plan", "--brokers", "127.0.0.1:1", "--timeout", "2", "--dir"])
+        .args([
+            "topics",
+            "plan",
+            "--brokers",
+            "127.0.0.1:1",
+            "--timeout",
+            "2",
+            "--dir",
+        ])
         .arg(&specs.dir)
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("no Kafka broker answered at 127.0.0.1:1"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no Kafka broker answered at 127.0.0.1:1"),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -42,10 +42,14 @@ struct TestTopic {
 impl TestTopic {
     async fn create(prefix: &str, partitions: i32) -> Self {
         let name = unique(prefix);
-        let admin: AdminClient<DefaultClientContext> = admin_config(&kafka(), "stack-test").create().unwrap();
+        let admin: AdminClient<DefaultClientContext> =
+            admin_config(&kafka(), "stack-test").create().unwrap();
         let options = AdminOptions::new().operation_timeout(Some(WAIT));
         let results = admin
-            .create_topics(&[NewTopic::new(&name, partitions, TopicReplication::Fixed(1))], &options)
+            .create_topics(
+                &[NewTopic::new(&name, partitions, TopicReplication::Fixed(1))],
+                &options,
+            )
             .await
             .expect("create topic");
         results.into_iter().for_each(|r| {
@@ -58,16 +62,23 @@ impl TestTopic {
 impl Drop for TestTopic {
     fn drop(&mut self) {
         // Best effort: the request is sent even if nobody awaits the answer.
-        drop(self.admin.delete_topics(&[&self.name], &AdminOptions::new()));
+        drop(
+            self.admin
+                .delete_topics(&[&self.name], &AdminOptions::new()),
+        );
     }
 }
 
 fn producer() -> FutureProducer {
-    producer_config(&kafka(), "stack-test").create().expect("producer")
+    producer_config(&kafka(), "stack-test")
+        .create()
+        .expect("producer")
 }
 
 fn consumer(group: &str) -> StreamConsumer {
-    consumer_config(&kafka(), group, "stack-test").create().expect("consumer")
+    consumer_config(&kafka(), group, "stack-test")
+        .create()
+        .expect("consumer")
 }
 
 /// Kafka's `Utils.murmur2` (the Java client's default partitioner), to check that our keys land
@@ -109,10 +120,19 @@ async fn a_consumer_group_reads_what_was_produced_with_its_headers_and_commits_b
         let key = format!("order-{}", seq % 4);
         let event_id = uuid::Uuid::now_v7().to_string();
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "event_id", value: Some(event_id.as_str()) })
-            .insert(Header { key: "event_type", value: Some("test.Probe") });
+            .insert(Header {
+                key: "event_id",
+                value: Some(event_id.as_str()),
+            })
+            .insert(Header {
+                key: "event_type",
+                value: Some("test.Probe"),
+            });
         let payload = format!("payload-{seq}");
-        let record = FutureRecord::to(&topic.name).key(&key).payload(&payload).headers(headers);
+        let record = FutureRecord::to(&topic.name)
+            .key(&key)
+            .payload(&payload)
+            .headers(headers);
         let delivery = producer.send(record, WAIT).await.expect("delivered");
         sent.push((key, event_id, payload, delivery.partition, delivery.offset));
     }
@@ -123,7 +143,11 @@ async fn a_consumer_group_reads_what_was_produced_with_its_headers_and_commits_b
     let mut received = Vec::new();
     let mut stream = consumer.stream();
     while received.len() < sent.len() {
-        let message = tokio::time::timeout(WAIT, stream.next()).await.expect("a message in time").unwrap().unwrap();
+        let message = tokio::time::timeout(WAIT, stream.next())
+            .await
+            .expect("a message in time")
+            .unwrap()
+            .unwrap();
         let header = |name: &str| {
             let headers = message.headers().expect("headers");
             headers
@@ -143,7 +167,9 @@ async fn a_consumer_group_reads_what_was_produced_with_its_headers_and_commits_b
         consumer.store_offset_from_message(&message).unwrap();
     }
     drop(stream);
-    consumer.commit_consumer_state(CommitMode::Sync).expect("commit");
+    consumer
+        .commit_consumer_state(CommitMode::Sync)
+        .expect("commit");
 
     // Everything arrived once, with its headers; every key kept its order.
     let mut by_event = received.clone();
@@ -153,20 +179,38 @@ async fn a_consumer_group_reads_what_was_produced_with_its_headers_and_commits_b
     assert_eq!(by_event, expected);
     for key in (0..4).map(|k| format!("order-{k}")) {
         let order_sent: Vec<_> = sent.iter().filter(|m| m.0 == key).map(|m| &m.1).collect();
-        let order_received: Vec<_> = received.iter().filter(|m| m.0 == key).map(|m| &m.1).collect();
+        let order_received: Vec<_> = received
+            .iter()
+            .filter(|m| m.0 == key)
+            .map(|m| &m.1)
+            .collect();
         assert_eq!(order_sent, order_received, "order of {key}");
     }
 
     // The committed offsets are exactly past the last message of each partition.
-    let committed = consumer.committed(WAIT).expect("committed offsets");
+    // Asked for named partitions: `Consumer::committed` (rdkafka 0.39, librdkafka 2.12.1) keeps a
+    // reference that makes dropping the consumer hang forever.
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    (0..3).for_each(|p| {
+        partitions.add_partition(&topic.name, p);
+    });
+    let committed = consumer
+        .committed_offsets(partitions, WAIT)
+        .expect("committed offsets");
     let mut last: BTreeMap<i32, i64> = BTreeMap::new();
     for m in &sent {
         let entry = last.entry(m.3).or_insert(m.4);
         *entry = (*entry).max(m.4);
     }
     for (partition, offset) in last {
-        let element = committed.find_partition(&topic.name, partition).expect("partition committed");
-        assert_eq!(element.offset(), Offset::Offset(offset + 1), "partition {partition}");
+        let element = committed
+            .find_partition(&topic.name, partition)
+            .expect("partition committed");
+        assert_eq!(
+            element.offset(),
+            Offset::Offset(offset + 1),
+            "partition {partition}"
+        );
     }
     drop(consumer);
 
@@ -175,7 +219,10 @@ async fn a_consumer_group_reads_what_was_produced_with_its_headers_and_commits_b
     producer.send(late, WAIT).await.expect("delivered");
     let again = self::consumer(&group);
     again.subscribe(&[&topic.name]).unwrap();
-    let message = tokio::time::timeout(WAIT, again.recv()).await.expect("a message in time").unwrap();
+    let message = tokio::time::timeout(WAIT, again.recv())
+        .await
+        .expect("a message in time")
+        .unwrap();
     assert_eq!(message.payload(), Some(&b"late"[..]));
 }
 
@@ -188,8 +235,16 @@ async fn a_key_always_lands_on_the_partition_a_java_producer_would_choose() {
         for k in 0..30 {
             let key = format!("order-{k}");
             let record = FutureRecord::to(&topic.name).key(&key).payload("x");
-            let partition = producer.send(record, WAIT).await.expect("delivered").partition;
-            assert_eq!(partition, java_partition(key.as_bytes(), 6), "{key} in round {round}");
+            let partition = producer
+                .send(record, WAIT)
+                .await
+                .expect("delivered")
+                .partition;
+            assert_eq!(
+                partition,
+                java_partition(key.as_bytes(), 6),
+                "{key} in round {round}"
+            );
             partitions_used.insert(partition);
         }
     }
@@ -201,7 +256,9 @@ async fn an_avro_schema_registered_in_the_registry_decodes_what_it_encoded() {
     use apache_avro::types::Value;
     use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
     use schema_registry_converter::async_impl::schema_registry::{get_schema_by_id, SrSettings};
-    use schema_registry_converter::schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema};
+    use schema_registry_converter::schema_registry_common::{
+        SchemaType, SubjectNameStrategy, SuppliedSchema,
+    };
 
     #[derive(serde::Serialize)]
     struct Probe {
@@ -214,26 +271,51 @@ async fn an_avro_schema_registered_in_the_registry_decodes_what_it_encoded() {
     let encoder = AvroEncoder::new(settings.clone());
     let strategy = SubjectNameStrategy::TopicRecordNameStrategyWithSchema(
         topic.clone(),
-        SuppliedSchema::new(Some("test.stack.Probe".into()), SchemaType::Avro, schema.into()),
+        SuppliedSchema::new(
+            Some("test.stack.Probe".into()),
+            SchemaType::Avro,
+            schema.into(),
+        ),
     );
     let bytes = encoder
-        .encode_struct(Probe { id: "order-1".into(), amount_minor: 1999 }, &strategy)
+        .encode_struct(
+            Probe {
+                id: "order-1".into(),
+                amount_minor: 1999,
+            },
+            &strategy,
+        )
         .await
         .expect("encoded and registered");
 
     assert_eq!(bytes[0], 0, "Confluent magic byte");
     let id = u32::from_be_bytes(bytes[1..5].try_into().unwrap());
-    let registered = get_schema_by_id(id, &settings).await.expect("the id in the wire format resolves");
+    let registered = get_schema_by_id(id, &settings)
+        .await
+        .expect("the id in the wire format resolves");
     assert_eq!(
-        apache_avro::Schema::parse_str(&registered.schema).unwrap().canonical_form(),
-        apache_avro::Schema::parse_str(schema).unwrap().canonical_form()
+        apache_avro::Schema::parse_str(&registered.schema)
+            .unwrap()
+            .canonical_form(),
+        apache_avro::Schema::parse_str(schema)
+            .unwrap()
+            .canonical_form()
     );
 
-    let decoded = AvroDecoder::new(settings).decode(Some(&bytes)).await.expect("decoded");
-    assert_eq!(decoded.name.map(|n| n.fullname(None)), Some("test.stack.Probe".to_string()));
+    let decoded = AvroDecoder::new(settings)
+        .decode(Some(&bytes))
+        .await
+        .expect("decoded");
+    assert_eq!(
+        decoded.name.map(|n| n.fullname(None)),
+        Some("test.stack.Probe".to_string())
+    );
     assert_eq!(
         decoded.value,
-        Value::Record(vec![("id".into(), Value::String("order-1".into())), ("amount_minor".into(), Value::Long(1999))])
+        Value::Record(vec![
+            ("id".into(), Value::String("order-1".into())),
+            ("amount_minor".into(), Value::Long(1999))
+        ])
     );
 }
 
@@ -244,13 +326,22 @@ async fn every_service_database_accepts_its_own_role() {
     for service in ["ORDER", "INVENTORY", "PAYMENT", "SHIPPING", "GATEWAY"] {
         let var = format!("DATABASE_URL_{service}");
         let url = std::env::var(&var).unwrap_or_else(|_| panic!("{var} (run scripts/stack up)"));
-        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| panic!("{var}: {e}"));
-        let (user, database): (String, String) = sqlx::query_as("select current_user::text, current_database()::text")
-            .fetch_one(&mut conn)
+        let mut conn = sqlx::PgConnection::connect(&url)
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{var}: {e}"));
+        let (user, database): (String, String) =
+            sqlx::query_as("select current_user::text, current_database()::text")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
         let expected = format!("shop_{}", service.to_lowercase());
-        assert_eq!((user.as_str(), database.as_str()), (expected.as_str(), expected.as_str()));
-        sqlx::query("create temporary table probe (id int)").execute(&mut conn).await.expect("can create tables");
+        assert_eq!(
+            (user.as_str(), database.as_str()),
+            (expected.as_str(), expected.as_str())
+        );
+        sqlx::query("create temporary table probe (id int)")
+            .execute(&mut conn)
+            .await
+            .expect("can create tables");
     }
 }

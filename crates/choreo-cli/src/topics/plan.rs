@@ -295,7 +295,7 @@ mod tests {
     #[test]
     fn an_applied_spec_plans_no_change() {
         let desired = spec(12, &[("retention.ms", "1000")]);
-        let plan = plan(&[desired.clone()], &current(state_of(&desired)));
+        let plan = plan(std::slice::from_ref(&desired), &current(state_of(&desired)));
         assert!(plan.is_empty(), "{plan}");
         assert!(plan
             .to_string()
@@ -391,23 +391,52 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        const KEYS: [&str; 4] = ["retention.ms", "segment.ms", "cleanup.policy", "max.message.bytes"];
+        const KEYS: [&str; 4] = [
+            "retention.ms",
+            "segment.ms",
+            "cleanup.policy",
+            "max.message.bytes",
+        ];
 
         fn configs() -> impl Strategy<Value = BTreeMap<String, String>> {
-            proptest::collection::btree_map(proptest::sample::select(&KEYS[..]).prop_map(String::from), "[0-9]{1,3}", 0..4)
+            proptest::collection::btree_map(
+                proptest::sample::select(&KEYS[..]).prop_map(String::from),
+                "[0-9]{1,3}",
+                0..4,
+            )
         }
 
         fn state() -> impl Strategy<Value = TopicState> {
-            (1u32..40, 1u16..3, configs(), configs()).prop_map(|(partitions, replication_factor, overrides, defaults)| {
-                let mut configs: BTreeMap<String, ConfigValue> = defaults
-                    .into_iter()
-                    .map(|(k, v)| (k, ConfigValue { value: Some(v), is_override: false }))
-                    .collect();
-                for (k, v) in overrides {
-                    configs.insert(k, ConfigValue { value: Some(v), is_override: true });
-                }
-                TopicState { partitions, replication_factor, configs }
-            })
+            (1u32..40, 1u16..3, configs(), configs()).prop_map(
+                |(partitions, replication_factor, overrides, defaults)| {
+                    let mut configs: BTreeMap<String, ConfigValue> = defaults
+                        .into_iter()
+                        .map(|(k, v)| {
+                            (
+                                k,
+                                ConfigValue {
+                                    value: Some(v),
+                                    is_override: false,
+                                },
+                            )
+                        })
+                        .collect();
+                    for (k, v) in overrides {
+                        configs.insert(
+                            k,
+                            ConfigValue {
+                                value: Some(v),
+                                is_override: true,
+                            },
+                        );
+                    }
+                    TopicState {
+                        partitions,
+                        replication_factor,
+                        configs,
+                    }
+                },
+            )
         }
 
         /// What the cluster looks like after `plan` was carried out, as Kafka would do it.
@@ -416,16 +445,30 @@ mod tests {
             for change in &plan.changes {
                 match change {
                     TopicChange::Create(spec) => state = state_of(spec),
-                    TopicChange::Alter { partitions, configs, desired_configs, .. } => {
+                    TopicChange::Alter {
+                        partitions,
+                        configs,
+                        desired_configs,
+                        ..
+                    } => {
                         if let Some((_, to)) = partitions {
                             state.partitions = *to;
                         }
                         if !configs.is_empty() {
                             for entry in state.configs.values_mut().filter(|c| c.is_override) {
-                                *entry = ConfigValue { value: Some("broker-default".into()), is_override: false };
+                                *entry = ConfigValue {
+                                    value: Some("broker-default".into()),
+                                    is_override: false,
+                                };
                             }
                             for (k, v) in desired_configs {
-                                state.configs.insert(k.clone(), ConfigValue { value: Some(v.clone()), is_override: true });
+                                state.configs.insert(
+                                    k.clone(),
+                                    ConfigValue {
+                                        value: Some(v.clone()),
+                                        is_override: true,
+                                    },
+                                );
                             }
                         }
                     }
