@@ -1,0 +1,114 @@
+//! Generates the event types from the .avsc files (the source of truth) with rsgen-avro, and an
+//! `choreo::avro::Event` impl for each event with its topic taken from topics/*.yaml. An event
+//! with no schema, or a schema on no topic, fails the build.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+#[derive(serde::Deserialize)]
+struct TopicSpec {
+    name: String,
+    events: Vec<String>,
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let schemas_dir = root.join("schemas");
+    let topics_dir = root.join("topics");
+    println!("cargo:rerun-if-changed={}", schemas_dir.display());
+    println!("cargo:rerun-if-changed={}", topics_dir.display());
+
+    let files = files_with_extension(&schemas_dir, "avsc");
+    let texts: Vec<String> = files.iter().map(|f| read(f)).collect();
+    let schemas = rsgen_avro::Schema::parse_list(texts.iter().map(String::as_str))
+        .unwrap_or_else(|e| panic!("schemas/*.avsc do not parse together: {e}"));
+
+    let mut topic_of: BTreeMap<String, String> = BTreeMap::new();
+    for file in files_with_extension(&topics_dir, "yaml") {
+        let spec: TopicSpec = serde_yaml_ng::from_str(&read(&file))
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for event in spec.events {
+            if let Some(other) = topic_of.insert(event.clone(), spec.name.clone()) {
+                panic!("{event} is listed on two topics, {other} and {}", spec.name);
+            }
+        }
+    }
+
+    let mut code = String::new();
+    rsgen_avro::Generator::builder()
+        .build()
+        .expect("rsgen-avro generator")
+        .generate(
+            &rsgen_avro::Source::Schemas(&schemas),
+            &mut Buffer(&mut code),
+        )
+        .expect("generate Rust types from schemas/*.avsc");
+
+    let mut events = Vec::new();
+    for (file, schema) in files.iter().zip(&schemas) {
+        let name = schema
+            .name()
+            .unwrap_or_else(|| panic!("{}: the top level must be a named record", file.display()));
+        let full_name = name.fullname(None);
+        let topic = topic_of.remove(&full_name).unwrap_or_else(|| {
+            panic!(
+                "{}: {full_name} is on no topic; list it under `events:` in topics/*.yaml",
+                file.display()
+            )
+        });
+        let path = file.canonicalize().expect("schema path");
+        writeln!(
+            code,
+            "impl choreo::avro::Event for {ty} {{\n    const NAME: &'static str = {full_name:?};\n    \
+             const SCHEMA: &'static str = include_str!({path:?});\n    const TOPIC: &'static str = {topic:?};\n}}\n",
+            ty = name.name,
+        )
+        .unwrap();
+        events.push((full_name, name.name.clone(), topic));
+    }
+    if let Some((event, topic)) = topic_of.into_iter().next() {
+        panic!("topics/{topic}.yaml lists {event}, but no schemas/**/*.avsc defines it");
+    }
+    writeln!(code, "/// Every event: (full name, Rust type name, topic).").unwrap();
+    writeln!(code, "pub const ALL: &[(&str, &str, &str)] = &{events:?};").unwrap();
+
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("events.rs");
+    std::fs::write(out, code).expect("write generated events");
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn files_with_extension(dir: &Path, extension: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == extension) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// rsgen-avro writes to `io::Write`; collect into the generated source.
+struct Buffer<'a>(&'a mut String);
+
+impl std::io::Write for Buffer<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .push_str(std::str::from_utf8(bytes).map_err(std::io::Error::other)?);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
