@@ -15,6 +15,10 @@ use serde::Serialize;
 
 /// An event type with its Avro schema and the topic it travels on. Implemented by generated code
 /// (see `crates/events`), never by hand for shop events.
+///
+/// The type's serde name must be the record's name (generated types are named so; a hand-written
+/// type named otherwise needs `#[serde(rename = "Record")]`): decoding reads straight from the
+/// bytes into the type and checks that the two agree.
 pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The fully qualified record name, e.g. `shop.order.OrderPlaced`.
     const NAME: &'static str;

@@ -2,13 +2,10 @@
 //! manual commits, headers, key partitioning), the schema registry (register, encode, fetch by id,
 //! decode) and PostgreSQL (one database and role per service).
 //!
-//! Needs the stack: `scripts/stack up` (scripts/test brings it up).
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use choreo::kafka::{admin_config, consumer_config, producer_config};
-use choreo::{KafkaConfig, RegistryConfig};
 use futures::StreamExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -17,21 +14,9 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Offset;
 
+use crate::{kafka, registry, unique};
+
 const WAIT: Duration = Duration::from_secs(30);
-
-fn kafka() -> KafkaConfig {
-    choreo::config::load_env_file();
-    KafkaConfig::from_env().expect("the stack's addresses (run scripts/stack up)")
-}
-
-fn registry() -> RegistryConfig {
-    choreo::config::load_env_file();
-    RegistryConfig::from_env().expect("the stack's addresses (run scripts/stack up)")
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}.{}", uuid::Uuid::now_v7().simple())
-}
 
 /// A fresh topic for one test, deleted when dropped.
 struct TestTopic {
