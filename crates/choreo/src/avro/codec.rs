@@ -72,13 +72,16 @@ impl CodecError {
 /// Encodes and decodes events; cheap to share behind an `Arc`.
 pub struct Codec {
     settings: SrSettings,
-    writers: RwLock<HashMap<TypeId, HashMap<Box<str>, Arc<PreparedWriter>>>>,
+    writers: RwLock<HashMap<TypeId, WritersByTopic>>,
     readers: RwLock<HashMap<(TypeId, u32), Arc<PreparedReader>>>,
     generic_readers: RwLock<HashMap<u32, Arc<PreparedReader>>>,
     writer_schemas: RwLock<HashMap<u32, &'static Schema>>,
     own_schemas: RwLock<HashMap<TypeId, &'static Schema>>,
     registry_calls: AtomicU64,
 }
+
+/// A type's prepared writers, one per topic (the subject, and so the id, depends on the topic).
+type WritersByTopic = HashMap<Box<str>, Arc<PreparedWriter>>;
 
 struct PreparedWriter {
     header: [u8; wire::HEADER_LEN],
