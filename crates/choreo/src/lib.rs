@@ -6,6 +6,11 @@
 
 pub mod avro;
 pub mod config;
+pub mod db;
+pub mod envelope;
+pub mod inbox;
 pub mod kafka;
+pub mod outbox;
+pub mod relay;
 
 pub use config::{ConfigError, KafkaConfig, RegistryConfig};

@@ -34,9 +34,11 @@ pub fn subject(topic: &str, record: &str) -> String {
 }
 
 /// The text under which a schema is registered: the .avsc parsed and written back as compact
-/// JSON with sorted keys. Apicurio stores schema text as received, so one stable form keeps one
-/// schema from becoming several versions. Docs and defaults are kept (defaults matter for
-/// compatibility, so Avro's Parsing Canonical Form, which drops them, would not do).
+/// JSON with sorted keys, so every writer (the codec, `choreo schemas register`) sends the same
+/// text for the same schema and a registration never turns into a new version by formatting.
+/// Docs and defaults are kept (defaults matter for compatibility, so Avro's Parsing Canonical
+/// Form, which drops them, would not do). Compare registered text only after normalising it too:
+/// Apicurio answers with its own key order.
 pub fn normalize_schema(text: &str) -> Result<String, serde_json::Error> {
     let value: serde_json::Value = serde_json::from_str(text)?;
     serde_json::to_string(&value)

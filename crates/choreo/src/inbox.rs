@@ -1,0 +1,25 @@
+//! The inbox: a consumer records every event it applies, in the transaction that applies it, so
+//! that an event delivered again (after a crash before the offset commit, a rebalance, a relay
+//! that published twice) is recognised and skipped.
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// Records that `consumer` applies `event_id` in the current transaction. Returns false when it
+/// already had: the caller must then skip the event. A concurrent transaction recording the same
+/// event makes this wait for its outcome.
+pub async fn record(
+    tx: &mut PgConnection,
+    consumer: &str,
+    event_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "insert into choreo_inbox (consumer, event_id) values ($1, $2) on conflict do nothing",
+    )
+    .bind(consumer)
+    .bind(event_id)
+    .execute(tx)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
