@@ -7,14 +7,39 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::schemas::{self, check, history, register};
 use crate::topics;
 
 const AFTER_HELP: &str = "\
 Addresses come from flags, then environment variables, then .stack/env (written by
 `scripts/stack up`), found from the current directory upwards or named by CHOREO_ENV_FILE.
 
-Exit codes: 0 done (or nothing to do), 1 failed (e.g. cluster unreachable),
-2 bad input (bad arguments or spec files), 3 refused (a destructive change was asked for).";
+Exit codes: 0 done (or nothing to do), 1 failed (e.g. cluster or registry unreachable),
+2 bad input (bad arguments, spec or schema files, an unknown git ref), 3 refused (a destructive
+topic change was asked for, or a schema breaks BACKWARD_TRANSITIVE compatibility).";
+
+const SCHEMAS_REGISTER_HELP: &str = "\
+Examples:
+  choreo schemas register
+  choreo schemas register --registry http://registry:8081 --schemas-dir schemas --topics-dir topics
+
+Each event a topic spec lists is registered under the subject <topic>-<namespace.Record>
+(e.g. shop.orders.v1-shop.order.OrderPlaced), as compact JSON with sorted keys, and the subject
+is set to BACKWARD_TRANSITIVE. Run twice, the second run reports every subject as already
+registered, with the same ids. Exit 3 when the registry refuses a schema as incompatible.";
+
+const SCHEMAS_CHECK_HELP: &str = "\
+Examples:
+  choreo schemas check                         against the registry's versions
+  choreo schemas check --against HEAD~1        offline: against git history up to HEAD~1
+  choreo schemas check --against origin/main   offline: before opening a pull request
+
+BACKWARD_TRANSITIVE: a consumer on the new schema must read every event written with any
+earlier version. Adding a field with a default or removing a field is fine; adding a field
+without a default, changing a type beyond Avro's promotions (int to long, float or double; long
+to float or double; float to double; string to and from bytes), removing an enum symbol (from an
+enum with no default) or a union branch breaks it. Exit 3 on a break, naming the schema, the
+field and the rule; exit 2 for bad schema files or an unknown git ref.";
 
 /// The operator tool for the shop's event backbone.
 #[derive(Debug, Parser)]
@@ -36,7 +61,7 @@ pub struct ClusterArgs {
         default_value = "127.0.0.1:9092"
     )]
     pub brokers: String,
-    /// How long to wait for the cluster on each request, in seconds.
+    /// How long to wait for the cluster or the schema registry on each request, in seconds.
     #[arg(long, global = true, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
 }
@@ -46,6 +71,9 @@ pub enum Command {
     /// Topics as code: compare topics/*.yaml with the cluster and align it.
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// Schemas as code: register schemas/**/*.avsc under the subjects topics/*.yaml implies,
+    /// and check that they stay BACKWARD_TRANSITIVE.
+    Schemas(SchemasArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +92,41 @@ pub struct TopicsArgs {
     /// The folder of topic spec files (one <topic>.yaml per topic).
     #[arg(long, default_value = "topics")]
     pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemasArgs {
+    /// The folder of Avro schema files (*.avsc at any depth, one event record each).
+    #[arg(long, global = true, default_value = "schemas")]
+    pub schemas_dir: PathBuf,
+    /// The folder of topic spec files, which say which events travel on which topic.
+    #[arg(long, global = true, default_value = "topics")]
+    pub topics_dir: PathBuf,
+    /// The schema registry's Confluent API base URL (not needed for `check --against`).
+    #[arg(long, global = true, env = "SCHEMA_REGISTRY_URL")]
+    pub registry: Option<String>,
+    #[command(subcommand)]
+    pub command: SchemasCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemasCommand {
+    /// Set every subject to BACKWARD_TRANSITIVE and register its schema; a schema already
+    /// registered keeps its id.
+    #[command(after_help = SCHEMAS_REGISTER_HELP)]
+    Register,
+    /// Check that every schema reads all events written with earlier versions: against the
+    /// registry, or offline against git history with --against.
+    #[command(after_help = SCHEMAS_CHECK_HELP)]
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Check offline against every version in git history up to and including this ref (a
+    /// commit, branch or tag), instead of against the registry.
+    #[arg(long, value_name = "GIT_REF")]
+    pub against: Option<String>,
 }
 
 /// Runs a parsed command line to its exit code.
@@ -114,16 +177,17 @@ fn fail(failure: Failure) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<(), Failure> {
-    let kafka = choreo::KafkaConfig::parse(&cli.cluster.brokers)
-        .map_err(|e| Failure::BadInput(e.to_string()))?;
     let timeout = Duration::from_secs(cli.cluster.timeout);
     match cli.command {
-        Command::Topics(TopicsCommand::Plan(args)) => {
-            topics_run(&kafka, &args, timeout, false).await
+        Command::Topics(command) => {
+            let kafka = choreo::KafkaConfig::parse(&cli.cluster.brokers)
+                .map_err(|e| Failure::BadInput(e.to_string()))?;
+            match command {
+                TopicsCommand::Plan(args) => topics_run(&kafka, &args, timeout, false).await,
+                TopicsCommand::Apply(args) => topics_run(&kafka, &args, timeout, true).await,
+            }
         }
-        Command::Topics(TopicsCommand::Apply(args)) => {
-            topics_run(&kafka, &args, timeout, true).await
-        }
+        Command::Schemas(args) => schemas_run(args, timeout).await,
     }
 }
 
@@ -160,4 +224,69 @@ async fn topics_run(
     topics::cluster::apply(&admin, &specs, &plan, timeout).await?;
     println!("Applied: the cluster now matches the specs.");
     Ok(())
+}
+
+async fn schemas_run(args: SchemasArgs, timeout: Duration) -> Result<(), Failure> {
+    let catalog = schemas::load(&args.schemas_dir, &args.topics_dir).map_err(|e| {
+        let problems = e.to_string().replace('\n', "\n  ");
+        Failure::BadInput(format!("the schemas cannot be used:\n  {problems}"))
+    })?;
+    let report = match args.command {
+        SchemasCommand::Register => {
+            let registry = registry(args.registry.as_deref(), timeout)?;
+            let report = register::register(&catalog, &registry)
+                .await
+                .map_err(|e| Failure::Error(e.into()))?;
+            println!("{report}");
+            return refuse_if_any(report.refusals(), "the registry refused");
+        }
+        SchemasCommand::Check(CheckArgs {
+            against: Some(reference),
+        }) => {
+            let repo = history::Repo::discover(&args.schemas_dir).map_err(git_failure)?;
+            check::offline(&catalog, &repo, &reference).map_err(git_failure)?
+        }
+        SchemasCommand::Check(CheckArgs { against: None }) => {
+            let registry = registry(args.registry.as_deref(), timeout)?;
+            check::online(&catalog, &registry)
+                .await
+                .map_err(|e| Failure::Error(e.into()))?
+        }
+    };
+    println!("{report}");
+    refuse_if_any(
+        report.breaks(),
+        "schemas break BACKWARD_TRANSITIVE compatibility",
+    )
+}
+
+fn registry(url: Option<&str>, timeout: Duration) -> Result<schemas::Registry, Failure> {
+    let url = url.ok_or_else(|| {
+        Failure::BadInput(format!(
+            "no schema registry: pass --registry, or set {} (`scripts/stack up` writes it to \
+             .stack/env)",
+            choreo::RegistryConfig::URL_VAR
+        ))
+    })?;
+    let config =
+        choreo::RegistryConfig::parse(url).map_err(|e| Failure::BadInput(e.to_string()))?;
+    schemas::Registry::new(&config, timeout).map_err(|e| Failure::Error(e.into()))
+}
+
+fn refuse_if_any(reasons: Vec<String>, what: &str) -> Result<(), Failure> {
+    if reasons.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::Refused(format!(
+        "{what}:\n  {}",
+        reasons.join("\n  ")
+    )))
+}
+
+/// A ref or folder the user named is bad input; git failing otherwise is an error.
+fn git_failure(error: history::GitError) -> Failure {
+    match error {
+        history::GitError::Failed { .. } => Failure::Error(error.into()),
+        _ => Failure::BadInput(error.to_string()),
+    }
 }
