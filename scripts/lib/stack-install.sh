@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Installs what the local stack needs: Debian packages (apt-get) and, from Maven Central, the Kafka
-# broker classpath and the Apicurio Registry application, each cached under $CACHE_DIR.
-# Sourced by scripts/stack.
+# broker classpath and the Apicurio Registry application, each cached under $CACHE_DIR; and, from
+# PyPI, the Python client the interop tests run against our events. Sourced by scripts/stack.
 
 # --- Debian packages ---------------------------------------------------------------------------
 
@@ -132,9 +132,11 @@ install_packages() {
 
 KAFKA_CACHE="" # set by cache_paths
 REGISTRY_CACHE=""
+INTEROP_VENV=""
 cache_paths() {
   KAFKA_CACHE=$CACHE_DIR/kafka
   REGISTRY_CACHE=$CACHE_DIR/apicurio
+  INTEROP_VENV=$CACHE_DIR/python-interop
 }
 
 kafka_cached() { [[ $(cat "$KAFKA_CACHE/VERSION" 2>/dev/null) == "$KAFKA_VERSION" ]]; }
@@ -206,4 +208,39 @@ resolve_registry() {
   rm -rf "$REGISTRY_CACHE"
   mv "$tmp/app" "$REGISTRY_CACHE"
   rm -rf "$tmp"
+}
+
+# --- Python environment for the interop tests --------------------------------------------------
+
+# crates/events/tests/it/interop.rs runs scripts/interop/avro_interop.py with Confluent's Python
+# client (confluent-kafka with its avro and schemaregistry extras) against our events. It lives in
+# a venv in the cache, pinned whole by scripts/interop/requirements.txt; .stack/env names its
+# interpreter as INTEROP_PYTHON.
+INTEROP_REQUIREMENTS=scripts/interop/requirements.txt
+
+interop_python() { printf '%s/bin/python' "$INTEROP_VENV"; }
+
+# Current when the marker holds exactly the pins and bin/python, a symlink to the interpreter the
+# venv was made from, still resolves (it does not once that Python is removed).
+interop_installed() {
+  [[ -x $(interop_python) ]] &&
+    cmp -s "$INTEROP_VENV/.installed" "$STACK_ROOT/$INTEROP_REQUIREMENTS"
+}
+
+# Creates the venv and installs the pins, unless its marker says that is done. The marker is
+# written last, so an interrupted install is redone from scratch by the next `up`.
+install_python_interop() {
+  interop_installed && return 0
+  command -v python3 >/dev/null || install_packages python3
+  # Debian's python3 has no ensurepip (so no venv with pip) until python3-venv is installed.
+  python3 -c 'import ensurepip, venv' 2>/dev/null || install_packages python3-venv
+  say "installing the Python interop client (confluent-kafka) into $(show_path "$INTEROP_VENV")"
+  rm -rf "$INTEROP_VENV"
+  python3 -m venv "$INTEROP_VENV" >&2 || die "python3 -m venv $(show_path "$INTEROP_VENV") failed"
+  "$(interop_python)" -m pip install -q --disable-pip-version-check --no-input \
+    -r "$STACK_ROOT/$INTEROP_REQUIREMENTS" >&2 ||
+    die "pip could not install $INTEROP_REQUIREMENTS into $(show_path "$INTEROP_VENV")"
+  "$(interop_python)" -c 'import confluent_kafka.schema_registry.avro' ||
+    die "the interop venv cannot import confluent_kafka.schema_registry.avro"
+  cp "$STACK_ROOT/$INTEROP_REQUIREMENTS" "$INTEROP_VENV/.installed"
 }
