@@ -243,6 +243,13 @@ async fn latency_at(rate: u32, seconds: u32) -> Vec<Duration> {
         latencies.push(arrived.saturating_duration_since(committed_at));
     }
     writer.await.unwrap();
+    let batches = stats.batches.load(Ordering::Relaxed).max(1);
+    println!(
+        "    ({} batches, {:.1} events and {:.1} ms of Kafka send+commit per batch on average)",
+        batches,
+        total as f64 / batches as f64,
+        stats.publish_micros.load(Ordering::Relaxed) as f64 / batches as f64 / 1e3
+    );
     shutdown.cancel();
     task.await.unwrap().unwrap();
     latencies.sort();

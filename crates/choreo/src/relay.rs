@@ -96,6 +96,8 @@ pub struct RelayStats {
     pub is_leader: AtomicBool,
     /// Times this relay became leader.
     pub terms: AtomicU64,
+    /// Time spent sending and committing batches to Kafka, in microseconds, over all batches.
+    pub publish_micros: AtomicU64,
 }
 
 /// A relay for one service database.
@@ -215,7 +217,11 @@ impl Relay {
                 }
                 continue;
             }
+            let started = std::time::Instant::now();
             self.publish(&producer, &rows).await?;
+            self.stats
+                .publish_micros
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
             let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
             if self
                 .faults
