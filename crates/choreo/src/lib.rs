@@ -6,6 +6,7 @@
 
 pub mod avro;
 pub mod config;
+pub mod consumer;
 pub mod db;
 pub mod envelope;
 pub mod inbox;

@@ -3,6 +3,7 @@
 //! up); addresses come from .stack/env.
 
 mod codec;
+mod consumer;
 mod relay;
 mod stack;
 

@@ -1,0 +1,117 @@
+//! The consumer's rebalance hook and the registry of partition workers it shares with the
+//! runner. On revocation the hook stops the revoked partitions' workers and waits (up to the
+//! grace period) until each has finished and committed the batch in hand, before the partitions
+//! are given to another member.
+
+use std::collections::HashMap;
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::message::OwnedMessage;
+use rdkafka::ClientContext;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A running partition worker.
+pub(crate) struct WorkerHandle {
+    pub sender: mpsc::Sender<OwnedMessage>,
+    pub stop: CancellationToken,
+    pub done: std_mpsc::Receiver<()>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Partition workers by (topic, partition).
+#[derive(Default)]
+pub(crate) struct Workers {
+    map: Mutex<HashMap<(String, i32), WorkerHandle>>,
+}
+
+impl Workers {
+    pub fn sender(&self, topic: &str, partition: i32) -> Option<mpsc::Sender<OwnedMessage>> {
+        let map = self.map.lock().expect("workers lock");
+        map.get(&(topic.to_owned(), partition))
+            .filter(|w| !w.stop.is_cancelled() && !w.task.is_finished())
+            .map(|w| w.sender.clone())
+    }
+
+    pub fn insert(&self, topic: &str, partition: i32, handle: WorkerHandle) {
+        self.map
+            .lock()
+            .expect("workers lock")
+            .insert((topic.to_owned(), partition), handle);
+    }
+
+    /// Removes the workers matching `pick`.
+    pub fn take(&self, pick: impl Fn(&str, i32) -> bool) -> Vec<WorkerHandle> {
+        let mut map = self.map.lock().expect("workers lock");
+        let keys: Vec<(String, i32)> = map.keys().filter(|(t, p)| pick(t, *p)).cloned().collect();
+        keys.into_iter().filter_map(|k| map.remove(&k)).collect()
+    }
+
+    /// Kills every worker without waiting (a crash).
+    pub fn abort_all(&self) {
+        for handle in self.take(|_, _| true) {
+            handle.task.abort();
+        }
+    }
+}
+
+/// Stops `handles` and waits until each has committed its batch in hand, or `grace` passed.
+/// Blocking: called from librdkafka's rebalance callback and from shutdown.
+pub(crate) fn stop_and_wait(handles: Vec<WorkerHandle>, grace: Duration) -> usize {
+    for handle in &handles {
+        handle.stop.cancel();
+    }
+    let deadline = Instant::now() + grace;
+    let wait = || {
+        handles
+            .iter()
+            .filter(|h| {
+                h.done
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    .is_err()
+            })
+            .count()
+    };
+    let unfinished = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    };
+    for handle in handles {
+        handle.task.abort();
+    }
+    unfinished
+}
+
+pub(crate) struct RunnerContext {
+    pub workers: Arc<Workers>,
+    pub grace: Duration,
+}
+
+impl ClientContext for RunnerContext {}
+
+impl ConsumerContext for RunnerContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(revoked) = rebalance {
+            let revoked: Vec<(String, i32)> = revoked
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            let handles = self
+                .workers
+                .take(|t, p| revoked.iter().any(|(rt, rp)| rt == t && *rp == p));
+            let count = handles.len();
+            let unfinished = stop_and_wait(handles, self.grace);
+            tracing::info!(
+                partitions = revoked.len(),
+                workers = count,
+                unfinished,
+                "partitions revoked"
+            );
+        }
+    }
+}

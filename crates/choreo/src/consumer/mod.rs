@@ -1,0 +1,140 @@
+//! The consumer runner: a consumer group that applies events to a service's database exactly
+//! once, each key in order.
+//!
+//! Messages of each partition go to a worker of their own, so partitions are applied in
+//! parallel and each partition (and so each key) in order. A worker applies a batch in one
+//! database transaction: per message, the inbox row ([`crate::inbox`]), the handler's effect and
+//! its outgoing outbox rows, under a savepoint each. Offsets are committed only after that
+//! transaction commits, so a crash between the two redelivers events whose inbox rows say they
+//! were applied: they are skipped.
+//!
+//! A transient failure (database down, serialization failure, deadlock, registry unreachable)
+//! rolls the batch back and retries it with backoff, in place. A permanent one (not our wire
+//! format, unknown schema, a handler's rejection, unreadable headers, or a transient one that
+//! exhausted its retries) sends that message to `<topic>.<group>.dlq` with the reason in headers
+//! ([`dlq`]) and the batch goes on. On shutdown or when a partition is revoked, its worker
+//! finishes and commits the batch in hand, then lets go.
+
+mod context;
+pub mod dlq;
+mod runner;
+mod worker;
+
+use std::time::Duration;
+
+pub use runner::{Consumer, ConsumerError, ConsumerStats, Faults};
+
+use crate::avro::CodecError;
+use crate::envelope::Metadata;
+
+/// How a consumer behaves.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// The consumer group; also the inbox's consumer name and part of the DLQ topic names.
+    pub group: String,
+    pub topics: Vec<String>,
+    /// The most messages applied in one database transaction.
+    pub batch_size: usize,
+    /// First and longest wait between retries of a transiently failing batch.
+    pub backoff: (Duration, Duration),
+    /// Retries of one batch before its failing message is dead-lettered as `retries_exhausted`.
+    pub max_retries: u32,
+    /// How long shutdown and revocation wait for batches in hand.
+    pub grace: Duration,
+}
+
+impl ConsumerConfig {
+    pub fn new(group: &str, topics: &[&str]) -> Self {
+        Self {
+            group: group.to_owned(),
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            batch_size: 500,
+            backoff: (Duration::from_millis(50), Duration::from_secs(5)),
+            max_retries: 20,
+            grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// One event as a handler sees it.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: String,
+    pub metadata: Metadata,
+    /// The value as it came (Confluent-framed Avro for shop events): decode it with the codec.
+    pub value: Vec<u8>,
+}
+
+/// Why a handler did not apply an event.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Try again later; the batch is retried in place.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// The event can never be applied (the handler's decision); it is dead-lettered.
+    #[error("rejected: {0}")]
+    Rejected(String),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl HandlerError {
+    /// `None` when worth a retry; else the reason recorded in the dead letter.
+    pub fn permanent_reason(&self) -> Option<&'static str> {
+        match self {
+            HandlerError::Transient(_) | HandlerError::Database(_) => None,
+            HandlerError::Rejected(_) => Some("rejected"),
+            HandlerError::Codec(error) => match error {
+                CodecError::RegistryUnavailable { .. } => None,
+                CodecError::NotWireFormat(_) => Some("not_wire_format"),
+                CodecError::UnknownSchemaId { .. } => Some("unknown_schema"),
+                CodecError::SchemaMismatch { .. } => Some("schema_mismatch"),
+                CodecError::Malformed { .. } => Some("malformed"),
+                CodecError::Rejected { .. } | CodecError::Encode { .. } => Some("encode_failed"),
+            },
+        }
+    }
+}
+
+/// Applies events; one per service and consumer group.
+pub trait Handler: Send + Sync + 'static {
+    /// Applies `event` inside `tx` (a savepoint of the batch's transaction): the effect on the
+    /// service's state and any outgoing events ([`crate::outbox::Outbox::add`]).
+    fn handle(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        event: &Incoming,
+    ) -> impl std::future::Future<Output = Result<(), HandlerError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_can_never_succeed_is_dead_lettered() {
+        assert_eq!(
+            HandlerError::Transient("db down".into()).permanent_reason(),
+            None
+        );
+        assert_eq!(
+            HandlerError::Database(sqlx::Error::PoolTimedOut).permanent_reason(),
+            None
+        );
+        assert_eq!(
+            HandlerError::Rejected("no such sku".into()).permanent_reason(),
+            Some("rejected")
+        );
+        let unknown = HandlerError::Codec(CodecError::UnknownSchemaId { id: 9 });
+        assert_eq!(unknown.permanent_reason(), Some("unknown_schema"));
+        let down = HandlerError::Codec(CodecError::RegistryUnavailable {
+            detail: "refused".into(),
+        });
+        assert_eq!(down.permanent_reason(), None);
+    }
+}

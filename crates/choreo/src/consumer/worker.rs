@@ -1,0 +1,287 @@
+//! One partition's worker: takes messages in order, applies them in batches (one database
+//! transaction each), retries transient failures in place, dead-letters permanent ones, and
+//! commits the partition's offset after each batch's transaction commits.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc as std_mpsc, Arc};
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use sqlx::{Acquire, PgPool};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::context::RunnerContext;
+use super::dlq::DeadLetter;
+use super::runner::{ConsumerStats, Faults};
+use super::{ConsumerConfig, Handler, HandlerError, Incoming};
+use crate::envelope::Metadata;
+
+pub(crate) struct Worker<H> {
+    pub consumer: Arc<StreamConsumer<RunnerContext>>,
+    pub pool: PgPool,
+    pub handler: Arc<H>,
+    pub dlq: FutureProducer,
+    pub config: Arc<ConsumerConfig>,
+    pub stats: Arc<ConsumerStats>,
+    pub faults: Faults,
+    /// Cancelled by a fault point: the whole consumer dies without committing.
+    pub crash: CancellationToken,
+}
+
+/// Why a batch did not go through.
+enum BatchError {
+    /// The database, the registry or Kafka failed: retried without limit (with backoff).
+    Infrastructure(String),
+    /// The handler asked for a retry of the message at this offset: counted.
+    Handler { offset: i64, error: String },
+    /// A fault point fired.
+    Crashed,
+}
+
+impl<H: Handler> Worker<H> {
+    pub async fn run(
+        self,
+        mut messages: mpsc::Receiver<OwnedMessage>,
+        stop: CancellationToken,
+        done: std_mpsc::Sender<()>,
+    ) {
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                message = messages.recv() => match message { Some(m) => m, None => break },
+            };
+            let mut batch = vec![first];
+            while batch.len() < self.config.batch_size {
+                match messages.try_recv() {
+                    Ok(message) => batch.push(message),
+                    Err(_) => break,
+                }
+            }
+            match self.apply_with_retries(&batch, &stop).await {
+                Ok(()) => self.commit_offset(&batch, stop.is_cancelled()),
+                Err(BatchError::Crashed) => {
+                    self.crash.cancel();
+                    return;
+                }
+                Err(_) => break, // stopped while retrying: nothing committed, redelivered later
+            }
+        }
+        let _ = done.send(());
+    }
+
+    fn commit_offset(&self, batch: &[OwnedMessage], sync: bool) {
+        let last = batch.last().expect("a batch is never empty");
+        let mut offsets = TopicPartitionList::new();
+        let _ = offsets.add_partition_offset(
+            last.topic(),
+            last.partition(),
+            Offset::Offset(last.offset() + 1),
+        );
+        let mode = if sync {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        if let Err(error) = self.consumer.commit(&offsets, mode) {
+            // The effects are committed; a redelivery is absorbed by the inbox.
+            tracing::warn!(%error, topic = last.topic(), partition = last.partition(), "offset commit failed");
+        }
+    }
+
+    async fn apply_with_retries(
+        &self,
+        batch: &[OwnedMessage],
+        stop: &CancellationToken,
+    ) -> Result<(), BatchError> {
+        let mut exhausted: HashMap<i64, String> = HashMap::new();
+        let mut attempts: u32 = 0;
+        loop {
+            let error = match self.apply(batch, &exhausted, attempts + 1).await {
+                Ok(()) => return Ok(()),
+                Err(BatchError::Crashed) => return Err(BatchError::Crashed),
+                Err(error) => error,
+            };
+            attempts += 1;
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            match &error {
+                BatchError::Handler { offset, error } if attempts > self.config.max_retries => {
+                    exhausted.insert(*offset, error.clone());
+                    attempts = 0;
+                    continue;
+                }
+                BatchError::Handler { error, .. } | BatchError::Infrastructure(error) => {
+                    tracing::warn!(%error, attempts, "batch failed; retrying");
+                }
+                BatchError::Crashed => unreachable!(),
+            }
+            let (first, longest) = self.config.backoff;
+            tokio::select! {
+                () = tokio::time::sleep(backoff(first, longest, attempts)) => {}
+                () = stop.cancelled() => return Err(error),
+            }
+        }
+    }
+
+    /// One attempt at the batch in one transaction.
+    async fn apply(
+        &self,
+        batch: &[OwnedMessage],
+        exhausted: &HashMap<i64, String>,
+        attempt: u32,
+    ) -> Result<(), BatchError> {
+        let infra = |e: &dyn std::fmt::Display| BatchError::Infrastructure(e.to_string());
+        let group = &self.config.group;
+        let mut tx = self.pool.begin().await.map_err(|e| infra(&e))?;
+        let mut letters = Vec::new();
+        let (mut applied, mut duplicates) = (0u64, 0u64);
+        for message in batch {
+            let incoming = match incoming(message) {
+                Ok(incoming) => incoming,
+                Err(error) => {
+                    letters.push(dead_letter(message, "bad_headers", error, attempt));
+                    continue;
+                }
+            };
+            if let Some(error) = exhausted.get(&message.offset()) {
+                letters.push(dead_letter(
+                    message,
+                    "retries_exhausted",
+                    error.clone(),
+                    attempt,
+                ));
+                continue;
+            }
+            let mut savepoint = tx.begin().await.map_err(|e| infra(&e))?;
+            let first_time =
+                crate::inbox::record(&mut savepoint, group, incoming.metadata.event_id)
+                    .await
+                    .map_err(|e| infra(&e))?;
+            if !first_time {
+                duplicates += 1;
+                savepoint.rollback().await.map_err(|e| infra(&e))?;
+                continue;
+            }
+            let connection = savepoint.acquire().await.map_err(|e| infra(&e))?;
+            match self.handler.handle(connection, &incoming).await {
+                Ok(()) => {
+                    savepoint.commit().await.map_err(|e| infra(&e))?;
+                    applied += 1;
+                }
+                Err(error) => match error.permanent_reason() {
+                    Some(reason) => {
+                        savepoint.rollback().await.map_err(|e| infra(&e))?;
+                        letters.push(dead_letter(message, reason, error.to_string(), attempt));
+                    }
+                    None => {
+                        return Err(match error {
+                            HandlerError::Transient(text) => BatchError::Handler {
+                                offset: message.offset(),
+                                error: text,
+                            },
+                            other => infra(&other),
+                        });
+                    }
+                },
+            }
+        }
+        for letter in &letters {
+            letter.send(&self.dlq, group).await.map_err(|e| infra(&e))?;
+        }
+        tx.commit().await.map_err(|e| infra(&e))?;
+        if self
+            .faults
+            .after_db_commit
+            .as_ref()
+            .is_some_and(|crash| crash())
+        {
+            return Err(BatchError::Crashed);
+        }
+        self.stats.applied.fetch_add(applied, Ordering::Relaxed);
+        self.stats
+            .duplicates
+            .fetch_add(duplicates, Ordering::Relaxed);
+        self.stats
+            .dead_lettered
+            .fetch_add(letters.len() as u64, Ordering::Relaxed);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn incoming(message: &OwnedMessage) -> Result<Incoming, String> {
+    let headers = message
+        .headers()
+        .map(|h| h.iter().map(|h| (h.key, h.value)).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let metadata = Metadata::from_headers(headers).map_err(|e| e.to_string())?;
+    let key = message
+        .key()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .unwrap_or_default();
+    Ok(Incoming {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key,
+        metadata,
+        value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+    })
+}
+
+fn dead_letter(
+    message: &OwnedMessage,
+    reason: &'static str,
+    error: String,
+    attempts: u32,
+) -> DeadLetter {
+    let headers = message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    DeadLetter {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
+        reason,
+        error,
+        attempts,
+    }
+}
+
+/// The wait before retry `attempts`: doubling from `first`, never over `longest`.
+fn backoff(first: Duration, longest: Duration, attempts: u32) -> Duration {
+    first
+        .saturating_mul(2u32.saturating_pow(attempts.min(16)))
+        .min(longest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_ceiling() {
+        let (first, longest) = (Duration::from_millis(50), Duration::from_secs(5));
+        assert_eq!(backoff(first, longest, 1), Duration::from_millis(100));
+        assert_eq!(backoff(first, longest, 3), Duration::from_millis(400));
+        assert_eq!(backoff(first, longest, 30), longest);
+    }
+}
