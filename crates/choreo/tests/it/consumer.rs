@@ -21,10 +21,10 @@ use crate::{create_topic, kafka, registry, unique, TestDb};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename = "Step")]
-struct Step {
-    key: String,
-    seq: i32,
-    note: String,
+pub(crate) struct Step {
+    pub key: String,
+    pub seq: i32,
+    pub note: String,
 }
 
 impl Event for Step {
@@ -35,9 +35,9 @@ impl Event for Step {
 }
 
 /// Applies steps into `applied`; rejects note "reject"; fails note "flaky" twice first.
-struct Recorder {
-    codec: Arc<Codec>,
-    flaky_failures: Mutex<HashMap<i32, u32>>,
+pub(crate) struct Recorder {
+    pub codec: Arc<Codec>,
+    pub flaky_failures: Mutex<HashMap<i32, u32>>,
 }
 
 impl Handler for Recorder {
@@ -171,7 +171,7 @@ fn spawn(
     tokio::spawn(async move { consumer.run(stop).await })
 }
 
-async fn wait_for(what: &str, condition: impl AsyncFn() -> bool) {
+pub(crate) async fn wait_for(what: &str, condition: impl AsyncFn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !condition().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -179,7 +179,11 @@ async fn wait_for(what: &str, condition: impl AsyncFn() -> bool) {
     }
 }
 
-fn assert_each_key_in_order_once(applied: &[(String, i32, uuid::Uuid)], keys: usize, per_key: i32) {
+pub(crate) fn assert_each_key_in_order_once(
+    applied: &[(String, i32, uuid::Uuid)],
+    keys: usize,
+    per_key: i32,
+) {
     for k in 0..keys {
         let key = format!("key-{k}");
         let seqs: Vec<i32> = applied.iter().filter(|a| a.0 == key).map(|a| a.1).collect();

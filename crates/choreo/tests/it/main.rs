@@ -4,6 +4,7 @@
 
 mod codec;
 mod consumer;
+mod pipeline;
 mod relay;
 mod stack;
 
