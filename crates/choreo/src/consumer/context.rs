@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::message::OwnedMessage;
 use rdkafka::ClientContext;
 use tokio::sync::mpsc;
@@ -89,6 +89,7 @@ pub(crate) fn stop_and_wait(handles: Vec<WorkerHandle>, grace: Duration) -> usiz
 pub(crate) struct RunnerContext {
     pub workers: Arc<Workers>,
     pub grace: Duration,
+    pub stats: Arc<super::ConsumerStats>,
 }
 
 impl ClientContext for RunnerContext {}
@@ -113,5 +114,12 @@ impl ConsumerContext for RunnerContext {
                 "partitions revoked"
             );
         }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+        let assigned = consumer.assignment().map_or(0, |a| a.count());
+        self.stats
+            .assigned_partitions
+            .store(assigned as u64, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -30,6 +30,8 @@ pub struct ConsumerStats {
     pub dead_lettered: AtomicU64,
     pub batches: AtomicU64,
     pub retries: AtomicU64,
+    /// Partitions this member holds since the last rebalance.
+    pub assigned_partitions: AtomicU64,
 }
 
 /// Test-only crash points.
@@ -89,6 +91,7 @@ impl<H: Handler> Consumer<H> {
         let context = RunnerContext {
             workers: workers.clone(),
             grace: self.config.grace,
+            stats: self.stats.clone(),
         };
         let client_id = format!("{}-consumer", self.config.group);
         let consumer: Arc<StreamConsumer<RunnerContext>> = Arc::new(

@@ -411,3 +411,68 @@ async fn read_all(topic: &str, count: usize) -> Vec<Letter> {
     }
     letters
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partitions_move_between_members_without_losing_or_repeating_an_event() {
+    let fx = Fixture::new(6).await;
+    let first = fx.consumer();
+    let first_stats = first.stats();
+    let first_stop = CancellationToken::new();
+    let first_task = spawn(first, &first_stop);
+    fx.send_steps(12, 10).await;
+    wait_for("the first member to apply", async || {
+        first_stats.applied.load(Ordering::Relaxed) >= 60
+    })
+    .await;
+
+    // A second member joins and the partitions are shared out; then events keep coming.
+    let second = fx.consumer();
+    let second_stats = second.stats();
+    let second_stop = CancellationToken::new();
+    let second_task = spawn(second, &second_stop);
+    wait_for("the second member to hold partitions", async || {
+        second_stats.assigned_partitions.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    wait_for("the first member to let them go", async || {
+        first_stats.assigned_partitions.load(Ordering::Relaxed) < 6
+    })
+    .await;
+    for seq in 10..20 {
+        for k in 0..12 {
+            fx.send(&Step {
+                key: format!("key-{k}"),
+                seq,
+                note: String::new(),
+            })
+            .await;
+        }
+    }
+    wait_for("the second member to apply", async || {
+        second_stats.applied.load(Ordering::Relaxed) > 0
+    })
+    .await;
+
+    // The first leaves: the second takes everything and finishes.
+    first_stop.cancel();
+    first_task.await.unwrap().unwrap();
+    for k in 0..12 {
+        fx.send(&Step {
+            key: format!("key-{k}"),
+            seq: 20,
+            note: String::new(),
+        })
+        .await;
+    }
+    wait_for("every step applied", async || {
+        fx.applied().await.len() == 12 * 21
+    })
+    .await;
+    second_stop.cancel();
+    second_task.await.unwrap().unwrap();
+    assert_each_key_in_order_once(&fx.applied().await, 12, 21);
+    let applied =
+        first_stats.applied.load(Ordering::Relaxed) + second_stats.applied.load(Ordering::Relaxed);
+    assert_eq!(applied, 12 * 21, "each event applied by exactly one member");
+    fx.db.drop().await;
+}
