@@ -39,14 +39,15 @@ pub struct HeaderError {
 }
 
 impl Metadata {
-    /// Metadata for a new event of type `event_type` in saga `correlation_id`, now.
+    /// Metadata for a new event of type `event_type` in saga `correlation_id`, now, in a new
+    /// span of the trace in hand ([`crate::telemetry::current`]), if any.
     pub fn new(event_type: &str, correlation_id: &str, producer: &str) -> Self {
         Self {
             event_id: Uuid::now_v7(),
             event_type: event_type.to_owned(),
             correlation_id: correlation_id.to_owned(),
             causation_id: None,
-            traceparent: None,
+            traceparent: crate::telemetry::current().map(|c| c.child().to_string()),
             producer: producer.to_owned(),
             occurred_at: Utc::now(),
         }

@@ -11,7 +11,10 @@ pub mod db;
 pub mod envelope;
 pub mod inbox;
 pub mod kafka;
+pub mod metrics;
+pub mod ops;
 pub mod outbox;
 pub mod relay;
+pub mod telemetry;
 
 pub use config::{ConfigError, KafkaConfig, RegistryConfig};

@@ -30,6 +30,7 @@ use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaConfig;
+use crate::metrics::Metrics;
 
 /// The advisory lock that makes a relay the leader of its database.
 pub const RELAY_LOCK: i64 = 0x6368_6f72_656f_0002;
@@ -107,10 +108,12 @@ pub struct Relay {
     config: RelayConfig,
     faults: FaultPoints,
     stats: Arc<RelayStats>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 struct Row {
     id: i64,
+    created_at: chrono::DateTime<chrono::Utc>,
     topic: String,
     key: String,
     value: Vec<u8>,
@@ -125,7 +128,14 @@ impl Relay {
             config,
             faults: FaultPoints::default(),
             stats: Arc::default(),
+            metrics: None,
         }
+    }
+
+    /// Reports to `metrics` (leadership, events, commit-to-ack latency, outbox backlog).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Installs fault points (tests only).
@@ -147,9 +157,11 @@ impl Relay {
             };
             self.stats.is_leader.store(true, Ordering::Relaxed);
             self.stats.terms.fetch_add(1, Ordering::Relaxed);
+            self.metrics.iter().for_each(|m| m.relay_leader.set(1));
             tracing::info!(service = %self.config.service, "relay leads");
             let result = self.lead(conn, &shutdown).await;
             self.stats.is_leader.store(false, Ordering::Relaxed);
+            self.metrics.iter().for_each(|m| m.relay_leader.set(0));
             match result {
                 Ok(()) => return Ok(()),
                 Err(RelayError::Crashed) => return Err(RelayError::Crashed),
@@ -204,9 +216,20 @@ impl Relay {
         let producer = self.transactional_producer().await?;
         let mut listener = PgListener::connect(&self.database_url).await?;
         listener.listen("choreo_outbox").await?;
+        let mut sampled = std::time::Instant::now() - Duration::from_secs(60);
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
+            }
+            if let Some(metrics) = self
+                .metrics
+                .as_ref()
+                .filter(|_| sampled.elapsed() >= Duration::from_secs(1))
+            {
+                let (backlog, oldest) = crate::outbox::backlog(&mut conn).await?;
+                metrics.outbox_backlog.set(backlog);
+                metrics.outbox_oldest_age_seconds.set(oldest);
+                sampled = std::time::Instant::now();
             }
             let rows = fetch(&mut conn, self.config.batch_size).await?;
             if rows.is_empty() {
@@ -238,6 +261,16 @@ impl Relay {
             self.stats
                 .published
                 .fetch_add(ids.len() as u64, Ordering::Relaxed);
+            if let Some(metrics) = &self.metrics {
+                let now = chrono::Utc::now();
+                metrics.relay_events.inc_by(ids.len() as u64);
+                for row in &rows {
+                    let latency = (now - row.created_at).to_std().unwrap_or_default();
+                    metrics
+                        .relay_commit_to_ack_seconds
+                        .observe(latency.as_secs_f64());
+                }
+            }
             self.stats.batches.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -324,9 +357,10 @@ impl Relay {
     }
 }
 
-/// An outbox row as read: id, topic, key, value, headers.
+/// An outbox row as read: id, insert time, topic, key, value, headers.
 type RowTuple = (
     i64,
+    chrono::DateTime<chrono::Utc>,
     String,
     String,
     Vec<u8>,
@@ -335,15 +369,16 @@ type RowTuple = (
 
 async fn fetch(conn: &mut PgConnection, limit: i64) -> Result<Vec<Row>, sqlx::Error> {
     let rows: Vec<RowTuple> = sqlx::query_as(
-        "select id, topic, key, value, headers from choreo_outbox order by id limit $1",
+        "select id, created_at, topic, key, value, headers from choreo_outbox order by id limit $1",
     )
     .bind(limit)
     .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, topic, key, value, headers)| Row {
+        .map(|(id, created_at, topic, key, value, headers)| Row {
             id,
+            created_at,
             topic,
             key,
             value,

@@ -90,9 +90,25 @@ pub(crate) struct RunnerContext {
     pub workers: Arc<Workers>,
     pub grace: Duration,
     pub stats: Arc<super::ConsumerStats>,
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
-impl ClientContext for RunnerContext {}
+impl ClientContext for RunnerContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`) carry each partition's lag.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(metrics) = &self.metrics else { return };
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    metrics
+                        .consumer_lag
+                        .with_label_values(&[topic.as_str(), &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for RunnerContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -121,5 +137,8 @@ impl ConsumerContext for RunnerContext {
         self.stats
             .assigned_partitions
             .store(assigned as u64, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .joined
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -20,6 +20,7 @@ use super::context::{stop_and_wait, RunnerContext, WorkerHandle, Workers};
 use super::worker::Worker;
 use super::{dlq, ConsumerConfig, Handler};
 use crate::config::KafkaConfig;
+use crate::metrics::Metrics;
 
 /// What a consumer has done, for metrics and tests.
 #[derive(Debug, Default)]
@@ -32,6 +33,8 @@ pub struct ConsumerStats {
     pub retries: AtomicU64,
     /// Partitions this member holds since the last rebalance.
     pub assigned_partitions: AtomicU64,
+    /// True once a rebalance completed: the member is in its group, with partitions or idle.
+    pub joined: std::sync::atomic::AtomicBool,
 }
 
 /// Test-only crash points.
@@ -59,6 +62,7 @@ pub struct Consumer<H> {
     config: Arc<ConsumerConfig>,
     stats: Arc<ConsumerStats>,
     faults: Faults,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl<H: Handler> Consumer<H> {
@@ -70,7 +74,14 @@ impl<H: Handler> Consumer<H> {
             config: Arc::new(config),
             stats: Arc::default(),
             faults: Faults::default(),
+            metrics: None,
         }
+    }
+
+    /// Reports to `metrics` (applied, duplicates, dead letters, handler time, lag).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Installs crash points (tests only).
@@ -92,12 +103,16 @@ impl<H: Handler> Consumer<H> {
             workers: workers.clone(),
             grace: self.config.grace,
             stats: self.stats.clone(),
+            metrics: self.metrics.clone(),
         };
         let client_id = format!("{}-consumer", self.config.group);
-        let consumer: Arc<StreamConsumer<RunnerContext>> = Arc::new(
-            crate::kafka::consumer_config(&self.kafka, &self.config.group, &client_id)
-                .create_with_context(context)?,
-        );
+        let mut kafka_config =
+            crate::kafka::consumer_config(&self.kafka, &self.config.group, &client_id);
+        if self.metrics.is_some() {
+            kafka_config.set("statistics.interval.ms", "5000");
+        }
+        let consumer: Arc<StreamConsumer<RunnerContext>> =
+            Arc::new(kafka_config.create_with_context(context)?);
         let topics: Vec<&str> = self.config.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         let dlq: FutureProducer =
@@ -161,6 +176,7 @@ impl<H: Handler> Consumer<H> {
             config: self.config.clone(),
             stats: self.stats.clone(),
             faults: self.faults.clone(),
+            metrics: self.metrics.clone(),
             crash: crash.clone(),
         };
         let task = tokio::spawn(worker.run(receiver, stop.clone(), done_sender));

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc as std_mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -14,12 +14,15 @@ use rdkafka::{Offset, TopicPartitionList};
 use sqlx::{Acquire, PgPool};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::context::RunnerContext;
 use super::dlq::DeadLetter;
 use super::runner::{ConsumerStats, Faults};
 use super::{ConsumerConfig, Handler, HandlerError, Incoming};
 use crate::envelope::Metadata;
+use crate::metrics::Metrics;
+use crate::telemetry::{in_context, TraceContext};
 
 pub(crate) struct Worker<H> {
     pub consumer: Arc<StreamConsumer<RunnerContext>>,
@@ -29,6 +32,7 @@ pub(crate) struct Worker<H> {
     pub config: Arc<ConsumerConfig>,
     pub stats: Arc<ConsumerStats>,
     pub faults: Faults,
+    pub metrics: Option<Arc<Metrics>>,
     /// Cancelled by a fault point: the whole consumer dies without committing.
     pub crash: CancellationToken,
 }
@@ -140,6 +144,7 @@ impl<H: Handler> Worker<H> {
         let mut tx = self.pool.begin().await.map_err(|e| infra(&e))?;
         let mut letters = Vec::new();
         let (mut applied, mut duplicates) = (0u64, 0u64);
+        let mut applied_types: Vec<String> = Vec::new();
         for message in batch {
             let incoming = match incoming(message) {
                 Ok(incoming) => incoming,
@@ -168,10 +173,36 @@ impl<H: Handler> Worker<H> {
                 continue;
             }
             let connection = savepoint.acquire().await.map_err(|e| infra(&e))?;
-            match self.handler.handle(connection, &incoming).await {
+            // The handler's work continues the producer's trace, in a span of its own.
+            let context = incoming
+                .metadata
+                .traceparent
+                .as_deref()
+                .and_then(TraceContext::parse)
+                .map_or_else(TraceContext::root, |parent| parent.child());
+            let span = tracing::info_span!(
+                "handle",
+                trace_id = %context.trace_id_hex(),
+                event_id = %incoming.metadata.event_id,
+                event_type = %incoming.metadata.event_type,
+                partition = incoming.partition,
+                offset = incoming.offset,
+            );
+            let started = Instant::now();
+            let handled = in_context(context, self.handler.handle(connection, &incoming))
+                .instrument(span)
+                .await;
+            if let Some(metrics) = &self.metrics {
+                metrics
+                    .handler_seconds
+                    .with_label_values(&[incoming.metadata.event_type.as_str()])
+                    .observe(started.elapsed().as_secs_f64());
+            }
+            match handled {
                 Ok(()) => {
                     savepoint.commit().await.map_err(|e| infra(&e))?;
                     applied += 1;
+                    applied_types.push(incoming.metadata.event_type);
                 }
                 Err(error) => match error.permanent_reason() {
                     Some(reason) => {
@@ -210,6 +241,21 @@ impl<H: Handler> Worker<H> {
             .dead_lettered
             .fetch_add(letters.len() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        if let Some(metrics) = &self.metrics {
+            for event_type in &applied_types {
+                metrics
+                    .consumer_applied
+                    .with_label_values(&[event_type.as_str()])
+                    .inc();
+            }
+            metrics.consumer_duplicates.inc_by(duplicates);
+            for letter in &letters {
+                metrics
+                    .dead_letters
+                    .with_label_values(&[letter.reason])
+                    .inc();
+            }
+        }
         Ok(())
     }
 }

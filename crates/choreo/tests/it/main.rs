@@ -4,6 +4,7 @@
 
 mod codec;
 mod consumer;
+mod ops;
 mod pipeline;
 mod relay;
 mod stack;

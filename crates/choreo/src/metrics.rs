@@ -1,0 +1,143 @@
+//! Prometheus metrics of the backbone, one set per service process, served by [`crate::ops`].
+//!
+//! The relay, the consumer runner and the outbox gauges update them; a service registers its own
+//! metrics in the same [`Metrics::registry`].
+
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
+};
+
+/// Every metric of the backbone.
+pub struct Metrics {
+    pub registry: Registry,
+    /// Rows waiting in the outbox (sampled by the leading relay).
+    pub outbox_backlog: IntGauge,
+    /// Age of the oldest waiting row, in seconds.
+    pub outbox_oldest_age_seconds: Gauge,
+    /// Events the relay published (acknowledged by Kafka).
+    pub relay_events: IntCounter,
+    /// From an event's insert into the outbox to Kafka's acknowledgement.
+    pub relay_commit_to_ack_seconds: Histogram,
+    /// 1 while this process's relay leads, else 0.
+    pub relay_leader: IntGauge,
+    /// Messages behind the partition's end, per topic and partition, as this member sees them.
+    pub consumer_lag: IntGaugeVec,
+    /// Time a handler took for one event, by event type.
+    pub handler_seconds: HistogramVec,
+    /// Events applied, by event type.
+    pub consumer_applied: IntCounterVec,
+    /// Redelivered events skipped by the inbox.
+    pub consumer_duplicates: IntCounter,
+    /// Messages sent to a dead-letter topic, by reason.
+    pub dead_letters: IntCounterVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Metrics {
+    /// The backbone's metrics, labelled with `service`.
+    pub fn new(service: &str) -> Self {
+        let registry = Registry::new_custom(
+            Some("choreo".into()),
+            Some([("service".to_owned(), service.to_owned())].into()),
+        )
+        .expect("valid registry labels");
+        let metrics = Self {
+            outbox_backlog: IntGauge::new("outbox_backlog", "Rows waiting in the outbox").unwrap(),
+            outbox_oldest_age_seconds: Gauge::new(
+                "outbox_oldest_age_seconds",
+                "Age of the oldest waiting outbox row",
+            )
+            .unwrap(),
+            relay_events: IntCounter::new("relay_events_total", "Events published by the relay")
+                .unwrap(),
+            relay_commit_to_ack_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "relay_commit_to_ack_seconds",
+                    "From outbox insert to Kafka acknowledgement",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )
+            .unwrap(),
+            relay_leader: IntGauge::new("relay_leader", "1 while this process's relay leads")
+                .unwrap(),
+            consumer_lag: IntGaugeVec::new(
+                Opts::new("consumer_lag", "Messages behind the partition end"),
+                &["topic", "partition"],
+            )
+            .unwrap(),
+            handler_seconds: HistogramVec::new(
+                HistogramOpts::new("handler_seconds", "Handler time per event")
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                &["event_type"],
+            )
+            .unwrap(),
+            consumer_applied: IntCounterVec::new(
+                Opts::new("consumer_applied_total", "Events applied"),
+                &["event_type"],
+            )
+            .unwrap(),
+            consumer_duplicates: IntCounter::new(
+                "consumer_duplicates_total",
+                "Redelivered events skipped by the inbox",
+            )
+            .unwrap(),
+            dead_letters: IntCounterVec::new(
+                Opts::new("dead_letters_total", "Messages dead-lettered"),
+                &["reason"],
+            )
+            .unwrap(),
+            registry,
+        };
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(metrics.outbox_backlog.clone()),
+            Box::new(metrics.outbox_oldest_age_seconds.clone()),
+            Box::new(metrics.relay_events.clone()),
+            Box::new(metrics.relay_commit_to_ack_seconds.clone()),
+            Box::new(metrics.relay_leader.clone()),
+            Box::new(metrics.consumer_lag.clone()),
+            Box::new(metrics.handler_seconds.clone()),
+            Box::new(metrics.consumer_applied.clone()),
+            Box::new(metrics.consumer_duplicates.clone()),
+            Box::new(metrics.dead_letters.clone()),
+        ];
+        for collector in collectors {
+            metrics
+                .registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        metrics
+    }
+
+    /// The Prometheus text exposition of every registered metric.
+    pub fn render(&self) -> String {
+        prometheus::TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_with_the_service_label() {
+        let metrics = Metrics::new("inventory");
+        metrics.relay_events.inc_by(3);
+        metrics.dead_letters.with_label_values(&["rejected"]).inc();
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"choreo_relay_events_total{service="inventory"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"choreo_dead_letters_total{reason="rejected",service="inventory"} 1"#),
+            "{text}"
+        );
+    }
+}
