@@ -326,33 +326,37 @@ impl Relay {
             if let Some(pause) = &self.faults.before_commit {
                 pause().await;
             }
-            let committed = match send_error {
+            // Wait for every acknowledgement before committing: rdkafka's commit_transaction
+            // first flushes by polling the producer in 100 ms steps, and with the delivery
+            // reports served by the producer's own thread each step would run to its end.
+            let mut failure = send_error;
+            for delivery in deliveries {
+                let error = match delivery.await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err((error, _))) => error,
+                    Err(_) => KafkaError::Canceled,
+                };
+                failure.get_or_insert(error);
+            }
+            let committed = match failure {
                 Some(error) => Err(error),
                 None => {
                     let commit = producer.clone();
-                    blocking(move || commit.commit_transaction(Duration::from_secs(30))).await
+                    blocking(move || commit_in_short_steps(&commit, Duration::from_secs(30))).await
                 }
             };
-            match committed {
-                Ok(()) => {
-                    for delivery in deliveries {
-                        match delivery.await {
-                            Ok(Ok(_)) => {}
-                            Ok(Err((error, _))) => return Err(error.into()),
-                            Err(_) => return Err(KafkaError::Canceled.into()),
-                        }
-                    }
-                    return Ok(());
+            let error = match committed {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Transaction(error)) if error.is_fatal() => {
+                    return Err(KafkaError::Transaction(error).into())
                 }
-                Err(KafkaError::Transaction(error))
-                    if error.txn_requires_abort() && !error.is_fatal() =>
-                {
-                    tracing::warn!(%error, "relay batch aborted; sending it again");
-                    let abort = producer.clone();
-                    blocking(move || abort.abort_transaction(Duration::from_secs(30))).await?;
-                }
-                Err(error) => return Err(error.into()),
-            }
+                Err(error) => error,
+            };
+            // Anything else leaves the transaction abortable: abort it and send the batch again
+            // (an abort that fails, e.g. because this producer was fenced, ends the leadership).
+            tracing::warn!(%error, "relay batch aborted; sending it again");
+            let abort = producer.clone();
+            blocking(move || abort.abort_transaction(Duration::from_secs(30))).await?;
         }
     }
 }
@@ -385,6 +389,23 @@ async fn fetch(conn: &mut PgConnection, limit: i64) -> Result<Vec<Row>, sqlx::Er
             headers: headers.0,
         })
         .collect())
+}
+
+/// Commits the transaction in hand, calling `commit_transaction` with a short timeout until it
+/// succeeds, fails for good, or `limit` passes. rdkafka's `commit_transaction` first flushes by
+/// polling in steps as long as its timeout (up to 100 ms); with the delivery reports served by
+/// the producer's own thread, a long step would add its whole length to the batch's latency.
+/// A commit that times out is retriable: calling it again resumes it.
+fn commit_in_short_steps(producer: &FutureProducer, limit: Duration) -> Result<(), KafkaError> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let in_time = std::time::Instant::now() < deadline;
+        match producer.commit_transaction(Duration::from_millis(5)) {
+            Err(KafkaError::Transaction(error)) if error.is_retriable() && in_time => {}
+            Err(KafkaError::Flush(_)) if in_time => {}
+            result => return result,
+        }
+    }
 }
 
 /// librdkafka's transactional calls block; keep them off the async workers.
