@@ -16,56 +16,16 @@ use std::time::{Duration, Instant};
 
 use choreo::envelope::Metadata;
 use choreo::relay::{Relay, RelayConfig};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sqlx::{Connection, PgPool};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+mod common;
+use common::{fresh_database, kafka, topic};
+
 const VALUE_LEN: usize = 240; // plus ~60 bytes of key and headers: about 300 bytes an event
-
-fn kafka() -> choreo::KafkaConfig {
-    choreo::KafkaConfig::from_env().expect("KAFKA_BROKERS (run scripts/stack up)")
-}
-
-async fn topic(name: &str) -> String {
-    let name = format!("bench.{name}.{}", uuid::Uuid::now_v7().simple());
-    let admin: AdminClient<DefaultClientContext> = choreo::kafka::admin_config(&kafka(), "bench")
-        .create()
-        .unwrap();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for r in admin
-        .create_topics(
-            &[NewTopic::new(&name, 12, TopicReplication::Fixed(1))],
-            &options,
-        )
-        .await
-        .unwrap()
-    {
-        r.unwrap();
-    }
-    name
-}
-
-async fn fresh_database() -> (String, PgPool) {
-    let admin_url = std::env::var("PG_ADMIN_URL").expect("PG_ADMIN_URL (run scripts/stack up)");
-    let name = format!("bench_{}", uuid::Uuid::now_v7().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("create database {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
-        .connect(&url)
-        .await
-        .unwrap();
-    choreo::db::migrate(&pool).await.unwrap();
-    (url, pool)
-}
 
 fn headers_json(key: &str) -> serde_json::Value {
     serde_json::to_value(Metadata::new("bench.Event", key, "bench").to_headers()).unwrap()

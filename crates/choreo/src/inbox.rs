@@ -23,3 +23,24 @@ pub async fn record(
     .rows_affected();
     Ok(inserted == 1)
 }
+
+/// Records a whole batch in one statement; returns the ids that were new (an id already there,
+/// or twice in `event_ids`, is returned at most once). The caller applies exactly those.
+pub async fn record_all(
+    tx: &mut PgConnection,
+    consumer: &str,
+    event_ids: &[Uuid],
+) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
+    if event_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let fresh: Vec<Uuid> = sqlx::query_scalar(
+        "insert into choreo_inbox (consumer, event_id) select $1, unnest($2::uuid[])
+         on conflict do nothing returning event_id",
+    )
+    .bind(consumer)
+    .bind(event_ids)
+    .fetch_all(tx)
+    .await?;
+    Ok(fresh.into_iter().collect())
+}

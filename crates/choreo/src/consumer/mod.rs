@@ -3,17 +3,18 @@
 //!
 //! Messages of each partition go to a worker of their own, so partitions are applied in
 //! parallel and each partition (and so each key) in order. A worker applies a batch in one
-//! database transaction: per message, the inbox row ([`crate::inbox`]), the handler's effect and
-//! its outgoing outbox rows, under a savepoint each. Offsets are committed only after that
-//! transaction commits, so a crash between the two redelivers events whose inbox rows say they
-//! were applied: they are skipped.
+//! database transaction: one statement writes the batch's inbox rows ([`crate::inbox`]) and says
+//! which events are new; the handler applies each new one, with its outgoing outbox rows.
+//! Offsets are committed only after that transaction commits, so a crash between the two
+//! redelivers events whose inbox rows say they were applied: they are skipped.
 //!
 //! A transient failure (database down, serialization failure, deadlock, registry unreachable)
 //! rolls the batch back and retries it with backoff, in place. A permanent one (not our wire
 //! format, unknown schema, a handler's rejection, unreadable headers, or a transient one that
-//! exhausted its retries) sends that message to `<topic>.<group>.dlq` with the reason in headers
-//! ([`dlq`]) and the batch goes on. On shutdown or when a partition is revoked, its worker
-//! finishes and commits the batch in hand, then lets go.
+//! exhausted its retries) rolls the batch back, sends that message to `<topic>.<group>.dlq`
+//! with the reason in headers ([`dlq`]) and applies the rest of the batch without it. On
+//! shutdown or when a partition is revoked, its worker finishes and commits the batch in hand,
+//! then lets go.
 
 mod context;
 pub mod dlq;
@@ -103,8 +104,8 @@ impl HandlerError {
 
 /// Applies events; one per service and consumer group.
 pub trait Handler: Send + Sync + 'static {
-    /// Applies `event` inside `tx` (a savepoint of the batch's transaction): the effect on the
-    /// service's state and any outgoing events ([`crate::outbox::Outbox::add`]).
+    /// Applies `event` inside `tx` (the batch's transaction): the effect on the service's state
+    /// and any outgoing events ([`crate::outbox::Outbox::add`]). An error rolls the batch back.
     fn handle(
         &self,
         tx: &mut sqlx::PgConnection,

@@ -2,7 +2,7 @@
 //! transaction each), retries transient failures in place, dead-letters permanent ones, and
 //! commits the partition's offset after each batch's transaction commits.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
-use sqlx::{Acquire, PgPool};
+use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -43,6 +43,12 @@ enum BatchError {
     Infrastructure(String),
     /// The handler asked for a retry of the message at this offset: counted.
     Handler { offset: i64, error: String },
+    /// The message at this offset can never be applied: dead-letter it, apply the rest.
+    Poison {
+        offset: i64,
+        reason: &'static str,
+        error: String,
+    },
     /// A fault point fired.
     Crashed,
 }
@@ -103,26 +109,36 @@ impl<H: Handler> Worker<H> {
         batch: &[OwnedMessage],
         stop: &CancellationToken,
     ) -> Result<(), BatchError> {
-        let mut exhausted: HashMap<i64, String> = HashMap::new();
+        // Messages taken out of the batch, by offset: (dead-letter reason, error).
+        let mut excluded: HashMap<i64, (&'static str, String)> = HashMap::new();
         let mut attempts: u32 = 0;
         loop {
-            let error = match self.apply(batch, &exhausted, attempts + 1).await {
+            let error = match self.apply(batch, &excluded, attempts + 1).await {
                 Ok(()) => return Ok(()),
                 Err(BatchError::Crashed) => return Err(BatchError::Crashed),
+                Err(BatchError::Poison {
+                    offset,
+                    reason,
+                    error,
+                }) => {
+                    // Rolled back whole: apply the rest again without it, at once.
+                    excluded.insert(offset, (reason, error));
+                    continue;
+                }
                 Err(error) => error,
             };
             attempts += 1;
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
             match &error {
                 BatchError::Handler { offset, error } if attempts > self.config.max_retries => {
-                    exhausted.insert(*offset, error.clone());
+                    excluded.insert(*offset, ("retries_exhausted", error.clone()));
                     attempts = 0;
                     continue;
                 }
                 BatchError::Handler { error, .. } | BatchError::Infrastructure(error) => {
                     tracing::warn!(%error, attempts, "batch failed; retrying");
                 }
-                BatchError::Crashed => unreachable!(),
+                BatchError::Crashed | BatchError::Poison { .. } => unreachable!(),
             }
             let (first, longest) = self.config.backoff;
             tokio::select! {
@@ -132,93 +148,64 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// One attempt at the batch in one transaction.
+    /// One attempt at the batch in one transaction: one statement records the whole batch in
+    /// the inbox (and tells the duplicates), then each new event goes to the handler. A message
+    /// that can never be applied rolls the attempt back and is excluded from the next one, so
+    /// no savepoint per message is needed.
     async fn apply(
         &self,
         batch: &[OwnedMessage],
-        exhausted: &HashMap<i64, String>,
+        excluded: &HashMap<i64, (&'static str, String)>,
         attempt: u32,
     ) -> Result<(), BatchError> {
         let infra = |e: &dyn std::fmt::Display| BatchError::Infrastructure(e.to_string());
         let group = &self.config.group;
-        let mut tx = self.pool.begin().await.map_err(|e| infra(&e))?;
         let mut letters = Vec::new();
+        let mut candidates = Vec::with_capacity(batch.len());
+        for message in batch {
+            if let Some((reason, error)) = excluded.get(&message.offset()) {
+                letters.push(dead_letter(message, reason, error.clone(), attempt));
+                continue;
+            }
+            match incoming(message) {
+                Ok(incoming) => candidates.push((message, incoming)),
+                Err(error) => letters.push(dead_letter(message, "bad_headers", error, attempt)),
+            }
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| infra(&e))?;
+        let ids: Vec<uuid::Uuid> = candidates
+            .iter()
+            .map(|(_, i)| i.metadata.event_id)
+            .collect();
+        let mut fresh: HashSet<uuid::Uuid> = crate::inbox::record_all(&mut tx, group, &ids)
+            .await
+            .map_err(|e| infra(&e))?;
         let (mut applied, mut duplicates) = (0u64, 0u64);
         let mut applied_types: Vec<String> = Vec::new();
-        for message in batch {
-            let incoming = match incoming(message) {
-                Ok(incoming) => incoming,
-                Err(error) => {
-                    letters.push(dead_letter(message, "bad_headers", error, attempt));
-                    continue;
-                }
-            };
-            if let Some(error) = exhausted.get(&message.offset()) {
-                letters.push(dead_letter(
-                    message,
-                    "retries_exhausted",
-                    error.clone(),
-                    attempt,
-                ));
-                continue;
-            }
-            let mut savepoint = tx.begin().await.map_err(|e| infra(&e))?;
-            let first_time =
-                crate::inbox::record(&mut savepoint, group, incoming.metadata.event_id)
-                    .await
-                    .map_err(|e| infra(&e))?;
-            if !first_time {
+        for (message, incoming) in candidates {
+            if !fresh.remove(&incoming.metadata.event_id) {
                 duplicates += 1;
-                savepoint.rollback().await.map_err(|e| infra(&e))?;
                 continue;
             }
-            let connection = savepoint.acquire().await.map_err(|e| infra(&e))?;
-            // The handler's work continues the producer's trace, in a span of its own.
-            let context = incoming
-                .metadata
-                .traceparent
-                .as_deref()
-                .and_then(TraceContext::parse)
-                .map_or_else(TraceContext::root, |parent| parent.child());
-            let span = tracing::info_span!(
-                "handle",
-                trace_id = %context.trace_id_hex(),
-                event_id = %incoming.metadata.event_id,
-                event_type = %incoming.metadata.event_type,
-                partition = incoming.partition,
-                offset = incoming.offset,
-            );
-            let started = Instant::now();
-            let handled = in_context(context, self.handler.handle(connection, &incoming))
-                .instrument(span)
-                .await;
-            if let Some(metrics) = &self.metrics {
-                metrics
-                    .handler_seconds
-                    .with_label_values(&[incoming.metadata.event_type.as_str()])
-                    .observe(started.elapsed().as_secs_f64());
-            }
-            match handled {
+            match self.handle(&mut tx, &incoming).await {
                 Ok(()) => {
-                    savepoint.commit().await.map_err(|e| infra(&e))?;
                     applied += 1;
                     applied_types.push(incoming.metadata.event_type);
                 }
-                Err(error) => match error.permanent_reason() {
-                    Some(reason) => {
-                        savepoint.rollback().await.map_err(|e| infra(&e))?;
-                        letters.push(dead_letter(message, reason, error.to_string(), attempt));
-                    }
-                    None => {
-                        return Err(match error {
-                            HandlerError::Transient(text) => BatchError::Handler {
-                                offset: message.offset(),
-                                error: text,
-                            },
-                            other => infra(&other),
-                        });
-                    }
-                },
+                Err(error) => {
+                    return Err(match (error.permanent_reason(), error) {
+                        (Some(reason), error) => BatchError::Poison {
+                            offset: message.offset(),
+                            reason,
+                            error: error.to_string(),
+                        },
+                        (None, HandlerError::Transient(text)) => BatchError::Handler {
+                            offset: message.offset(),
+                            error: text,
+                        },
+                        (None, other) => infra(&other),
+                    });
+                }
             }
         }
         for letter in &letters {
@@ -257,6 +244,39 @@ impl<H: Handler> Worker<H> {
             }
         }
         Ok(())
+    }
+
+    /// Runs the handler for one event, continuing the producer's trace in a span of its own.
+    async fn handle(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        incoming: &Incoming,
+    ) -> Result<(), HandlerError> {
+        let context = incoming
+            .metadata
+            .traceparent
+            .as_deref()
+            .and_then(TraceContext::parse)
+            .map_or_else(TraceContext::root, |parent| parent.child());
+        let span = tracing::info_span!(
+            "handle",
+            trace_id = %context.trace_id_hex(),
+            event_id = %incoming.metadata.event_id,
+            event_type = %incoming.metadata.event_type,
+            partition = incoming.partition,
+            offset = incoming.offset,
+        );
+        let started = Instant::now();
+        let handled = in_context(context, self.handler.handle(tx, incoming))
+            .instrument(span)
+            .await;
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .handler_seconds
+                .with_label_values(&[incoming.metadata.event_type.as_str()])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        handled
     }
 }
 

@@ -1,0 +1,153 @@
+//! The consumer runner against the local stack: applying a backlog of 50,000 Avro events of
+//! ~300 bytes over 12 partitions, each with its inbox row and one row of effect, in batches;
+//! beside, from the same run, rdkafka producing the same bytes from memory and plain batched
+//! inserts of the same rows into PostgreSQL.
+//!
+//! Run with `cargo bench -p choreo --bench consumer` (or `scripts/bench consumer`); needs
+//! `scripts/stack up`. CONSUMER_BENCH_EVENTS overrides the count.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use choreo::avro::{Codec, Event};
+use choreo::consumer::{Consumer, ConsumerConfig, Handler, HandlerError, Incoming};
+use choreo::envelope::Metadata;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+mod common;
+use common::{fresh_database, kafka, topic};
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "Reading")]
+struct Reading {
+    key: String,
+    seq: i64,
+    note: String,
+}
+
+impl Event for Reading {
+    const NAME: &'static str = "bench.consumer.Reading";
+    const SCHEMA: &'static str = r#"{"type":"record","name":"Reading","namespace":"bench.consumer","fields":[
+        {"name":"key","type":"string"},{"name":"seq","type":"long"},{"name":"note","type":"string"}]}"#;
+    const TOPIC: &'static str = "bench.consumer.unused";
+}
+
+struct Apply {
+    codec: Arc<Codec>,
+}
+
+impl Handler for Apply {
+    async fn handle(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        event: &Incoming,
+    ) -> Result<(), HandlerError> {
+        let reading: Reading = self.codec.decode(&event.value).await?;
+        sqlx::query("insert into readings (key, seq) values ($1, $2)")
+            .bind(&reading.key)
+            .bind(reading.seq)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+}
+
+fn main() {
+    choreo::config::load_env_file();
+    let events: usize = std::env::var("CONSUMER_BENCH_EVENTS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(50_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let registry = choreo::RegistryConfig::from_env().expect("SCHEMA_REGISTRY_URL (run scripts/stack up)");
+        let codec = Arc::new(Codec::new(&registry).unwrap());
+        let (_, pool) = fresh_database().await;
+        sqlx::raw_sql("create table readings (key text not null, seq bigint not null)").execute(&pool).await.unwrap();
+        let topic = topic("consumer").await;
+        println!("consumer bench: {events} events of ~300 bytes, 12 partitions, 500 keys");
+
+        // Baseline: produce the very bytes the consumer will read, from memory.
+        let producer: FutureProducer =
+            choreo::kafka::producer_config(&kafka(), "bench").set("linger.ms", "5").create().unwrap();
+        let mut prepared = Vec::with_capacity(events);
+        for i in 0..events {
+            let key = format!("order-{}", i % 500);
+            let reading = Reading { key: key.clone(), seq: i as i64, note: "x".repeat(120) };
+            let value = codec.encode_for(&topic, &reading).await.unwrap();
+            let headers = Metadata::new(Reading::NAME, &key, "bench").to_headers();
+            prepared.push((key, value, headers));
+        }
+        let started = Instant::now();
+        let mut deliveries = Vec::with_capacity(events);
+        for (key, value, headers) in &prepared {
+            let owned = headers
+                .iter()
+                .fold(OwnedHeaders::new(), |h, (k, v)| h.insert(Header { key: k, value: Some(v.as_bytes()) }));
+            let mut record = FutureRecord::to(&topic).key(key).payload(value).headers(owned);
+            loop {
+                match producer.send_result(record) {
+                    Ok(delivery) => break deliveries.push(delivery),
+                    Err((_, back)) => {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+            }
+        }
+        for delivery in deliveries {
+            delivery.await.unwrap().unwrap();
+        }
+        let produce = started.elapsed();
+
+        // Baseline: the same effect rows as plain batched inserts.
+        sqlx::raw_sql("create table baseline (key text not null, seq bigint not null)").execute(&pool).await.unwrap();
+        let started = Instant::now();
+        for chunk in prepared.chunks(500) {
+            let keys: Vec<&str> = chunk.iter().map(|(k, _, _)| k.as_str()).collect();
+            let seqs: Vec<i64> = (0..chunk.len() as i64).collect();
+            sqlx::query("insert into baseline (key, seq) select * from unnest($1::text[], $2::bigint[])")
+                .bind(&keys)
+                .bind(&seqs)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        let insert = started.elapsed();
+
+        // The runner: decode, inbox row, effect row, per event; offsets after each batch.
+        let group = format!("bench-{}", uuid::Uuid::now_v7().simple());
+        let consumer = Consumer::new(&kafka(), pool.clone(), Apply { codec }, ConsumerConfig::new(&group, &[&topic]));
+        let stats = consumer.stats();
+        let stop = CancellationToken::new();
+        let started = Instant::now();
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move { consumer.run(stop).await }
+        });
+        while stats.applied.load(Ordering::Relaxed) < events as u64 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let apply = started.elapsed();
+        stop.cancel();
+        task.await.unwrap().unwrap();
+
+        let rate = |d: Duration| events as f64 / d.as_secs_f64();
+        println!("  baseline rdkafka produce from memory      {:>9.0} events/s  ({:.2} s)", rate(produce), produce.as_secs_f64());
+        println!("  baseline batched inserts into PostgreSQL  {:>9.0} rows/s    ({:.2} s)", rate(insert), insert.as_secs_f64());
+        println!(
+            "  consumer apply with inbox                 {:>9.0} events/s  ({:.2} s incl. group join, {} batches)",
+            rate(apply),
+            apply.as_secs_f64(),
+            stats.batches.load(Ordering::Relaxed)
+        );
+    });
+}
