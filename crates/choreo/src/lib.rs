@@ -1,6 +1,9 @@
 //! The backbone every shop service builds on: typed configuration from the environment,
-//! correctly configured Kafka clients, and Avro events in the Confluent wire format. Later modules
-//! add the transactional outbox and its relay, the inbox and the consumer runner.
+//! correctly configured Kafka clients, Avro events in the Confluent wire format ([`avro`]), the
+//! envelope of headers every event carries ([`envelope`]), the transactional outbox
+//! ([`outbox`]) and its leader-elected relay ([`relay`]), the inbox ([`inbox`]) and the consumer
+//! runner with its dead letters ([`consumer`]), trace context, metrics and the operations
+//! endpoint ([`telemetry`], [`metrics`], [`ops`]), and shutdown on SIGTERM ([`shutdown`]).
 //!
 //! No shop logic lives here: a service that is not part of the shop can use this crate as is.
 
@@ -15,6 +18,7 @@ pub mod metrics;
 pub mod ops;
 pub mod outbox;
 pub mod relay;
+pub mod shutdown;
 pub mod telemetry;
 
 pub use config::{ConfigError, KafkaConfig, RegistryConfig};
