@@ -20,5 +20,7 @@ pub mod outbox;
 pub mod relay;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::{ConfigError, KafkaConfig, RegistryConfig};

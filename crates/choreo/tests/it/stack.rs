@@ -5,54 +5,18 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use choreo::kafka::{admin_config, consumer_config, producer_config};
+use choreo::kafka::{consumer_config, producer_config};
 use futures::StreamExt;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Offset;
 
+use choreo::testing::TestTopic;
+
 use crate::{kafka, registry, unique};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A fresh topic for one test, deleted when dropped.
-struct TestTopic {
-    name: String,
-    admin: AdminClient<DefaultClientContext>,
-}
-
-impl TestTopic {
-    async fn create(prefix: &str, partitions: i32) -> Self {
-        let name = unique(prefix);
-        let admin: AdminClient<DefaultClientContext> =
-            admin_config(&kafka(), "stack-test").create().unwrap();
-        let options = AdminOptions::new().operation_timeout(Some(WAIT));
-        let results = admin
-            .create_topics(
-                &[NewTopic::new(&name, partitions, TopicReplication::Fixed(1))],
-                &options,
-            )
-            .await
-            .expect("create topic");
-        results.into_iter().for_each(|r| {
-            r.expect("topic created");
-        });
-        Self { name, admin }
-    }
-}
-
-impl Drop for TestTopic {
-    fn drop(&mut self) {
-        // Best effort: the request is sent even if nobody awaits the answer.
-        drop(
-            self.admin
-                .delete_topics(&[&self.name], &AdminOptions::new()),
-        );
-    }
-}
 
 fn producer() -> FutureProducer {
     producer_config(&kafka(), "stack-test")

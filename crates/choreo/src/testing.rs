@@ -1,0 +1,126 @@
+//! Helpers for integration tests against the local stack (feature `testing`): its addresses,
+//! names no other run uses, and topics and databases of a test's own. Not for production code.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use sqlx::Connection;
+
+use crate::config::{load_env_file, KafkaConfig, RegistryConfig};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The stack's broker, from the environment or .stack/env.
+pub fn kafka() -> KafkaConfig {
+    load_env_file();
+    KafkaConfig::from_env().expect("the stack's addresses (run scripts/stack up)")
+}
+
+/// The stack's schema registry, from the environment or .stack/env.
+pub fn registry() -> RegistryConfig {
+    load_env_file();
+    RegistryConfig::from_env().expect("the stack's addresses (run scripts/stack up)")
+}
+
+/// A name no other test run uses: `<prefix>.<uuid v7>`.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}.{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A topic of one test's own, deleted when dropped.
+pub struct TestTopic {
+    pub name: String,
+    admin: AdminClient<DefaultClientContext>,
+}
+
+impl TestTopic {
+    pub async fn create(prefix: &str, partitions: i32) -> Self {
+        let name = create_topic(prefix, partitions).await;
+        let admin = crate::kafka::admin_config(&kafka(), "choreo-test")
+            .create()
+            .expect("admin client");
+        Self { name, admin }
+    }
+}
+
+/// Creates a topic of one test's own and leaves it (its name is unique); see [`TestTopic`] for
+/// one that is deleted afterwards.
+pub async fn create_topic(prefix: &str, partitions: i32) -> String {
+    let name = unique(prefix);
+    let admin: AdminClient<DefaultClientContext> =
+        crate::kafka::admin_config(&kafka(), "choreo-test")
+            .create()
+            .expect("admin client");
+    let options = AdminOptions::new().operation_timeout(Some(WAIT));
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(&name, partitions, TopicReplication::Fixed(1))],
+            &options,
+        )
+        .await
+        .expect("create topic");
+    for result in results {
+        result.expect("topic created");
+    }
+    name
+}
+
+impl Drop for TestTopic {
+    fn drop(&mut self) {
+        // Best effort: the request is sent even if nobody awaits the answer.
+        drop(
+            self.admin
+                .delete_topics(&[&self.name], &AdminOptions::new()),
+        );
+    }
+}
+
+/// A database of one test's own, with the backbone's tables; dropped by [`TestDb::drop`].
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub pool: sqlx::PgPool,
+}
+
+fn admin_url() -> String {
+    load_env_file();
+    std::env::var("PG_ADMIN_URL").expect("PG_ADMIN_URL (run scripts/stack up)")
+}
+
+impl TestDb {
+    pub async fn create() -> Self {
+        let admin_url = admin_url();
+        let name = format!("test_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("admin connection");
+        sqlx::query(&format!("create database {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        let (base, _) = admin_url.rsplit_once('/').expect("database URL");
+        let url = format!("{base}/{name}");
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(8)
+            .connect(&url)
+            .await
+            .expect("pool");
+        crate::db::migrate(&pool).await.expect("migrate");
+        Self { name, url, pool }
+    }
+
+    pub async fn drop(self) {
+        self.pool.close().await;
+        let mut admin = sqlx::PgConnection::connect(&admin_url())
+            .await
+            .expect("admin connection");
+        sqlx::query(&format!(
+            "drop database if exists {} with (force)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("drop database");
+    }
+}
