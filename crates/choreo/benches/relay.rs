@@ -134,11 +134,13 @@ async fn drain(rows: usize) -> (Duration, Duration) {
 async fn latency_at(rate: u32, seconds: u32) -> Vec<Duration> {
     let (url, pool) = fresh_database().await;
     let topic = topic("latency").await;
+    let metrics = Arc::new(choreo::metrics::Metrics::new("bench"));
     let relay = Relay::new(
         &url,
         &kafka(),
         RelayConfig::new(&format!("bench-{}", uuid::Uuid::now_v7().simple())),
-    );
+    )
+    .with_metrics(metrics.clone());
     let stats = relay.stats();
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
@@ -210,6 +212,23 @@ async fn latency_at(rate: u32, seconds: u32) -> Vec<Duration> {
         total as f64 / batches as f64,
         stats.publish_micros.load(Ordering::Relaxed) as f64 / batches as f64 / 1e3
     );
+    // The relay's own share: outbox insert to Kafka's ack, from its histogram.
+    let histogram = metrics.relay_commit_to_ack_seconds.clone();
+    let proto = prometheus::core::Collector::collect(&histogram);
+    let buckets = proto[0].get_metric()[0].get_histogram();
+    let shares: Vec<String> = buckets
+        .get_bucket()
+        .iter()
+        .filter(|b| [0.01, 0.025, 0.05, 0.1, 0.25].contains(&b.upper_bound()))
+        .map(|b| {
+            format!(
+                "<= {} ms: {:.1}%",
+                b.upper_bound() * 1e3,
+                100.0 * b.cumulative_count() as f64 / buckets.get_sample_count().max(1) as f64
+            )
+        })
+        .collect();
+    println!("    relay insert -> ack: {}", shares.join(", "));
     shutdown.cancel();
     task.await.unwrap().unwrap();
     latencies.sort();

@@ -286,7 +286,7 @@ impl Relay {
                 format!("choreo-relay-{}", self.config.service),
             )
             .set("transaction.timeout.ms", "60000")
-            .set("linger.ms", "2")
+            .set("linger.ms", "0")
             .set("batch.size", "1000000");
         let producer: FutureProducer = config.create()?;
         let init = producer.clone();
@@ -400,7 +400,7 @@ fn commit_in_short_steps(producer: &FutureProducer, limit: Duration) -> Result<(
     let deadline = std::time::Instant::now() + limit;
     loop {
         let in_time = std::time::Instant::now() < deadline;
-        match producer.commit_transaction(Duration::from_millis(5)) {
+        match producer.commit_transaction(Duration::from_millis(1)) {
             Err(KafkaError::Transaction(error)) if error.is_retriable() && in_time => {}
             Err(KafkaError::Flush(_)) if in_time => {}
             result => return result,
