@@ -111,6 +111,58 @@ pub trait Handler: Send + Sync + 'static {
         tx: &mut sqlx::PgConnection,
         event: &Incoming,
     ) -> impl std::future::Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Applies the new events of a batch, in order, inside `tx`. The default hands them to
+    /// [`Handler::handle`] one by one, each in a span continuing its producer's trace
+    /// ([`traced`]); a handler can override it to write a whole batch's effects in fewer
+    /// statements. On failure it names the event that failed, by index.
+    fn handle_batch(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        events: &[Incoming],
+    ) -> impl std::future::Future<Output = Result<(), BatchFailure>> + Send {
+        async move {
+            for (index, event) in events.iter().enumerate() {
+                traced(event, self.handle(tx, event))
+                    .await
+                    .map_err(|error| BatchFailure { index, error })?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Which event of a batch failed, and why.
+#[derive(Debug)]
+pub struct BatchFailure {
+    pub index: usize,
+    pub error: HandlerError,
+}
+
+/// Runs `work` for `event` in a span carrying the producer's trace id, with a child of the
+/// event's `traceparent` as the trace context in hand (so events written by `work` continue the
+/// trace).
+pub async fn traced<F: std::future::Future>(event: &Incoming, work: F) -> F::Output {
+    use tracing::Instrument;
+    let context = event
+        .metadata
+        .traceparent
+        .as_deref()
+        .and_then(crate::telemetry::TraceContext::parse)
+        .map_or_else(crate::telemetry::TraceContext::root, |parent| {
+            parent.child()
+        });
+    let span = tracing::info_span!(
+        "handle",
+        trace_id = %context.trace_id_hex(),
+        event_id = %event.metadata.event_id,
+        event_type = %event.metadata.event_type,
+        partition = event.partition,
+        offset = event.offset,
+    );
+    crate::telemetry::in_context(context, work)
+        .instrument(span)
+        .await
 }
 
 #[cfg(test)]

@@ -14,15 +14,13 @@ use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use super::context::RunnerContext;
 use super::dlq::DeadLetter;
 use super::runner::{ConsumerStats, Faults};
-use super::{ConsumerConfig, Handler, HandlerError, Incoming};
+use super::{BatchFailure, ConsumerConfig, Handler, HandlerError, Incoming};
 use crate::envelope::Metadata;
 use crate::metrics::Metrics;
-use crate::telemetry::{in_context, TraceContext};
 
 pub(crate) struct Worker<H> {
     pub consumer: Arc<StreamConsumer<RunnerContext>>,
@@ -180,34 +178,47 @@ impl<H: Handler> Worker<H> {
         let mut fresh: HashSet<uuid::Uuid> = crate::inbox::record_all(&mut tx, group, &ids)
             .await
             .map_err(|e| infra(&e))?;
-        let (mut applied, mut duplicates) = (0u64, 0u64);
-        let mut applied_types: Vec<String> = Vec::new();
+        let mut duplicates = 0u64;
+        let mut fresh_messages = Vec::with_capacity(candidates.len());
+        let mut events = Vec::with_capacity(candidates.len());
         for (message, incoming) in candidates {
-            if !fresh.remove(&incoming.metadata.event_id) {
+            if fresh.remove(&incoming.metadata.event_id) {
+                fresh_messages.push(message);
+                events.push(incoming);
+            } else {
                 duplicates += 1;
-                continue;
-            }
-            match self.handle(&mut tx, &incoming).await {
-                Ok(()) => {
-                    applied += 1;
-                    applied_types.push(incoming.metadata.event_type);
-                }
-                Err(error) => {
-                    return Err(match (error.permanent_reason(), error) {
-                        (Some(reason), error) => BatchError::Poison {
-                            offset: message.offset(),
-                            reason,
-                            error: error.to_string(),
-                        },
-                        (None, HandlerError::Transient(text)) => BatchError::Handler {
-                            offset: message.offset(),
-                            error: text,
-                        },
-                        (None, other) => infra(&other),
-                    });
-                }
             }
         }
+        let started = Instant::now();
+        let handled = self.handler.handle_batch(&mut tx, &events).await;
+        if let Some(metrics) = self.metrics.as_ref().filter(|_| !events.is_empty()) {
+            // Per event, averaged over the batch (a batch handler may apply them together).
+            let each = started.elapsed().as_secs_f64() / events.len() as f64;
+            for event in &events {
+                metrics
+                    .handler_seconds
+                    .with_label_values(&[event.metadata.event_type.as_str()])
+                    .observe(each);
+            }
+        }
+        if let Err(BatchFailure { index, error }) = handled {
+            let offset = fresh_messages[index.min(fresh_messages.len() - 1)].offset();
+            return Err(match (error.permanent_reason(), error) {
+                (Some(reason), error) => BatchError::Poison {
+                    offset,
+                    reason,
+                    error: error.to_string(),
+                },
+                (None, HandlerError::Transient(text)) => BatchError::Handler {
+                    offset,
+                    error: text,
+                },
+                (None, other) => infra(&other),
+            });
+        }
+        let applied = events.len() as u64;
+        let applied_types: Vec<String> =
+            events.into_iter().map(|e| e.metadata.event_type).collect();
         for letter in &letters {
             letter.send(&self.dlq, group).await.map_err(|e| infra(&e))?;
         }
@@ -244,39 +255,6 @@ impl<H: Handler> Worker<H> {
             }
         }
         Ok(())
-    }
-
-    /// Runs the handler for one event, continuing the producer's trace in a span of its own.
-    async fn handle(
-        &self,
-        tx: &mut sqlx::PgConnection,
-        incoming: &Incoming,
-    ) -> Result<(), HandlerError> {
-        let context = incoming
-            .metadata
-            .traceparent
-            .as_deref()
-            .and_then(TraceContext::parse)
-            .map_or_else(TraceContext::root, |parent| parent.child());
-        let span = tracing::info_span!(
-            "handle",
-            trace_id = %context.trace_id_hex(),
-            event_id = %incoming.metadata.event_id,
-            event_type = %incoming.metadata.event_type,
-            partition = incoming.partition,
-            offset = incoming.offset,
-        );
-        let started = Instant::now();
-        let handled = in_context(context, self.handler.handle(tx, incoming))
-            .instrument(span)
-            .await;
-        if let Some(metrics) = &self.metrics {
-            metrics
-                .handler_seconds
-                .with_label_values(&[incoming.metadata.event_type.as_str()])
-                .observe(started.elapsed().as_secs_f64());
-        }
-        handled
     }
 }
 

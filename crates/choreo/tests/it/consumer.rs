@@ -476,3 +476,105 @@ async fn partitions_move_between_members_without_losing_or_repeating_an_event() 
     assert_eq!(applied, 12 * 21, "each event applied by exactly one member");
     fx.db.drop().await;
 }
+
+/// Writes a batch's steps with one statement; rejects a batch containing a "reject" step by
+/// naming that step.
+struct BatchRecorder {
+    codec: Arc<Codec>,
+}
+
+impl Handler for BatchRecorder {
+    async fn handle(&self, _: &mut sqlx::PgConnection, _: &Incoming) -> Result<(), HandlerError> {
+        unreachable!("batches only")
+    }
+
+    async fn handle_batch(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        events: &[Incoming],
+    ) -> Result<(), choreo::consumer::BatchFailure> {
+        let (mut keys, mut seqs, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+        for (index, event) in events.iter().enumerate() {
+            let fail = |error: HandlerError| choreo::consumer::BatchFailure { index, error };
+            let step: Step = self
+                .codec
+                .decode(&event.value)
+                .await
+                .map_err(|e| fail(e.into()))?;
+            if step.note == "reject" {
+                return Err(fail(HandlerError::Rejected("not this one".into())));
+            }
+            keys.push(step.key);
+            seqs.push(step.seq);
+            ids.push(event.metadata.event_id);
+        }
+        sqlx::query("insert into applied (key, seq, event_id) select * from unnest($1::text[], $2::int[], $3::uuid[])")
+            .bind(&keys)
+            .bind(&seqs)
+            .bind(&ids)
+            .execute(tx)
+            .await
+            .map_err(|e| choreo::consumer::BatchFailure { index: 0, error: e.into() })?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_handler_applies_batches_at_once_and_a_failure_is_pinned_on_its_event() {
+    let fx = Fixture::new(1).await;
+    let mut sent = Vec::new();
+    for seq in 0..30 {
+        let step = Step {
+            key: "key-0".into(),
+            seq,
+            note: String::new(),
+        };
+        fx.send(&step).await;
+        sent.push(step);
+        if seq == 12 {
+            fx.send(&Step {
+                key: "key-0".into(),
+                seq: 999,
+                note: "reject".into(),
+            })
+            .await;
+        }
+    }
+    let config = ConsumerConfig {
+        batch_size: 50,
+        ..ConsumerConfig::new(&fx.group, &[&fx.topic])
+    };
+    let consumer = Consumer::new(
+        &kafka(),
+        fx.db.pool.clone(),
+        BatchRecorder {
+            codec: fx.codec.clone(),
+        },
+        config,
+    );
+    let stats = consumer.stats();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move { consumer.run(stop).await }
+    });
+    wait_for(
+        "every good step applied and the bad one dead-lettered",
+        async || {
+            stats.applied.load(Ordering::Relaxed) == 30
+                && stats.dead_lettered.load(Ordering::Relaxed) == 1
+        },
+    )
+    .await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    assert_each_key_in_order_once(&fx.applied().await, 1, 30);
+    let letters = read_all(&dlq::topic(&fx.topic, &fx.group), 1).await;
+    assert_eq!(letters[0].header(dlq::REASON), "rejected");
+    assert_eq!(
+        letters[0].header(dlq::ORIGINAL_OFFSET),
+        "13",
+        "the rejected step, not its batch"
+    );
+    fx.db.drop().await;
+}
