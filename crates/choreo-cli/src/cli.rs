@@ -74,6 +74,27 @@ pub enum Command {
     /// Schemas as code: register schemas/**/*.avsc under the subjects topics/*.yaml implies,
     /// and check that they stay BACKWARD_TRANSITIVE.
     Schemas(SchemasArgs),
+    /// Run an outbox relay for one service database until SIGTERM: publishes the outbox to
+    /// Kafka, leader-elected among every relay of that database (services embed the same relay;
+    /// this runs it on its own, e.g. as a sidecar or to drain an outbox by hand).
+    #[command(
+        after_help = "Example:\n  choreo relay --service inventory --database-url \"$DATABASE_URL_INVENTORY\"\n\n\
+        Set CHOREO_LOG=info to see it take and lose the lead."
+    )]
+    Relay(RelayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// The service whose outbox this is (names its Kafka transactional.id).
+    #[arg(long)]
+    pub service: String,
+    /// The service's PostgreSQL database.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// How long a silent leader keeps the lead, in milliseconds.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(500..=600_000))]
+    pub lease_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,7 +209,24 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Schemas(args) => schemas_run(args, timeout).await,
+        Command::Relay(args) => {
+            let kafka = choreo::KafkaConfig::parse(&cli.cluster.brokers)
+                .map_err(|e| Failure::BadInput(e.to_string()))?;
+            relay_run(&kafka, args).await
+        }
     }
+}
+
+async fn relay_run(kafka: &choreo::KafkaConfig, args: RelayArgs) -> Result<(), Failure> {
+    let shutdown = choreo::shutdown::on_signal().map_err(|e| Failure::Error(e.into()))?;
+    let config = choreo::relay::RelayConfig {
+        lease: Duration::from_millis(args.lease_ms),
+        ..choreo::relay::RelayConfig::new(&args.service)
+    };
+    choreo::relay::Relay::new(&args.database_url, kafka, config)
+        .run(shutdown)
+        .await
+        .map_err(|e| Failure::Error(e.into()))
 }
 
 async fn topics_run(

@@ -2,5 +2,6 @@
 //! driven as a user would: one binary, a module per command group. Needs `scripts/stack up`
 //! (scripts/test brings it up); addresses come from .stack/env.
 
+mod relay;
 mod schemas;
 mod topics;
