@@ -13,13 +13,12 @@ use std::time::{Duration, Instant};
 use choreo::avro::{Codec, Event};
 use choreo::consumer::{BatchFailure, Consumer, ConsumerConfig, Handler, HandlerError, Incoming};
 use choreo::envelope::Metadata;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{fresh_database, kafka, topic};
+use common::{fresh_database, kafka, produce_all, topic, until, Prepared};
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename = "Reading")]
@@ -131,9 +130,7 @@ async fn consume<H: Handler>(
         let stop = stop.clone();
         async move { consumer.run(stop).await }
     });
-    while stats.applied.load(Ordering::Relaxed) < events as u64 {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    until(|| stats.applied.load(Ordering::Relaxed) >= events as u64).await;
     let elapsed = started.elapsed();
     stop.cancel();
     task.await.unwrap().unwrap();
@@ -162,7 +159,7 @@ fn main() {
         // Baseline: produce the very bytes the consumer will read, from memory.
         let producer: FutureProducer =
             choreo::kafka::producer_config(&kafka(), "bench").set("linger.ms", "5").create().unwrap();
-        let mut prepared = Vec::with_capacity(events);
+        let mut prepared: Vec<Prepared> = Vec::with_capacity(events);
         for i in 0..events {
             let key = format!("order-{}", i % 500);
             let reading = Reading { key: key.clone(), seq: i as i64, note: "x".repeat(120) };
@@ -171,25 +168,7 @@ fn main() {
             prepared.push((key, value, headers));
         }
         let started = Instant::now();
-        let mut deliveries = Vec::with_capacity(events);
-        for (key, value, headers) in &prepared {
-            let owned = headers
-                .iter()
-                .fold(OwnedHeaders::new(), |h, (k, v)| h.insert(Header { key: k, value: Some(v.as_bytes()) }));
-            let mut record = FutureRecord::to(&topic).key(key).payload(value).headers(owned);
-            loop {
-                match producer.send_result(record) {
-                    Ok(delivery) => break deliveries.push(delivery),
-                    Err((_, back)) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                }
-            }
-        }
-        for delivery in deliveries {
-            delivery.await.unwrap().unwrap();
-        }
+        produce_all(&producer, &topic, &prepared).await;
         let produce = started.elapsed();
 
         // Baseline: the same effect rows as plain batched inserts.

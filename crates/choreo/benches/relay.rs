@@ -18,12 +18,12 @@ use choreo::envelope::Metadata;
 use choreo::relay::{Relay, RelayConfig};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{fresh_database, kafka, topic};
+use common::{fresh_database, kafka, produce_all, topic, until, Prepared};
 
 const VALUE_LEN: usize = 240; // plus ~60 bytes of key and headers: about 300 bytes an event
 
@@ -62,69 +62,52 @@ async fn producer_baseline(rows: usize) -> Duration {
         .create()
         .unwrap();
     let value = vec![b'x'; VALUE_LEN];
+    let records: Vec<Prepared> = (0..rows)
+        .map(|i| {
+            let key = format!("order-{}", i % 500);
+            let headers = Metadata::new("bench.Event", &key, "bench").to_headers();
+            (key, value.clone(), headers)
+        })
+        .collect();
     let start = Instant::now();
-    let mut deliveries = Vec::with_capacity(rows);
-    for i in 0..rows {
-        let key = format!("order-{}", i % 500);
-        let headers = Metadata::new("bench.Event", &key, "bench").to_headers();
-        let owned = headers
-            .iter()
-            .fold(rdkafka::message::OwnedHeaders::new(), |h, (k, v)| {
-                h.insert(rdkafka::message::Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                })
-            });
-        let mut record = FutureRecord::to(&topic)
-            .key(&key)
-            .payload(&value)
-            .headers(owned);
-        loop {
-            match producer.send_result(record) {
-                Ok(delivery) => break deliveries.push(delivery),
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    back,
-                )) => {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Err((e, _)) => panic!("{e}"),
-            }
-        }
-    }
-    for d in deliveries {
-        d.await.unwrap().unwrap();
-    }
+    produce_all(&producer, &topic, &records).await;
     start.elapsed()
+}
+
+/// Starts a relay and waits until it leads (its producer is ready).
+async fn leading_relay(
+    url: &str,
+    config: RelayConfig,
+    metrics: Option<Arc<choreo::metrics::Metrics>>,
+) -> (
+    Arc<choreo::relay::RelayStats>,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), choreo::relay::RelayError>>,
+) {
+    let mut relay = Relay::new(url, &kafka(), config);
+    if let Some(metrics) = metrics {
+        relay = relay.with_metrics(metrics);
+    }
+    let stats = relay.stats();
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move { relay.run(token).await });
+    until(|| stats.is_leader.load(Ordering::Relaxed)).await;
+    (stats, shutdown, task)
 }
 
 async fn drain(rows: usize) -> (Duration, Duration) {
     let (url, pool) = fresh_database().await;
     let topic = topic("relay").await;
     let insert = batched_insert(&pool, &topic, rows).await;
-    let relay = Relay::new(
-        &url,
-        &kafka(),
-        RelayConfig {
-            batch_size: 5_000,
-            ..RelayConfig::new(&format!("bench-{}", uuid::Uuid::now_v7().simple()))
-        },
-    );
-    let stats = relay.stats();
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move { relay.run(token).await });
+    let config = RelayConfig {
+        batch_size: 5_000,
+        ..RelayConfig::new(&format!("bench-{}", uuid::Uuid::now_v7().simple()))
+    };
     // Timed from the moment the relay leads (producer ready) to the last delete.
-    while !stats.is_leader.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let (stats, shutdown, task) = leading_relay(&url, config, None).await;
     let start = Instant::now();
-    while stats.published.load(Ordering::Relaxed) < rows as u64 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    until(|| stats.published.load(Ordering::Relaxed) >= rows as u64).await;
     let elapsed = start.elapsed();
     shutdown.cancel();
     task.await.unwrap().unwrap();
@@ -135,19 +118,8 @@ async fn latency_at(rate: u32, seconds: u32) -> Vec<Duration> {
     let (url, pool) = fresh_database().await;
     let topic = topic("latency").await;
     let metrics = Arc::new(choreo::metrics::Metrics::new("bench"));
-    let relay = Relay::new(
-        &url,
-        &kafka(),
-        RelayConfig::new(&format!("bench-{}", uuid::Uuid::now_v7().simple())),
-    )
-    .with_metrics(metrics.clone());
-    let stats = relay.stats();
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move { relay.run(token).await });
-    while !stats.is_leader.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let config = RelayConfig::new(&format!("bench-{}", uuid::Uuid::now_v7().simple()));
+    let (stats, shutdown, task) = leading_relay(&url, config, Some(metrics.clone())).await;
     let consumer: StreamConsumer = choreo::kafka::consumer_config(
         &kafka(),
         &format!("bench-{}", uuid::Uuid::now_v7()),

@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use sqlx::{Connection, PgPool};
 
 pub fn kafka() -> choreo::KafkaConfig {
@@ -45,4 +49,45 @@ pub async fn fresh_database() -> (String, PgPool) {
         .unwrap();
     choreo::db::migrate(&pool).await.unwrap();
     (url, pool)
+}
+
+/// A record ready to send: key, value, headers.
+pub type Prepared = (String, Vec<u8>, Vec<(&'static str, String)>);
+
+/// Sends every record to `topic` (waiting when the producer's queue is full), then waits for
+/// every acknowledgement.
+pub async fn produce_all(producer: &FutureProducer, topic: &str, records: &[Prepared]) {
+    let mut deliveries = Vec::with_capacity(records.len());
+    for (key, value, headers) in records {
+        let owned = headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+            h.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            })
+        });
+        let mut record = FutureRecord::to(topic)
+            .key(key)
+            .payload(value)
+            .headers(owned);
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => break deliveries.push(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((error, _)) => panic!("{error}"),
+            }
+        }
+    }
+    for delivery in deliveries {
+        delivery.await.expect("delivered").expect("acknowledged");
+    }
+}
+
+/// Waits until `condition` holds, looking every millisecond.
+pub async fn until(condition: impl Fn() -> bool) {
+    while !condition() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
