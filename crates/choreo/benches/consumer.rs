@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{fresh_database, kafka, produce_all, topic, until, Prepared};
+use common::{count_from_env, fresh_database, kafka, produce_all, runtime, topic, until, Prepared};
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename = "Reading")]
@@ -139,16 +139,8 @@ async fn consume<H: Handler>(
 
 fn main() {
     choreo::config::load_env_file();
-    let events: usize = std::env::var("CONSUMER_BENCH_EVENTS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(50_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    let events = count_from_env("CONSUMER_BENCH_EVENTS", 50_000);
+    runtime().block_on(async {
         let registry = choreo::RegistryConfig::from_env().expect("SCHEMA_REGISTRY_URL (run scripts/stack up)");
         let codec = Arc::new(Codec::new(&registry).unwrap());
         let (_, pool) = fresh_database().await;

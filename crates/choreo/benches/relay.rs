@@ -17,13 +17,12 @@ use std::time::{Duration, Instant};
 use choreo::envelope::Metadata;
 use choreo::relay::{Relay, RelayConfig};
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
 use rdkafka::producer::FutureProducer;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{fresh_database, kafka, produce_all, topic, until, Prepared};
+use common::{count_from_env, fresh_database, kafka, produce_all, runtime, topic, until, Prepared};
 
 const VALUE_LEN: usize = 240; // plus ~60 bytes of key and headers: about 300 bytes an event
 
@@ -158,15 +157,9 @@ async fn latency_at(rate: u32, seconds: u32) -> Vec<Duration> {
             .expect("events keep arriving")
             .unwrap();
         let arrived = Instant::now();
-        let id = message
-            .headers()
-            .unwrap()
-            .iter()
-            .find(|h| h.key == "event_id")
-            .unwrap()
-            .value
-            .unwrap();
-        let id = String::from_utf8(id.to_vec()).unwrap();
+        let id = choreo::kafka::header(&message, "event_id")
+            .expect("event_id header")
+            .to_owned();
         // The writer notes its commit just after commit returns; an event can arrive first.
         let committed_at = loop {
             if let Some(at) = committed.lock().unwrap().get(&id).copied() {
@@ -209,16 +202,8 @@ async fn latency_at(rate: u32, seconds: u32) -> Vec<Duration> {
 
 fn main() {
     choreo::config::load_env_file();
-    let rows: usize = std::env::var("RELAY_BENCH_ROWS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(100_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    let rows = count_from_env("RELAY_BENCH_ROWS", 100_000);
+    runtime().block_on(async {
         println!("relay bench: {rows} events of ~300 bytes, 12 partitions, 500 keys");
         let per_second = |d: Duration| rows as f64 / d.as_secs_f64();
         let produce = producer_baseline(rows).await;

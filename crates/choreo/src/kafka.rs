@@ -5,6 +5,7 @@
 //! use the cooperative-sticky assignor and never commit or store offsets on their own: the caller
 //! stores an offset only after its database transaction commits.
 
+use rdkafka::message::{Headers, Message};
 use rdkafka::ClientConfig;
 
 use crate::config::KafkaConfig;
@@ -45,6 +46,17 @@ pub fn consumer_config(kafka: &KafkaConfig, group: &str, client_id: &str) -> Cli
     config
 }
 
+/// The value of header `name` of `message` as text (the last one, if repeated); `None` when
+/// absent or not UTF-8. Our headers are UTF-8 text (see [`crate::envelope`]).
+pub fn header<'m>(message: &'m impl Message, name: &str) -> Option<&'m str> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .filter(|h| h.key == name)
+        .last()
+        .and_then(|h| std::str::from_utf8(h.value?).ok())
+}
+
 /// An admin client (topics, configs, groups).
 pub fn admin_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
     base(kafka, client_id)
@@ -63,6 +75,37 @@ mod tests {
         let config = producer_config(&kafka(), "t");
         assert_eq!(config.get("enable.idempotence"), Some("true"));
         assert_eq!(config.get("acks"), Some("all"));
+    }
+
+    #[test]
+    fn a_header_is_read_as_text_and_the_last_of_a_name_wins() {
+        use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+        use rdkafka::Timestamp;
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "event_id",
+                value: Some("first"),
+            })
+            .insert(Header {
+                key: "binary",
+                value: Some(&[0xff_u8, 0xfe][..]),
+            })
+            .insert(Header {
+                key: "event_id",
+                value: Some("second"),
+            });
+        let message = OwnedMessage::new(
+            None,
+            None,
+            "t".into(),
+            Timestamp::NotAvailable,
+            0,
+            0,
+            Some(headers),
+        );
+        assert_eq!(header(&message, "event_id"), Some("second"));
+        assert_eq!(header(&message, "binary"), None, "not UTF-8");
+        assert_eq!(header(&message, "missing"), None);
     }
 
     #[test]

@@ -216,7 +216,7 @@ impl Relay {
         let producer = self.transactional_producer().await?;
         let mut listener = PgListener::connect(&self.database_url).await?;
         listener.listen("choreo_outbox").await?;
-        let mut sampled = std::time::Instant::now() - Duration::from_secs(60);
+        let mut sampled: Option<std::time::Instant> = None;
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
@@ -224,12 +224,12 @@ impl Relay {
             if let Some(metrics) = self
                 .metrics
                 .as_ref()
-                .filter(|_| sampled.elapsed() >= Duration::from_secs(1))
+                .filter(|_| sampled.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)))
             {
                 let (backlog, oldest) = crate::outbox::backlog(&mut conn).await?;
                 metrics.outbox_backlog.set(backlog);
                 metrics.outbox_oldest_age_seconds.set(oldest);
-                sampled = std::time::Instant::now();
+                sampled = Some(std::time::Instant::now());
             }
             let rows = fetch(&mut conn, self.config.batch_size).await?;
             if rows.is_empty() {

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use choreo::envelope::Metadata;
 use choreo::testing::{create_topic, kafka, unique, TestDb};
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
 
 /// A `choreo relay` process whose log lines arrive on a channel.
 struct RelayProcess {
@@ -92,15 +91,8 @@ async fn read(consumer: &StreamConsumer, count: usize, seen: &mut Vec<String>) {
             .await
             .expect("records in time")
             .unwrap();
-        let id = message
-            .headers()
-            .unwrap()
-            .iter()
-            .find(|h| h.key == "event_id")
-            .unwrap()
-            .value
-            .unwrap();
-        seen.push(String::from_utf8(id.to_vec()).unwrap());
+        let id = choreo::kafka::header(&message, "event_id").expect("event_id header");
+        seen.push(id.to_owned());
     }
 }
 

@@ -51,6 +51,23 @@ pub async fn fresh_database() -> (String, PgPool) {
     (url, pool)
 }
 
+/// The benches' runtime: two workers, like the machine's two cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A count from environment variable `var`, else `default`.
+pub fn count_from_env(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A record ready to send: key, value, headers.
 pub type Prepared = (String, Vec<u8>, Vec<(&'static str, String)>);
 

@@ -190,7 +190,11 @@ impl<H: Handler> Worker<H> {
             }
         }
         let started = Instant::now();
-        let handled = self.handler.handle_batch(&mut tx, &events).await;
+        let handled = if events.is_empty() {
+            Ok(())
+        } else {
+            self.handler.handle_batch(&mut tx, &events).await
+        };
         if let Some(metrics) = self.metrics.as_ref().filter(|_| !events.is_empty()) {
             // Per event, averaged over the batch (a batch handler may apply them together).
             let each = started.elapsed().as_secs_f64() / events.len() as f64;
@@ -202,6 +206,7 @@ impl<H: Handler> Worker<H> {
             }
         }
         if let Err(BatchFailure { index, error }) = handled {
+            // An index past the end (a handler's mistake) is pinned on the batch's last event.
             let offset = fresh_messages[index.min(fresh_messages.len() - 1)].offset();
             return Err(match (error.permanent_reason(), error) {
                 (Some(reason), error) => BatchError::Poison {

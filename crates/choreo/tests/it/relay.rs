@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use choreo::envelope::Metadata;
 use choreo::relay::{FaultPoints, Relay, RelayConfig, RelayError};
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::{create_topic, kafka, unique, TestDb};
@@ -63,11 +63,9 @@ async fn read_until(topic: &str, done: impl Fn(&[Seen]) -> bool) -> Vec<Seen> {
             .await
             .unwrap_or_else(|_| panic!("timed out after {} records", seen.len()))
             .unwrap();
-        let event_id = message
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == "event_id").and_then(|h| h.value))
-            .map(|v| String::from_utf8(v.to_vec()).unwrap())
-            .expect("event_id header");
+        let event_id = choreo::kafka::header(&message, "event_id")
+            .expect("event_id header")
+            .to_owned();
         seen.push(Seen {
             key: String::from_utf8(message.key().unwrap().to_vec()).unwrap(),
             event_id,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use choreo::kafka::{consumer_config, producer_config};
 use futures::StreamExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Offset;
 
@@ -97,14 +97,7 @@ async fn a_consumer_group_reads_what_was_produced_with_its_headers_and_commits_b
             .expect("a message in time")
             .unwrap()
             .unwrap();
-        let header = |name: &str| {
-            let headers = message.headers().expect("headers");
-            headers
-                .iter()
-                .find(|h| h.key == name)
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8(v.to_vec()).unwrap())
-        };
+        let header = |name: &str| choreo::kafka::header(&message, name).map(str::to_owned);
         assert_eq!(header("event_type").as_deref(), Some("test.Probe"));
         received.push((
             String::from_utf8(message.key().unwrap().to_vec()).unwrap(),
