@@ -328,7 +328,8 @@ impl Relay {
             }
             // Wait for every acknowledgement before committing: rdkafka's commit_transaction
             // first flushes by polling the producer in 100 ms steps, and with the delivery
-            // reports served by the producer's own thread each step would run to its end.
+            // reports served by the producer's own thread each step would run to its end. With
+            // nothing left in flight that flush returns at once.
             let mut failure = send_error;
             for delivery in deliveries {
                 let error = match delivery.await {
@@ -342,7 +343,7 @@ impl Relay {
                 Some(error) => Err(error),
                 None => {
                     let commit = producer.clone();
-                    blocking(move || commit_in_short_steps(&commit, Duration::from_secs(30))).await
+                    blocking(move || commit.commit_transaction(Duration::from_secs(30))).await
                 }
             };
             let error = match committed {
@@ -389,23 +390,6 @@ async fn fetch(conn: &mut PgConnection, limit: i64) -> Result<Vec<Row>, sqlx::Er
             headers: headers.0,
         })
         .collect())
-}
-
-/// Commits the transaction in hand, calling `commit_transaction` with a short timeout until it
-/// succeeds, fails for good, or `limit` passes. rdkafka's `commit_transaction` first flushes by
-/// polling in steps as long as its timeout (up to 100 ms); with the delivery reports served by
-/// the producer's own thread, a long step would add its whole length to the batch's latency.
-/// A commit that times out is retriable: calling it again resumes it.
-fn commit_in_short_steps(producer: &FutureProducer, limit: Duration) -> Result<(), KafkaError> {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        let in_time = std::time::Instant::now() < deadline;
-        match producer.commit_transaction(Duration::from_millis(1)) {
-            Err(KafkaError::Transaction(error)) if error.is_retriable() && in_time => {}
-            Err(KafkaError::Flush(_)) if in_time => {}
-            result => return result,
-        }
-    }
 }
 
 /// librdkafka's transactional calls block; keep them off the async workers.
