@@ -70,11 +70,48 @@ fn main() {
     if let Some((event, topic)) = topic_of.into_iter().next() {
         panic!("topics/{topic}.yaml lists {event}, but no schemas/**/*.avsc defines it");
     }
+    write_shop_event(&mut code, &events);
     writeln!(code, "/// Every event: (full name, Rust type name, topic).").unwrap();
     writeln!(code, "pub const ALL: &[(&str, &str, &str)] = &{events:?};").unwrap();
 
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("events.rs");
     std::fs::write(out, code).expect("write generated events");
+}
+
+/// `ShopEvent`: one variant per event, decoded by the `event_type` header, so a handler matches
+/// on the events it cares about and passes over the rest.
+fn write_shop_event(code: &mut String, events: &[(String, String, String)]) {
+    code.push_str("/// Any shop event, decoded by its `event_type` header.\n");
+    code.push_str("#[derive(Debug, Clone, PartialEq)]\npub enum ShopEvent {\n");
+    for (_, ty, _) in events {
+        writeln!(code, "    {ty}({ty}),").unwrap();
+    }
+    code.push_str("}\n\nimpl ShopEvent {\n");
+    code.push_str(
+        "    /// Decodes `value` as the event `event_type` names; `None` for an event type this \
+         build does not know (a newer producer's), which a handler may pass over.\n",
+    );
+    code.push_str(
+        "    pub async fn decode(codec: &choreo::avro::Codec, event_type: &str, value: &[u8]) \
+         -> Result<Option<Self>, choreo::avro::CodecError> {\n        Ok(Some(match event_type {\n",
+    );
+    for (full, ty, _) in events {
+        writeln!(
+            code,
+            "            {full:?} => Self::{ty}(codec.decode::<{ty}>(value).await?),"
+        )
+        .unwrap();
+    }
+    code.push_str("            _ => return Ok(None),\n        }))\n    }\n\n");
+    code.push_str("    /// The event's full Avro name.\n    pub fn name(&self) -> &'static str {\n        match self {\n");
+    for (_, ty, _) in events {
+        writeln!(
+            code,
+            "            Self::{ty}(_) => <{ty} as choreo::avro::Event>::NAME,"
+        )
+        .unwrap();
+    }
+    code.push_str("        }\n    }\n}\n\n");
 }
 
 fn read(path: &Path) -> String {

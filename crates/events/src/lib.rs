@@ -1,10 +1,17 @@
 //! The shop's events as Rust types, generated at build time from `schemas/**/*.avsc` by
 //! rsgen-avro; the .avsc files are the truth, so a type cannot drift from its schema. Each event
-//! implements [`choreo::avro::Event`] with the topic that `topics/*.yaml` puts it on.
+//! implements [`choreo::avro::Event`] with the topic that `topics/*.yaml` puts it on, and
+//! [`ShopEvent`] decodes any of them by its `event_type` header.
 //!
 //! Money is minor units (`*_minor: i64`) beside an ISO currency; times are UTC milliseconds
-//! since the epoch (`*_at: i64`, Avro timestamp-millis).
+//! since the epoch (`*_at: i64`, Avro timestamp-millis). [`values`] holds the checked value
+//! types (ids, SKUs, quantities, money) that services build from these raw fields.
 
-#![allow(clippy::all, missing_docs)] // generated code
+pub mod values;
 
-include!(concat!(env!("OUT_DIR"), "/events.rs"));
+#[allow(clippy::all, missing_docs)] // generated code
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/events.rs"));
+}
+
+pub use generated::*;

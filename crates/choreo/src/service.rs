@@ -1,0 +1,263 @@
+//! The frame of one service process: its database (pool and migrations, the backbone's and its
+//! own), the codec and outbox, the relay, its consumers, any background loops it needs, and one
+//! HTTP listener serving its routes beside `/metrics`, `/healthz` and `/readyz`.
+//!
+//! A service's `main` reads [`ServiceSettings`], calls [`Service::connect`], registers its
+//! consumer ([`Service::consume`]) and loops ([`Service::spawn`]), then [`Service::run`]s until
+//! the shutdown token is cancelled or a part fails; either way every part is stopped and
+//! awaited, so the batch in hand is committed before the process exits. The listener is bound
+//! in `connect`, so a test can start a service on port 0 and read [`Service::local_addr`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::Router;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::avro::{Codec, CodecError};
+use crate::consumer::{Consumer, ConsumerConfig, ConsumerStats, Handler};
+use crate::metrics::Metrics;
+use crate::ops::Readiness;
+use crate::outbox::Outbox;
+use crate::relay::{Relay, RelayConfig};
+use crate::{ConfigError, KafkaConfig, RegistryConfig};
+
+/// What every service needs to start, from flags or the environment.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// The service's name: its consumer group, its relay's transactional id, its metrics label.
+    pub name: String,
+    pub database_url: String,
+    /// Where the HTTP listener binds (`127.0.0.1:0` for any free port).
+    pub http_addr: SocketAddr,
+    pub kafka: KafkaConfig,
+    pub registry: RegistryConfig,
+    /// The most connections in the pool.
+    pub max_connections: u32,
+}
+
+impl ServiceSettings {
+    /// Settings for `name` from the environment: `DATABASE_URL`, or else `DATABASE_URL_<NAME>`
+    /// (which `scripts/stack` writes to `.stack/env`), `KAFKA_BROKERS`, `SCHEMA_REGISTRY_URL`.
+    pub fn from_env(name: &str, http_addr: SocketAddr) -> Result<Self, ConfigError> {
+        let per_service = format!("DATABASE_URL_{}", name.to_uppercase());
+        let database_url = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|url| !url.trim().is_empty())
+            .or_else(|| std::env::var(&per_service).ok())
+            .ok_or(ConfigError::Missing {
+                var: "DATABASE_URL",
+            })?;
+        Ok(Self {
+            name: name.to_owned(),
+            database_url,
+            http_addr,
+            kafka: KafkaConfig::from_env()?,
+            registry: RegistryConfig::from_env()?,
+            max_connections: 16,
+        })
+    }
+}
+
+/// Why a service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("registry: {0}")]
+    Codec(#[from] CodecError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{part} failed: {detail}")]
+    Part { part: String, detail: String },
+}
+
+type Task = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+type Starter = Box<dyn FnOnce(CancellationToken) -> Task + Send>;
+
+/// A service being assembled; see the module docs.
+pub struct Service {
+    pub settings: ServiceSettings,
+    pub pool: PgPool,
+    pub codec: Arc<Codec>,
+    pub outbox: Outbox,
+    pub metrics: Arc<Metrics>,
+    listener: tokio::net::TcpListener,
+    consumers: Vec<Arc<ConsumerStats>>,
+    parts: Vec<(String, Starter)>,
+    relay: bool,
+}
+
+impl Service {
+    /// Connects to the database, applies the backbone's migrations and then `migrator` (the
+    /// service's own), prepares the codec and outbox, and binds the HTTP listener.
+    pub async fn connect(
+        settings: ServiceSettings,
+        migrator: &sqlx::migrate::Migrator,
+    ) -> Result<Self, ServiceError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(&settings.database_url)
+            .await?;
+        crate::db::migrate(&pool).await?;
+        migrator.run(&pool).await?;
+        let codec = Arc::new(Codec::new(&settings.registry)?);
+        let outbox = Outbox::new(codec.clone(), &settings.name);
+        let metrics = Arc::new(Metrics::new(&settings.name));
+        let listener = tokio::net::TcpListener::bind(settings.http_addr)
+            .await
+            .map_err(|source| ServiceError::Listen {
+                addr: settings.http_addr,
+                source,
+            })?;
+        Ok(Self {
+            settings,
+            pool,
+            codec,
+            outbox,
+            metrics,
+            listener,
+            consumers: Vec::new(),
+            parts: Vec::new(),
+            relay: true,
+        })
+    }
+
+    /// The address the HTTP listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener")
+    }
+
+    /// Runs no relay in this process (e.g. when `choreo relay` runs beside it).
+    pub fn without_relay(mut self) -> Self {
+        self.relay = false;
+        self
+    }
+
+    /// Adds a consumer of `topics` in the service's group applying events with `handler`.
+    pub fn consume<H: Handler>(&mut self, handler: H, topics: &[&str]) -> Arc<ConsumerStats> {
+        self.consume_with(handler, ConsumerConfig::new(&self.settings.name, topics))
+    }
+
+    /// [`Service::consume`] with a consumer configuration of the caller's.
+    pub fn consume_with<H: Handler>(
+        &mut self,
+        handler: H,
+        config: ConsumerConfig,
+    ) -> Arc<ConsumerStats> {
+        let consumer = Consumer::new(&self.settings.kafka, self.pool.clone(), handler, config)
+            .with_metrics(self.metrics.clone());
+        let stats = consumer.stats();
+        self.consumers.push(stats.clone());
+        self.spawn("consumer", move |token| async move {
+            consumer.run(token).await.map_err(|e| e.to_string())
+        });
+        stats
+    }
+
+    /// Adds a background loop; it must return when `token` is cancelled.
+    pub fn spawn<F, E>(
+        &mut self,
+        part: &str,
+        start: impl FnOnce(CancellationToken) -> F + Send + 'static,
+    ) where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let starter: Starter = Box::new(move |token| {
+            let future = start(token);
+            Box::pin(async move { future.await.map_err(|e| e.to_string()) })
+        });
+        self.parts.push((part.to_owned(), starter));
+    }
+
+    /// Runs every part and serves `routes` (with the operations endpoints) until `shutdown` is
+    /// cancelled or a part fails; then stops the others and waits for them.
+    pub async fn run(
+        self,
+        routes: Router,
+        shutdown: CancellationToken,
+    ) -> Result<(), ServiceError> {
+        let stop = shutdown.child_token();
+        let mut parts: JoinSet<(String, Result<(), String>)> = JoinSet::new();
+        if self.relay {
+            let relay = Relay::new(
+                &self.settings.database_url,
+                &self.settings.kafka,
+                RelayConfig::new(&self.settings.name),
+            )
+            .with_metrics(self.metrics.clone());
+            let token = stop.clone();
+            parts.spawn(async move {
+                let result = relay.run(token).await.map_err(|e| e.to_string());
+                ("relay".to_owned(), result)
+            });
+        }
+        for (part, start) in self.parts {
+            let task = start(stop.clone());
+            parts.spawn(async move { (part, task.await) });
+        }
+        let readiness = Readiness {
+            database: Some(self.pool.clone()),
+            consumers: self.consumers.clone(),
+        };
+        let app = routes.merge(crate::ops::router(self.metrics.clone(), readiness));
+        let token = stop.clone();
+        let listener = self.listener;
+        parts.spawn(async move {
+            let result = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await
+                .map_err(|e| e.to_string());
+            ("http".to_owned(), result)
+        });
+        tracing::info!(service = %self.settings.name, "running");
+
+        let mut failure = None;
+        while let Some(joined) = parts.join_next().await {
+            let (part, result) = match joined {
+                Ok(done) => done,
+                Err(panic) => ("a task".to_owned(), Err(panic.to_string())),
+            };
+            match result {
+                Ok(()) if stop.is_cancelled() => {}
+                Ok(()) => {
+                    tracing::error!(%part, "stopped on its own; stopping the service");
+                    failure.get_or_insert(ServiceError::Part {
+                        part,
+                        detail: "stopped unexpectedly".into(),
+                    });
+                }
+                Err(detail) => {
+                    tracing::error!(%part, %detail, "failed; stopping the service");
+                    failure.get_or_insert(ServiceError::Part { part, detail });
+                }
+            }
+            stop.cancel();
+        }
+        self.pool.close().await;
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+/// Installs the JSON log subscriber every service uses (`RUST_LOG` filters, default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .try_init();
+}
