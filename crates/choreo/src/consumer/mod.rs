@@ -84,6 +84,17 @@ pub enum HandlerError {
     Database(#[from] sqlx::Error),
 }
 
+impl From<crate::outbox::OutboxError> for HandlerError {
+    /// An event that cannot be encoded is the handler's codec failing; a failed write is the
+    /// database's.
+    fn from(error: crate::outbox::OutboxError) -> Self {
+        match error {
+            crate::outbox::OutboxError::Encode(e) => HandlerError::Codec(e),
+            crate::outbox::OutboxError::Database(e) => HandlerError::Database(e),
+        }
+    }
+}
+
 impl HandlerError {
     /// `None` when worth a retry; else the reason recorded in the dead letter.
     pub fn permanent_reason(&self) -> Option<&'static str> {

@@ -1,0 +1,74 @@
+//! The OpenAPI 3 document of the public API, served at `/openapi.json`: the routes, the bearer
+//! security scheme, the error body and the shapes a client sends. Generated from the handlers'
+//! annotations, so it cannot drift from the code that serves it.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::domain::{Currency, Lines, OrderLine, PlaceOrder, Quantity, Sku};
+use crate::error::ErrorBody;
+use crate::routes::orders::{self, Links, OrderView, PlacedOrder};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Shop gateway",
+        description = "The shop's public API. Every request may carry `x-request-id` (one is made \
+                       when absent) and gets it back. Clients are rate-limited per token subject \
+                       (per IP without a token): 429 with `Retry-After` in whole seconds."
+    ),
+    paths(orders::place, orders::cancel, orders::get),
+    components(schemas(
+        ErrorBody, PlaceOrder, OrderLine, Lines, Sku, Quantity, Currency, PlacedOrder, Links,
+        OrderView
+    )),
+    modifiers(&BearerAuth),
+    tags((name = "orders", description = "Placing, cancelling and following orders"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("HS256 token whose `sub` is the customer id"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_names_the_routes_the_scheme_and_the_key_header() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        assert!(doc["paths"]["/orders"]["post"].is_object());
+        assert!(doc["paths"]["/orders/{id}"]["get"].is_object());
+        assert!(doc["paths"]["/orders/{id}/cancel"]["post"].is_object());
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+        let limited = &doc["paths"]["/orders"]["post"]["responses"]["429"];
+        assert!(limited["headers"]["Retry-After"].is_object(), "{limited}");
+        let params = doc["paths"]["/orders"]["post"]["parameters"].to_string();
+        assert!(params.contains("Idempotency-Key"), "{params}");
+    }
+}

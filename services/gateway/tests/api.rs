@@ -1,0 +1,643 @@
+//! The gateway end to end over HTTP: the real application on port 0 with a database of its own
+//! (the local stack's PostgreSQL), in front of a small in-process double of the order, payment
+//! and shipping services that can be made slow or failing. The project's end-to-end test runs
+//! the real services; this one covers the edge cases that are hard to provoke with them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use choreo::testing::TestDb;
+use gateway::auth::JwtKeys;
+use gateway::{Application, Config};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "test-secret";
+
+/// The double of the internal services.
+#[derive(Default)]
+struct Fake {
+    orders: Mutex<HashMap<String, Value>>,
+    /// POST /orders calls that reached the double.
+    place_calls: AtomicUsize,
+    failing: AtomicBool,
+    delay_ms: AtomicUsize,
+    last_request_id: Mutex<Option<String>>,
+}
+
+async fn fake_place(
+    State(fake): State<Arc<Fake>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    fake.place_calls.fetch_add(1, Ordering::SeqCst);
+    *fake.last_request_id.lock().unwrap() = headers
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    tokio::time::sleep(Duration::from_millis(
+        fake.delay_ms.load(Ordering::SeqCst) as u64
+    ))
+    .await;
+    if fake.failing.load(Ordering::SeqCst) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": "boom"})),
+        );
+    }
+    if body["lines"].to_string().contains("UNKNOWN") {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": "unknown sku UNKNOWN"})),
+        );
+    }
+    let id = body["order_id"].as_str().unwrap().to_owned();
+    let order = json!({
+        "order_id": id,
+        "customer_id": body["customer_id"],
+        "status": "placed",
+        "cancel_reason": null,
+        "lines": body["lines"],
+        "currency": body["currency"],
+        "total_minor": 1000,
+    });
+    let mut orders = fake.orders.lock().unwrap();
+    match orders.get(&id) {
+        Some(existing) if existing["lines"] == order["lines"] => {
+            (StatusCode::OK, Json(existing.clone()))
+        }
+        Some(_) => (
+            StatusCode::CONFLICT,
+            Json(json!({"error": "other content"})),
+        ),
+        None => {
+            orders.insert(id, order.clone());
+            (StatusCode::CREATED, Json(order))
+        }
+    }
+}
+
+async fn fake_get(
+    State(fake): State<Arc<Fake>>,
+    Path(id): Path<String>,
+) -> (StatusCode, Json<Value>) {
+    match fake.orders.lock().unwrap().get(&id) {
+        Some(order) => (StatusCode::OK, Json(order.clone())),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such order"})),
+        ),
+    }
+}
+
+async fn fake_cancel(
+    State(fake): State<Arc<Fake>>,
+    Path(id): Path<String>,
+) -> (StatusCode, Json<Value>) {
+    let mut orders = fake.orders.lock().unwrap();
+    let Some(order) = orders.get_mut(&id) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such order"})),
+        );
+    };
+    if order["status"] == "cancelled" {
+        return (
+            StatusCode::CONFLICT,
+            Json(json!({"error": "already cancelled"})),
+        );
+    }
+    order["status"] = json!("cancelled");
+    order["cancel_reason"] = json!("customer_request");
+    (StatusCode::ACCEPTED, Json(order.clone()))
+}
+
+async fn fake_list(Query(query): Query<HashMap<String, String>>) -> Json<Value> {
+    Json(json!([{ "order_id": query["order_id"], "status": "captured" }]))
+}
+
+async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    address
+}
+
+async fn spawn_fake() -> (Arc<Fake>, String) {
+    let fake = Arc::new(Fake::default());
+    let router = Router::new()
+        .route("/orders", post(fake_place))
+        .route("/orders/{id}", get(fake_get))
+        .route("/orders/{id}/cancel", post(fake_cancel))
+        .route("/payments", get(fake_list))
+        .route("/shipments", get(fake_list))
+        .with_state(fake.clone());
+    let address = serve(router).await;
+    (fake, format!("http://{address}"))
+}
+
+struct TestApp {
+    address: String,
+    client: reqwest::Client,
+    fake: Arc<Fake>,
+    db: TestDb,
+    shutdown: CancellationToken,
+}
+
+/// A closed port: nothing answers there.
+const NOWHERE: &str = "http://127.0.0.1:9";
+
+async fn spawn_app(tune: impl FnOnce(&mut Config)) -> TestApp {
+    let db = TestDb::create().await;
+    let (fake, fake_url) = spawn_fake().await;
+    let mut config = Config {
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: Some(SecretString::from(db.url.clone())),
+        order_url: fake_url.clone(),
+        payment_url: fake_url.clone(),
+        shipping_url: fake_url,
+        jwt_secret: SecretString::from(SECRET),
+        rate_per_sec: NonZeroU32::new(100).unwrap(),
+        rate_burst: NonZeroU32::new(200).unwrap(),
+        upstream_timeout_ms: 2000,
+        breaker_window: 20,
+        breaker_failures: 10,
+        breaker_open_ms: 5000,
+    };
+    tune(&mut config);
+    let app = Application::build(config)
+        .await
+        .expect("the gateway starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run_until(shutdown.clone()));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        fake,
+        db,
+        shutdown,
+    }
+}
+
+impl TestApp {
+    fn token(&self, customer: &str) -> String {
+        JwtKeys::new(&SecretString::from(SECRET))
+            .issue(customer, Duration::from_secs(60))
+            .unwrap()
+    }
+
+    fn post(&self, path: &str, customer: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(self.token(customer))
+    }
+
+    fn get(&self, path: &str, customer: &str) -> reqwest::RequestBuilder {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(self.token(customer))
+    }
+
+    async fn place(&self, customer: &str, body: Value, key: Option<&str>) -> reqwest::Response {
+        let mut request = self.post("/orders", customer).json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Places [`an_order`] for `customer` and returns its id.
+    async fn placed_order_id(&self, customer: &str) -> String {
+        let placed = json_of(self.place(customer, an_order(), None).await).await;
+        placed["order_id"].as_str().expect("an order id").to_owned()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.db.drop().await;
+    }
+}
+
+fn an_order() -> Value {
+    json!({"lines": [{"sku": "SKU-1", "quantity": 2}], "currency": "EUR"})
+}
+
+async fn json_of(response: reqwest::Response) -> Value {
+    response.json().await.expect("a JSON body")
+}
+
+#[tokio::test]
+async fn an_order_is_placed_for_the_tokens_customer_with_an_id_the_gateway_made() {
+    let app = spawn_app(|_| {}).await;
+    let response = app.place("cus_alice", an_order(), None).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body = json_of(response).await;
+    let id = body["order_id"].as_str().unwrap();
+    assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7);
+    assert_eq!(body["status"], "placed");
+    assert_eq!(body["links"]["self"], format!("/orders/{id}"));
+    assert_eq!(body["total_minor"], 1000);
+    assert_eq!(
+        app.fake.orders.lock().unwrap()[id]["customer_id"],
+        "cus_alice"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_json_error_never_a_5xx() {
+    let app = spawn_app(|_| {}).await;
+    let cases: Vec<(&str, &str, StatusCode, Option<&str>)> = vec![
+        (
+            "application/json",
+            "{\"lines\": [",
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "application/json",
+            r#"{"lines":[{"sku":"SKU-1","quantity":"two"}],"currency":"EUR"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("lines[0].quantity"),
+        ),
+        (
+            "application/json",
+            r#"{"lines":[{"sku":"SKU-1","quantity":1}],"currency":"EUR","coupon":"x"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("coupon"),
+        ),
+        (
+            "application/json",
+            r#"{"lines":[],"currency":"EUR"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("lines"),
+        ),
+        (
+            "application/json",
+            r#"{"lines":[{"sku":"sku 1","quantity":1}],"currency":"EUR"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("lines[0].sku"),
+        ),
+        (
+            "application/json",
+            r#"{"lines":[{"sku":"SKU-1","quantity":1001}],"currency":"eur"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("lines[0].quantity"),
+        ),
+        (
+            "text/plain",
+            "hello",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+        ),
+    ];
+    for (content_type, body, status, field) in cases {
+        let response = app
+            .post("/orders", "cus_alice")
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{body}");
+        let json = json_of(response).await;
+        assert!(json["error"].is_string(), "{body}: {json}");
+        assert_eq!(json["field"].as_str(), field, "{body}: {json}");
+    }
+    let response = app
+        .post("/orders", "cus_alice")
+        .json(&an_order())
+        .header("Idempotency-Key", "")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(json_of(response).await["field"], "Idempotency-Key");
+    assert_eq!(app.fake.place_calls.load(Ordering::SeqCst), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_without_a_token_is_401_json() {
+    let app = spawn_app(|_| {}).await;
+    let response = app
+        .client
+        .post(format!("{}/orders", app.address))
+        .json(&an_order())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(json_of(response).await["error"].is_string());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_sku_passes_through_as_the_order_service_said() {
+    let app = spawn_app(|_| {}).await;
+    let body = json!({"lines": [{"sku": "UNKNOWN", "quantity": 1}], "currency": "EUR"});
+    let response = app.place("cus_alice", body, None).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(json_of(response).await["error"], "unknown sku UNKNOWN");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_key_replays_the_first_answer_and_creates_one_order() {
+    let app = spawn_app(|_| {}).await;
+    let first = app.place("cus_alice", an_order(), Some("key-1")).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first_body = first.bytes().await.unwrap();
+
+    let again = app.place("cus_alice", an_order(), Some("key-1")).await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.bytes().await.unwrap(), first_body);
+    assert_eq!(app.fake.place_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(app.fake.orders.lock().unwrap().len(), 1);
+
+    // Keys are per customer: bob's key-1 is another key.
+    let bob = app.place("cus_bob", an_order(), Some("key-1")).await;
+    assert!(bob.headers().get("idempotent-replayed").is_none());
+    assert_eq!(app.fake.orders.lock().unwrap().len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_body_is_refused_with_422() {
+    let app = spawn_app(|_| {}).await;
+    app.place("cus_alice", an_order(), Some("key-2")).await;
+    let other = json!({"lines": [{"sku": "SKU-2", "quantity": 1}], "currency": "EUR"});
+    let response = app.place("cus_alice", other, Some("key-2")).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(json_of(response).await["error"]
+        .as_str()
+        .unwrap()
+        .contains("Idempotency-Key"));
+    assert_eq!(app.fake.place_calls.load(Ordering::SeqCst), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_request_while_the_first_is_in_flight_is_409() {
+    let app = spawn_app(|_| {}).await;
+    app.fake.delay_ms.store(600, Ordering::SeqCst);
+    let slow = app.place("cus_alice", an_order(), Some("key-3"));
+    let eager = async {
+        // Once the first request has reached the order service, it holds the key.
+        while app.fake.place_calls.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        app.place("cus_alice", an_order(), Some("key-3")).await
+    };
+    let (slow, eager) = tokio::join!(slow, eager);
+    assert_eq!(slow.status(), StatusCode::CREATED);
+    assert_eq!(eager.status(), StatusCode::CONFLICT);
+    assert!(eager.headers().contains_key("retry-after"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_after_an_upstream_failure_reuses_the_order_id() {
+    let app = spawn_app(|_| {}).await;
+    app.fake.failing.store(true, Ordering::SeqCst);
+    let failed = app.place("cus_alice", an_order(), Some("key-4")).await;
+    assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    app.fake.failing.store(false, Ordering::SeqCst);
+    let retried = app.place("cus_alice", an_order(), Some("key-4")).await;
+    assert_eq!(retried.status(), StatusCode::CREATED);
+    assert!(retried.headers().get("idempotent-replayed").is_none());
+    assert_eq!(app.fake.orders.lock().unwrap().len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_over_its_rate_gets_429_with_retry_after() {
+    let app = spawn_app(|config| {
+        config.rate_per_sec = NonZeroU32::new(1).unwrap();
+        config.rate_burst = NonZeroU32::new(2).unwrap();
+    })
+    .await;
+    let id = uuid::Uuid::now_v7();
+    for _ in 0..2 {
+        let response = app
+            .get(&format!("/orders/{id}"), "cus_alice")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+    let limited = app
+        .get(&format!("/orders/{id}"), "cus_alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    assert!(json_of(limited).await["error"].is_string());
+    // Another customer has a bucket of its own.
+    let bob = app
+        .get(&format!("/orders/{id}"), "cus_bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bob.status(), StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_open_breaker_answers_503_fast_without_calling_the_upstream() {
+    let app = spawn_app(|config| {
+        config.breaker_failures = 2;
+        config.breaker_open_ms = 30_000;
+    })
+    .await;
+    app.fake.failing.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        let response = app.place("cus_alice", an_order(), None).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let started = Instant::now();
+    let response = app.place("cus_alice", an_order(), None).await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry_after), "{retry_after}");
+    assert!(json_of(response).await["error"]
+        .as_str()
+        .unwrap()
+        .contains("order"));
+    assert_eq!(app.fake.place_calls.load(Ordering::SeqCst), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_upstream_is_cut_off_with_504() {
+    let app = spawn_app(|config| config.upstream_timeout_ms = 150).await;
+    app.fake.delay_ms.store(2000, Ordering::SeqCst);
+    let started = Instant::now();
+    let response = app.place("cus_alice", an_order(), None).await;
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(response.headers().contains_key("retry-after"));
+    assert!(json_of(response).await["error"].is_string());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_order_is_shown_with_its_payments_and_shipments_to_its_owner_only() {
+    let app = spawn_app(|_| {}).await;
+    let id = app.placed_order_id("cus_alice").await;
+    let id = id.as_str();
+
+    let view = app
+        .get(&format!("/orders/{id}"), "cus_alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(view.status(), StatusCode::OK);
+    let view = json_of(view).await;
+    assert_eq!(view["order"]["order_id"], id);
+    assert_eq!(view["payments"][0]["order_id"], id);
+    assert_eq!(view["shipments"][0]["order_id"], id);
+    assert_eq!(view["degraded"], json!([]));
+
+    let mallory = app
+        .get(&format!("/orders/{id}"), "cus_mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mallory.status(), StatusCode::NOT_FOUND);
+    let cancel = app
+        .post(&format!("/orders/{id}/cancel"), "cus_mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.fake.orders.lock().unwrap()[id]["status"], "placed");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_owner_cancels_once_and_then_gets_409() {
+    let app = spawn_app(|_| {}).await;
+    let id = app.placed_order_id("cus_alice").await;
+    let id = id.as_str();
+    let cancel = app
+        .post(&format!("/orders/{id}/cancel"), "cus_alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), StatusCode::ACCEPTED);
+    assert_eq!(json_of(cancel).await["status"], "cancelled");
+    let again = app
+        .post(&format!("/orders/{id}/cancel"), "cus_alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_order_is_still_shown_when_payment_is_down() {
+    let app = spawn_app(|config| config.payment_url = NOWHERE.into()).await;
+    let id = app.placed_order_id("cus_alice").await;
+    let id = id.as_str();
+    let view = app
+        .get(&format!("/orders/{id}"), "cus_alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(view.status(), StatusCode::OK);
+    let view = json_of(view).await;
+    assert_eq!(view["degraded"], json!(["payment"]));
+    assert_eq!(view["payments"], Value::Null);
+    assert_eq!(view["shipments"][0]["order_id"], id);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_request_id_is_returned_and_forwarded_or_made() {
+    let app = spawn_app(|_| {}).await;
+    let response = app
+        .post("/orders", "cus_alice")
+        .header("x-request-id", "req-123")
+        .json(&an_order())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "req-123");
+    assert_eq!(
+        app.fake.last_request_id.lock().unwrap().as_deref(),
+        Some("req-123")
+    );
+
+    let made = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+    let id = made.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_operations_endpoints_and_the_api_document_are_served() {
+    let app = spawn_app(|_| {}).await;
+    app.place("cus_alice", an_order(), None).await;
+    for path in ["/healthz", "/readyz"] {
+        let response = app
+            .client
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"route="/orders""#) && metrics.contains(r#"status="201""#),
+        "{metrics}"
+    );
+    let doc = app
+        .client
+        .get(format!("{}/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        json_of(doc).await["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    app.stop().await;
+}

@@ -1,0 +1,85 @@
+//! The inventory service: it holds the shop's stock and its part of the order saga. On
+//! `OrderPlaced` it reserves every line or none (`InventoryReserved` / `InventoryRejected`); on
+//! `PaymentFailed` or `OrderCancelled` it gives a held reservation back (`InventoryReleased`); on
+//! `OrderConfirmed` it turns it into sold units. It consumes `shop.orders.v1` and
+//! `shop.payments.v1` and publishes on `shop.inventory.v1` through its outbox; stock comes in
+//! through `POST /stock/{sku}/receipts`.
+//!
+//! [`domain`] is the pure core, [`store`] the SQL, [`handler`] and [`http`] the two ways in.
+
+pub mod domain;
+pub mod handler;
+pub mod http;
+pub mod store;
+
+use std::net::SocketAddr;
+
+use choreo::service::{Service, ServiceError, ServiceSettings};
+use tokio_util::sync::CancellationToken;
+
+/// The service's name: its consumer group, outbox producer and `DATABASE_URL_INVENTORY` suffix.
+pub const NAME: &str = "inventory";
+
+/// The topics the inventory consumes.
+pub const TOPICS: [&str; 2] = ["shop.orders.v1", "shop.payments.v1"];
+
+/// The inventory's own migrations (the backbone's run first, in `Service::connect`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// The inventory service's configuration. The database, Kafka and registry addresses come from
+/// `DATABASE_URL` (or `DATABASE_URL_INVENTORY`), `KAFKA_BROKERS` and `SCHEMA_REGISTRY_URL`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "inventory",
+    about = "The shop's inventory service",
+    long_about = None,
+    after_help = "Also read from the environment (and .stack/env): DATABASE_URL (else \
+                  DATABASE_URL_INVENTORY), KAFKA_BROKERS, SCHEMA_REGISTRY_URL; RUST_LOG filters the \
+                  JSON logs (default info)."
+)]
+pub struct Config {
+    /// Where the HTTP API and /metrics, /healthz, /readyz listen.
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8102")]
+    pub http_addr: SocketAddr,
+}
+
+impl Config {
+    /// The service settings for this configuration, from the environment.
+    pub fn settings(&self) -> Result<ServiceSettings, choreo::ConfigError> {
+        ServiceSettings::from_env(NAME, self.http_addr)
+    }
+}
+
+/// The inventory service, connected and bound, ready to run.
+pub struct Application {
+    service: Service,
+}
+
+impl Application {
+    /// Connects to the database (migrating it), binds the listener and sets up the consumer.
+    pub async fn build(settings: ServiceSettings) -> Result<Self, ServiceError> {
+        let mut service = Service::connect(settings, &MIGRATOR).await?;
+        let handler = handler::InventoryHandler::new(service.codec.clone(), service.outbox.clone());
+        service.consume(handler, &TOPICS);
+        Ok(Self { service })
+    }
+
+    /// The address the HTTP listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.service.local_addr()
+    }
+
+    /// Runs until `shutdown` is cancelled or a part fails.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServiceError> {
+        let routes = http::router(self.service.pool.clone());
+        self.service.run(routes, shutdown).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <super::Config as clap::CommandFactory>::command().debug_assert();
+    }
+}

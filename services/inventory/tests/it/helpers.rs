@@ -1,0 +1,187 @@
+//! `spawn_app`: a fresh database with the inventory's tables, its handler and its HTTP API on a
+//! free port, and the helpers the tests share to deliver events and read the outcome.
+
+use std::sync::Arc;
+
+use choreo::avro::{Codec, Event};
+use choreo::consumer::{Handler, HandlerError, Incoming};
+use choreo::envelope::Metadata;
+use choreo::outbox::Outbox;
+use choreo::testing::TestDb;
+use inventory::handler::InventoryHandler;
+use inventory::store::StockRow;
+use serde_json::Value;
+use shop_events::{OrderLine, OrderPlaced, ShopEvent};
+
+pub struct TestApp {
+    pub db: TestDb,
+    pub codec: Arc<Codec>,
+    pub handler: InventoryHandler,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let db = TestDb::create().await;
+    inventory::MIGRATOR.run(&db.pool).await.expect("migrations");
+    let codec = Arc::new(Codec::new(&choreo::testing::registry()).expect("codec"));
+    let handler = InventoryHandler::new(codec.clone(), Outbox::new(codec.clone(), "inventory"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = inventory::http::router(db.pool.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    TestApp {
+        db,
+        codec,
+        handler,
+        base,
+        http: reqwest::Client::new(),
+    }
+}
+
+/// An order of `lines` (SKU, quantity) at 250 minor units each.
+pub fn order(order_id: &str, lines: &[(&str, i32)]) -> OrderPlaced {
+    let lines: Vec<OrderLine> = lines
+        .iter()
+        .map(|(sku, quantity)| OrderLine {
+            sku: (*sku).to_owned(),
+            quantity: *quantity,
+            unit_price_minor: 250,
+        })
+        .collect();
+    let total_minor = lines
+        .iter()
+        .map(|l| i64::from(l.quantity) * l.unit_price_minor)
+        .sum();
+    OrderPlaced {
+        order_id: order_id.to_owned(),
+        customer_id: "alice".to_owned(),
+        lines,
+        currency: "EUR".to_owned(),
+        total_minor,
+        placed_at: 1_700_000_000_000,
+        deadline_at: 1_700_000_030_000,
+    }
+}
+
+/// A new order id no other test uses.
+pub fn order_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+impl TestApp {
+    /// Wraps `event` as the consumer runner would hand it over.
+    pub async fn incoming<E: Event>(&self, order_id: &str, event: &E) -> Incoming {
+        Incoming {
+            topic: E::TOPIC.to_owned(),
+            partition: 0,
+            offset: 0,
+            key: order_id.to_owned(),
+            metadata: Metadata::new(E::NAME, order_id, "test"),
+            value: self.codec.encode(event).await.expect("encode"),
+        }
+    }
+
+    /// Hands `incoming` to the handler in a transaction of its own, committed if it succeeds.
+    pub async fn handle(&self, incoming: &Incoming) -> Result<(), HandlerError> {
+        let mut tx = self.db.pool.begin().await.unwrap();
+        self.handler.handle(&mut tx, incoming).await?;
+        tx.commit().await.unwrap();
+        Ok(())
+    }
+
+    /// Delivers `event` of the saga `order_id` and expects it to be applied.
+    pub async fn deliver<E: Event>(&self, order_id: &str, event: &E) {
+        let incoming = self.incoming(order_id, event).await;
+        self.handle(&incoming).await.expect("event applied");
+    }
+
+    /// Adds `quantity` units of `sku` through the API.
+    pub async fn stock_up(&self, sku: &str, quantity: i64) {
+        let (status, body) = self
+            .post(
+                &format!("/stock/{sku}/receipts"),
+                &serde_json::json!({ "quantity": quantity }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    pub async fn stock(&self, sku: &str) -> StockRow {
+        sqlx::query_as("select sku, available, reserved, sold, received from stock where sku = $1")
+            .bind(sku)
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("a stock row")
+    }
+
+    /// The reservation's (status, reason).
+    pub async fn reservation(&self, order_id: &str) -> Option<(String, Option<String>)> {
+        sqlx::query_as("select status, reason from reservations where order_id = $1")
+            .bind(order_id)
+            .fetch_optional(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Every event in the outbox, oldest first, decoded, with its headers.
+    pub async fn published(&self) -> Vec<(ShopEvent, Value)> {
+        let rows: Vec<(String, Vec<u8>, Value)> =
+            sqlx::query_as("select key, value, headers from choreo_outbox order by id")
+                .fetch_all(&self.db.pool)
+                .await
+                .unwrap();
+        let mut events = Vec::new();
+        for (key, value, headers) in rows {
+            let event_type = header(&headers, "event_type").expect("event_type header");
+            let event = ShopEvent::decode(&self.codec, &event_type, &value)
+                .await
+                .expect("decodes")
+                .expect("a known event");
+            assert_eq!(
+                header(&headers, "correlation_id").as_deref(),
+                Some(key.as_str())
+            );
+            events.push((event, headers));
+        }
+        events
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        read(response).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        read(response).await
+    }
+
+    pub async fn finish(self) {
+        self.db.drop().await;
+    }
+}
+
+/// A header's value from the outbox's `headers` column (a list of [name, value] pairs).
+pub fn header(headers: &Value, name: &str) -> Option<String> {
+    headers.as_array()?.iter().find_map(|pair| {
+        (pair.get(0)?.as_str()? == name).then(|| pair.get(1)?.as_str().map(str::to_owned))?
+    })
+}
+
+async fn read(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = response.json().await.expect("a JSON body");
+    (status, body)
+}

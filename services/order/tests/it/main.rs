@@ -1,0 +1,310 @@
+//! The order service against real PostgreSQL and the real schema registry: orders placed over
+//! HTTP, outcomes fed to its handler as the consumer runner would, the deadline sweeper; the
+//! assertions read its tables and decode its outbox. No Kafka here: the shop's end-to-end test
+//! runs every service together on the real topics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use choreo::avro::{Codec, Event};
+use choreo::consumer::{Handler, Incoming};
+use choreo::envelope::Metadata;
+use choreo::outbox::Outbox;
+use choreo::testing::{registry, TestDb};
+use order::domain::{CancelReason, Status};
+use order::handler::OrderHandler;
+use order::http::{router, AppState};
+use order::saga::Saga;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+struct App {
+    db: TestDb,
+    codec: Arc<Codec>,
+    state: AppState,
+}
+
+async fn spawn_app(deadline: Duration) -> App {
+    let db = TestDb::create().await;
+    order::MIGRATOR.run(&db.pool).await.expect("migrations");
+    let codec = Arc::new(Codec::new(&registry()).unwrap());
+    let saga = Saga {
+        outbox: Outbox::new(codec.clone(), "order"),
+    };
+    let state = AppState {
+        pool: db.pool.clone(),
+        saga,
+        deadline,
+    };
+    App { db, codec, state }
+}
+
+impl App {
+    async fn call(&self, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = router(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn place(&self, order_id: &str) -> (StatusCode, Value) {
+        let body = json!({
+            "order_id": order_id,
+            "customer_id": "cus_alice",
+            "lines": [{"sku": "MUG-01", "quantity": 2}, {"sku": "TEE-01", "quantity": 1}],
+            "currency": "EUR",
+        });
+        self.call("POST", "/orders", body).await
+    }
+
+    async fn deliver<E: Event>(&self, order_id: &str, event: &E) {
+        let incoming = Incoming {
+            topic: E::TOPIC.into(),
+            partition: 0,
+            offset: 0,
+            key: order_id.into(),
+            metadata: Metadata::new(E::NAME, order_id, "test"),
+            value: self.codec.encode(event).await.unwrap(),
+        };
+        let handler = OrderHandler {
+            codec: self.codec.clone(),
+            saga: self.state.saga.clone(),
+        };
+        let mut tx = self.db.pool.begin().await.unwrap();
+        handler.handle(&mut tx, &incoming).await.expect("handled");
+        tx.commit().await.unwrap();
+    }
+
+    async fn status(&self, order_id: &str) -> Status {
+        let row = order::store::get(&self.db.pool, order_id)
+            .await
+            .unwrap()
+            .expect("order");
+        row.status()
+    }
+
+    /// The event types in the outbox for `order_id`, in order.
+    async fn announced(&self, order_id: &str) -> Vec<String> {
+        let rows: Vec<sqlx::types::Json<Vec<(String, String)>>> =
+            sqlx::query_scalar("select headers from choreo_outbox where key = $1 order by id")
+                .bind(order_id)
+                .fetch_all(&self.db.pool)
+                .await
+                .unwrap();
+        rows.into_iter()
+            .map(|h| h.0.into_iter().find(|(k, _)| k == "event_type").unwrap().1)
+            .collect()
+    }
+
+    async fn outbox_value<E: Event>(&self, order_id: &str) -> E {
+        let value: Vec<u8> = sqlx::query_scalar(
+            "select value from choreo_outbox where key = $1 and headers @> $2::jsonb order by id desc limit 1",
+        )
+        .bind(order_id)
+        .bind(json!([["event_type", E::NAME]]))
+        .fetch_one(&self.db.pool)
+        .await
+        .unwrap();
+        self.codec.decode::<E>(&value).await.unwrap()
+    }
+}
+
+fn id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn captured(order_id: &str) -> shop_events::PaymentCaptured {
+    shop_events::PaymentCaptured {
+        order_id: order_id.into(),
+        payment_id: "pay-1".into(),
+        currency: "EUR".into(),
+        amount_minor: 4499,
+        provider_reference: "ch_1".into(),
+        captured_at: 0,
+    }
+}
+
+#[tokio::test]
+async fn a_placed_order_is_priced_from_the_catalogue_and_announced() {
+    let app = spawn_app(Duration::from_secs(30)).await;
+    let order_id = id();
+    let (status, body) = app.place(&order_id).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["status"], "placed");
+    assert_eq!(body["total_minor"], 2 * 1250 + 1999);
+    let placed: shop_events::OrderPlaced = app.outbox_value(&order_id).await;
+    assert_eq!(placed.total_minor, 4499);
+    assert_eq!(placed.lines.len(), 2);
+    assert_eq!(placed.customer_id, "cus_alice");
+    app.db.drop().await;
+}
+
+#[tokio::test]
+async fn placing_the_same_order_twice_creates_it_once() {
+    let app = spawn_app(Duration::from_secs(30)).await;
+    let order_id = id();
+    assert_eq!(app.place(&order_id).await.0, StatusCode::CREATED);
+    let (status, body) = app.place(&order_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(app.announced(&order_id).await, ["shop.order.OrderPlaced"]);
+    let other = json!({"order_id": order_id, "customer_id": "cus_alice", "lines": [{"sku": "CAP-01", "quantity": 1}], "currency": "EUR"});
+    assert_eq!(
+        app.call("POST", "/orders", other).await.0,
+        StatusCode::CONFLICT
+    );
+    app.db.drop().await;
+}
+
+#[tokio::test]
+async fn bad_orders_get_a_client_error_with_a_json_body() {
+    let app = spawn_app(Duration::from_secs(30)).await;
+    let cases = [
+        json!({"order_id": id(), "customer_id": "cus_a", "lines": [], "currency": "EUR"}),
+        json!({"order_id": id(), "customer_id": "cus_a", "lines": [{"sku": "NOPE-1", "quantity": 1}], "currency": "EUR"}),
+        json!({"order_id": id(), "customer_id": "cus_a", "lines": [{"sku": "MUG-01", "quantity": 0}], "currency": "EUR"}),
+        json!({"order_id": id(), "customer_id": "cus_a", "lines": [{"sku": "MUG-01", "quantity": 1}], "currency": "USD"}),
+        json!({"order_id": "", "customer_id": "cus_a", "lines": [{"sku": "MUG-01", "quantity": 1}], "currency": "EUR"}),
+        json!({"order_id": id(), "lines": "many"}),
+    ];
+    for case in cases {
+        let (status, body) = app.call("POST", "/orders", case.clone()).await;
+        assert!(status.is_client_error(), "{case} gave {status}");
+        assert!(body["error"].is_string(), "{case} gave {body}");
+    }
+    app.db.drop().await;
+}
+
+#[tokio::test]
+async fn a_capture_confirms_the_order_and_a_shipment_ships_it() {
+    let app = spawn_app(Duration::from_secs(30)).await;
+    let order_id = id();
+    app.place(&order_id).await;
+    app.deliver(&order_id, &captured(&order_id)).await;
+    assert_eq!(app.status(&order_id).await, Status::Confirmed);
+    let confirmed: shop_events::OrderConfirmed = app.outbox_value(&order_id).await;
+    assert_eq!(
+        (confirmed.payment_id.as_str(), confirmed.total_minor),
+        ("pay-1", 4499)
+    );
+    let shipped = shop_events::ShipmentScheduled {
+        order_id: order_id.clone(),
+        shipment_id: "sh-1".into(),
+        carrier: "DHL".into(),
+        scheduled_at: 0,
+    };
+    app.deliver(&order_id, &shipped).await;
+    assert_eq!(app.status(&order_id).await, Status::Shipped);
+    let (_, body) = app
+        .call("GET", &format!("/orders/{order_id}"), Value::Null)
+        .await;
+    let steps: Vec<&str> = body["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "OrderPlaced",
+            "PaymentCaptured",
+            "OrderConfirmed",
+            "ShipmentScheduled"
+        ]
+    );
+    app.db.drop().await;
+}
+
+#[tokio::test]
+async fn a_rejected_reservation_cancels_the_order_for_out_of_stock() {
+    let app = spawn_app(Duration::from_secs(30)).await;
+    let order_id = id();
+    app.place(&order_id).await;
+    let rejected = shop_events::InventoryRejected {
+        order_id: order_id.clone(),
+        reason: shop_events::RejectReason::OutOfStock,
+        shortages: vec![],
+        rejected_at: 0,
+    };
+    app.deliver(&order_id, &rejected).await;
+    assert_eq!(
+        app.status(&order_id).await,
+        Status::Cancelled(CancelReason::OutOfStock)
+    );
+    let cancelled: shop_events::OrderCancelled = app.outbox_value(&order_id).await;
+    assert_eq!(cancelled.reason, shop_events::CancelReason::OutOfStock);
+    app.db.drop().await;
+}
+
+#[tokio::test]
+async fn a_capture_after_the_deadline_cancelled_the_order_changes_nothing() {
+    let app = spawn_app(Duration::ZERO).await;
+    let order_id = id();
+    app.place(&order_id).await;
+    let sweeper = order::deadline::Sweeper {
+        pool: app.db.pool.clone(),
+        saga: app.state.saga.clone(),
+        every: Duration::from_secs(1),
+    };
+    assert_eq!(sweeper.sweep(100).await.unwrap(), 1);
+    assert_eq!(
+        app.status(&order_id).await,
+        Status::Cancelled(CancelReason::Timeout)
+    );
+    app.deliver(&order_id, &captured(&order_id)).await;
+    assert_eq!(
+        app.status(&order_id).await,
+        Status::Cancelled(CancelReason::Timeout)
+    );
+    assert_eq!(
+        app.announced(&order_id).await,
+        ["shop.order.OrderPlaced", "shop.order.OrderCancelled"]
+    );
+    assert_eq!(
+        sweeper.sweep(100).await.unwrap(),
+        0,
+        "a cancelled order is not swept again"
+    );
+    app.db.drop().await;
+}
+
+#[tokio::test]
+async fn a_customer_may_cancel_until_confirmation_and_not_after() {
+    let app = spawn_app(Duration::from_secs(30)).await;
+    let (open, confirmed) = (id(), id());
+    app.place(&open).await;
+    app.place(&confirmed).await;
+    app.deliver(&confirmed, &captured(&confirmed)).await;
+
+    let me = json!({"customer_id": "cus_alice"});
+    let (status, body) = app
+        .call("POST", &format!("/orders/{open}/cancel"), me.clone())
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["cancel_reason"], "customer_request");
+    let (status, _) = app
+        .call("POST", &format!("/orders/{confirmed}/cancel"), me.clone())
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let stranger = json!({"customer_id": "cus_mallory"});
+    assert_eq!(
+        app.call("POST", &format!("/orders/{open}/cancel"), stranger)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    app.db.drop().await;
+}

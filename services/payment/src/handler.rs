@@ -1,0 +1,155 @@
+//! The consumer's handler: applies OrderPlaced, InventoryReserved and OrderCancelled to the
+//! payment service's database, inside the consumer's transaction. It never calls the provider
+//! (a slow provider must not stall a partition): it creates payments for the [`crate::worker`]
+//! to charge, and voids or flags them when orders are cancelled. Other events are skipped.
+
+use std::sync::Arc;
+
+use choreo::avro::Codec;
+use choreo::consumer::{Handler, HandlerError, Incoming};
+use choreo::envelope::Metadata;
+use choreo::outbox::{Outbox, OutboxError};
+use shop_events::values::{Currency, CustomerId, InvalidValue, Money, OrderId};
+use shop_events::{InventoryReserved, OrderCancelled, OrderPlaced, ShopEvent};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::{decide, Input, State};
+use crate::store::{self, NewPayment};
+
+/// Applies the events the payment service consumes.
+#[derive(Clone)]
+pub struct PaymentHandler {
+    codec: Arc<Codec>,
+    outbox: Outbox,
+}
+
+impl PaymentHandler {
+    pub fn new(codec: Arc<Codec>, outbox: Outbox) -> Self {
+        Self { codec, outbox }
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %event.order_id), err)]
+    async fn order_placed(
+        &self,
+        tx: &mut PgConnection,
+        event: &OrderPlaced,
+    ) -> Result<(), HandlerError> {
+        let order_id = OrderId::parse(&event.order_id).map_err(rejected)?;
+        let customer_id = CustomerId::parse(&event.customer_id).map_err(rejected)?;
+        let total = money(event.total_minor, &event.currency)?;
+        store::lock_order(tx, order_id.as_str()).await?;
+        store::remember_order(
+            tx,
+            order_id.as_str(),
+            customer_id.as_str(),
+            total.currency().as_str(),
+            total.minor(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %event.order_id), err)]
+    async fn inventory_reserved(
+        &self,
+        tx: &mut PgConnection,
+        event: &InventoryReserved,
+        cause: &Metadata,
+    ) -> Result<(), HandlerError> {
+        let order_id = OrderId::parse(&event.order_id).map_err(rejected)?;
+        let amount = money(event.amount_minor, &event.currency)?;
+        let order = store::lock_order(tx, order_id.as_str()).await?;
+        if store::payment_of_order(tx, order_id.as_str())
+            .await?
+            .is_some()
+        {
+            tracing::info!("the order already has a payment; nothing to do");
+            return Ok(());
+        }
+        let before = State {
+            cancelled: order.cancelled,
+            ..State::default()
+        };
+        let (state, effects) = decide(&before, Input::Reserved);
+        let payment = store::insert_payment(
+            tx,
+            &NewPayment {
+                payment_id: Uuid::now_v7(),
+                order_id: order_id.as_str(),
+                amount_minor: amount.minor(),
+                currency: amount.currency().as_str(),
+                customer_id: order.customer_id.as_deref(),
+                state: &state,
+            },
+        )
+        .await?;
+        tracing::info!(payment_id = %payment.payment_id, status = %payment.status, "payment created");
+        crate::publish::events(&self.outbox, tx, &payment, &effects, Some(cause))
+            .await
+            .map_err(outbox_error)
+    }
+
+    #[tracing::instrument(skip_all, fields(order_id = %event.order_id), err)]
+    async fn order_cancelled(
+        &self,
+        tx: &mut PgConnection,
+        event: &OrderCancelled,
+        cause: &Metadata,
+    ) -> Result<(), HandlerError> {
+        let order_id = OrderId::parse(&event.order_id).map_err(rejected)?;
+        store::lock_order(tx, order_id.as_str()).await?;
+        let Some(payment) = store::payment_of_order(tx, order_id.as_str()).await? else {
+            store::mark_cancelled(tx, order_id.as_str()).await?;
+            return Ok(());
+        };
+        let before = payment.state();
+        let (state, effects) = decide(&before, Input::Cancelled);
+        if state == before {
+            return Ok(());
+        }
+        store::save(tx, payment.payment_id, &state, None).await?;
+        tracing::info!(
+            payment_id = %payment.payment_id,
+            from = %payment.status,
+            to = ?state.status,
+            "payment cancelled"
+        );
+        crate::publish::events(&self.outbox, tx, &payment, &effects, Some(cause))
+            .await
+            .map_err(outbox_error)
+    }
+}
+
+impl Handler for PaymentHandler {
+    async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
+        let decoded =
+            ShopEvent::decode(&self.codec, &event.metadata.event_type, &event.value).await?;
+        match decoded {
+            Some(ShopEvent::OrderPlaced(e)) => self.order_placed(tx, &e).await,
+            Some(ShopEvent::InventoryReserved(e)) => {
+                self.inventory_reserved(tx, &e, &event.metadata).await
+            }
+            Some(ShopEvent::OrderCancelled(e)) => {
+                self.order_cancelled(tx, &e, &event.metadata).await
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn money(minor: i64, currency: &str) -> Result<Money, HandlerError> {
+    let currency = Currency::parse(currency).map_err(rejected)?;
+    Money::new(minor, currency).map_err(rejected)
+}
+
+fn rejected(error: InvalidValue) -> HandlerError {
+    HandlerError::Rejected(error.to_string())
+}
+
+fn outbox_error(error: OutboxError) -> HandlerError {
+    match error {
+        OutboxError::Encode(e) => HandlerError::Codec(e),
+        OutboxError::Database(e) => HandlerError::Database(e),
+    }
+}

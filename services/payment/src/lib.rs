@@ -1,0 +1,78 @@
+//! The payment service: once an order's stock is reserved it captures the order's amount at the
+//! payment provider, and it refunds the capture when the order is cancelled. It cooperates with
+//! the other services only through events (consumed from `shop.orders.v1` and
+//! `shop.inventory.v1`, published on `shop.payments.v1` through the outbox).
+//!
+//! The consumer ([`handler`]) never calls the provider: it records what it learns and creates
+//! payments; the [`worker`] claims due payments, calls the provider ([`provider`]) outside any
+//! transaction and records the answer. Both apply the pure state machine in [`domain`]; SQL
+//! lives in [`store`], event building in [`publish`], the read-only HTTP API in [`http`], flags
+//! in [`config`]; [`Application`] puts them together in a [`choreo::service::Service`].
+
+pub mod config;
+pub mod domain;
+pub mod handler;
+pub mod http;
+pub mod provider;
+pub mod publish;
+pub mod store;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use choreo::service::{Service, ServiceError, ServiceSettings};
+use tokio_util::sync::CancellationToken;
+
+/// The consumer group's topics.
+pub const TOPICS: [&str; 2] = ["shop.orders.v1", "shop.inventory.v1"];
+
+/// The service's own migrations (the backbone's run first, in [`choreo::service::Service::connect`]).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("building the provider client: {0}")]
+    Provider(#[from] reqwest::Error),
+}
+
+/// The payment service, connected and bound, ready to run.
+pub struct Application {
+    service: Service,
+}
+
+impl Application {
+    /// Connects to the database (migrating it), binds the listener, and sets up the consumer and
+    /// the payment worker.
+    pub async fn build(
+        config: &config::Config,
+        settings: ServiceSettings,
+    ) -> Result<Self, StartError> {
+        let mut service = Service::connect(settings, &MIGRATOR).await?;
+        let handler = handler::PaymentHandler::new(service.codec.clone(), service.outbox.clone());
+        service.consume(handler, &TOPICS);
+        let client = provider::ProviderClient::new(config.provider())?;
+        let worker = worker::Worker::new(
+            service.pool.clone(),
+            service.outbox.clone(),
+            Arc::new(client),
+            config.worker(),
+        );
+        service.spawn("payment-worker", |token| worker.run(token));
+        Ok(Self { service })
+    }
+
+    /// The address the HTTP API is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.service.local_addr()
+    }
+
+    /// Runs until `shutdown` is cancelled or a part fails.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServiceError> {
+        let routes = http::router(self.service.pool.clone());
+        self.service.run(routes, shutdown).await
+    }
+}

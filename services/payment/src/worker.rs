@@ -1,0 +1,316 @@
+//! The worker: claims due payments (pending charges, charges whose worker's lease ran out, refunds
+//! owed), calls the provider for each outside any transaction, then records the answer in a
+//! transaction of its own with the events it causes. Up to `concurrency` calls are in flight.
+//! A charge the provider answers pending (the customer must still authenticate) goes back to
+//! `pending` and is asked again after the retry backoff, like an unavailable provider, but
+//! quietly: it is no outage.
+//!
+//! Safe against crashes: the idempotency key of a charge is its payment id and that of a refund
+//! `refund-<payment id>`, so a payment taken over after a lost worker is charged or refunded once.
+//! It wakes on NOTIFY `payment_work` (a trigger on `payments`) and also polls; on shutdown it
+//! stops claiming and waits a bounded time for the calls in hand.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use choreo::outbox::{Outbox, OutboxError};
+use choreo::resilience::Backoff;
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::domain::{decide, gives_up, ChargeResult, Effect, Input, RefundResult, Status};
+use crate::provider::{
+    ChargeRequest, Outcome, ProviderClient, ProviderConfig, RefundOutcome, RefundRequest,
+};
+use crate::store::{self, Payment, Release};
+
+/// The NOTIFY channel the `payments` trigger fires when a payment becomes workable.
+pub const CHANNEL: &str = "payment_work";
+
+/// How the worker claims and retries payments.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Provider calls in flight at once.
+    pub concurrency: usize,
+    /// How often to look for due payments when nothing wakes the worker.
+    pub poll: Duration,
+    /// A charge still unanswered (or pending) this long after the payment was created fails.
+    pub give_up_after: Duration,
+    /// The wait before a payment is tried again (equal jitter: half fixed, half random).
+    pub retry: Backoff,
+    /// How long a claimed payment is the worker's; it must outlive the slowest provider call.
+    pub lease: Duration,
+    /// How long shutdown waits for the calls in hand.
+    pub grace: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            poll: Duration::from_millis(100),
+            give_up_after: Duration::from_secs(120),
+            retry: Backoff {
+                first: Duration::from_millis(500),
+                max: Duration::from_secs(10),
+            },
+            lease: Duration::from_secs(30),
+            grace: Duration::from_secs(15),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// A lease longer than the slowest call `provider` can make (every attempt timing out, every
+    /// backoff at its longest), with a margin.
+    pub fn lease_for(provider: &ProviderConfig) -> Duration {
+        let attempts = provider.attempts.max(1);
+        (provider.timeout + provider.backoff.max) * attempts + Duration::from_secs(10)
+    }
+
+    /// The wait before attempt `attempts + 1`.
+    fn retry_in(&self, attempts: i32) -> Duration {
+        let n = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0);
+        self.retry.bound(n) / 2 + self.retry.delay(n) / 2
+    }
+}
+
+/// Why an answer could not be recorded (the payment is retried when its lease runs out).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("outbox: {0}")]
+    Outbox(#[from] OutboxError),
+}
+
+/// Charges and refunds payments; see the module docs.
+pub struct Worker {
+    pool: PgPool,
+    outbox: Outbox,
+    provider: Arc<ProviderClient>,
+    config: WorkerConfig,
+}
+
+impl Worker {
+    pub fn new(
+        pool: PgPool,
+        outbox: Outbox,
+        provider: Arc<ProviderClient>,
+        config: WorkerConfig,
+    ) -> Self {
+        Self {
+            pool,
+            outbox,
+            provider,
+            config,
+        }
+    }
+
+    /// Works until `shutdown` is cancelled, then waits up to the grace time for calls in hand.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Infallible> {
+        let worker = Arc::new(self);
+        let mut listener = worker.listen().await;
+        let mut in_flight: JoinSet<()> = JoinSet::new();
+        tracing::info!(
+            concurrency = worker.config.concurrency,
+            "payment worker running"
+        );
+        while !shutdown.is_cancelled() {
+            let free = worker.config.concurrency.saturating_sub(in_flight.len());
+            if free > 0 {
+                match store::claim_due(&worker.pool, free, worker.config.lease).await {
+                    Ok(claimed) => {
+                        let full = claimed.len() == free;
+                        for payment in claimed {
+                            let worker = worker.clone();
+                            in_flight.spawn(async move { worker.settle(payment).await });
+                        }
+                        if full {
+                            // More may be due: look again as soon as a call is done.
+                            continue;
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "claiming due payments failed"),
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => report(joined),
+                () = tokio::time::sleep(worker.config.poll) => {}
+                () = notified(&mut listener) => {}
+            }
+        }
+        tracing::info!(in_flight = in_flight.len(), "payment worker stopping");
+        let drain = async {
+            while let Some(joined) = in_flight.join_next().await {
+                report(joined);
+            }
+        };
+        if tokio::time::timeout(worker.config.grace, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "provider calls still in flight after the grace time; their payments are taken over when their leases run out"
+            );
+            in_flight.abort_all();
+        }
+        Ok(())
+    }
+
+    /// A listener on [`CHANNEL`], or `None` (polling only) when it cannot be had.
+    async fn listen(&self) -> Option<PgListener> {
+        let mut listener = match PgListener::connect_with(&self.pool).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for payments; polling only");
+                return None;
+            }
+        };
+        match listener.listen(CHANNEL).await {
+            Ok(()) => Some(listener),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for payments; polling only");
+                None
+            }
+        }
+    }
+
+    /// Calls the provider for one claimed payment and records its answer.
+    #[tracing::instrument(skip_all, fields(order_id = %payment.order_id, payment_id = %payment.payment_id))]
+    async fn settle(&self, payment: Payment) {
+        let input = if payment.status == Status::RefundPending {
+            Input::Refund(self.refund(&payment).await)
+        } else {
+            Input::Charge(self.charge(&payment).await)
+        };
+        if let Err(error) = self.record(payment.payment_id, input).await {
+            tracing::error!(
+                %error,
+                "recording the provider's answer failed; the payment is tried again when its lease runs out"
+            );
+        }
+    }
+
+    async fn charge(&self, payment: &Payment) -> ChargeResult {
+        let request = ChargeRequest {
+            idempotency_key: payment.payment_id.to_string(),
+            order_id: payment.order_id.clone(),
+            customer_id: payment.customer_id.clone().unwrap_or_default(),
+            amount_minor: payment.amount_minor,
+            currency: payment.currency.clone(),
+        };
+        match self.provider.charge(&request).await {
+            Outcome::Captured { charge_id } => ChargeResult::Captured { charge_id },
+            Outcome::Declined { code, .. } => ChargeResult::Declined { code },
+            Outcome::Pending { charge_id } => {
+                let give_up = self.waited_too_long(payment);
+                tracing::debug!(attempts = payment.attempts, give_up, %charge_id, "charge pending at the provider");
+                ChargeResult::Pending { charge_id, give_up }
+            }
+            Outcome::Unavailable { detail } => {
+                let give_up = self.waited_too_long(payment);
+                tracing::warn!(attempts = payment.attempts, give_up, %detail, "provider unavailable for a charge");
+                ChargeResult::Unavailable { detail, give_up }
+            }
+        }
+    }
+
+    /// Whether the payment has waited long enough for its charge.
+    fn waited_too_long(&self, payment: &Payment) -> bool {
+        let age = (chrono::Utc::now() - payment.created_at)
+            .to_std()
+            .unwrap_or_default();
+        gives_up(age, self.config.give_up_after)
+    }
+
+    async fn refund(&self, payment: &Payment) -> RefundResult {
+        let Some(charge_id) = payment.provider_reference.clone() else {
+            tracing::error!("a refund is owed for a payment without a capture reference");
+            return RefundResult::NotYet {
+                detail: "no capture reference".into(),
+            };
+        };
+        let request = RefundRequest {
+            idempotency_key: format!("refund-{}", payment.payment_id),
+            charge_id,
+            amount_minor: payment.amount_minor,
+        };
+        match self.provider.refund(&request).await {
+            RefundOutcome::Refunded { refund_id } => RefundResult::Refunded { refund_id },
+            RefundOutcome::Rejected { detail } => {
+                tracing::error!(attempts = payment.refund_attempts, %detail, "the provider refused a refund that is owed");
+                RefundResult::NotYet { detail }
+            }
+            RefundOutcome::Unavailable { detail } => {
+                tracing::warn!(attempts = payment.refund_attempts, %detail, "provider unavailable for a refund that is owed");
+                RefundResult::NotYet { detail }
+            }
+        }
+    }
+
+    /// Applies the provider's answer to the payment (locked) and writes its events.
+    async fn record(&self, payment_id: Uuid, input: Input) -> Result<(), WorkerError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(payment) = store::payment(&mut tx, payment_id).await? else {
+            return Ok(());
+        };
+        let (state, effects) = decide(&payment.state(), input);
+        let retry = effects.iter().find_map(|effect| match effect {
+            Effect::RetryLater { detail } => Some(detail.as_str()),
+            _ => None,
+        });
+        let attempts = if payment.status == Status::RefundPending {
+            payment.refund_attempts
+        } else {
+            payment.attempts
+        };
+        let release = Release {
+            retry_in: retry.map(|_| self.config.retry_in(attempts)),
+            error: retry,
+        };
+        store::save(&mut tx, payment_id, &state, Some(release)).await?;
+        crate::publish::events(&self.outbox, &mut tx, &payment, &effects, None).await?;
+        tx.commit().await?;
+        if state.status != Some(payment.status) {
+            tracing::info!(from = %payment.status, to = ?state.status, "payment settled");
+        }
+        Ok(())
+    }
+}
+
+/// Waits for a notification; forever when there is no listener (the poll wakes the worker).
+async fn notified(listener: &mut Option<PgListener>) {
+    let Some(active) = listener.as_mut() else {
+        return std::future::pending().await;
+    };
+    if let Err(error) = active.recv().await {
+        tracing::warn!(%error, "lost the payment notifications; polling only");
+        *listener = None;
+    }
+}
+
+fn report(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = joined {
+        tracing::error!(%error, "a provider call task failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_wait_longer_after_each_attempt_up_to_the_maximum() {
+        let config = WorkerConfig::default();
+        let first = config.retry_in(1);
+        assert!(first >= Duration::from_millis(250) && first <= Duration::from_millis(500));
+        let late = config.retry_in(30);
+        assert!(late >= Duration::from_secs(5) && late <= Duration::from_secs(10));
+    }
+}

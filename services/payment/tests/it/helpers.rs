@@ -1,0 +1,293 @@
+//! A payment service for one test: a fresh database with the service's migrations, the real
+//! registry codec, the handler fed directly (no Kafka), and the worker against a provider
+//! simulator of the test's own on port 0.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use choreo::avro::{Codec, Event};
+use choreo::consumer::{Handler, Incoming};
+use choreo::envelope::Metadata;
+use choreo::outbox::Outbox;
+use choreo::resilience::{Backoff, BreakerConfig};
+use choreo::testing::{registry, TestDb};
+use payment::domain::Status;
+use payment::handler::PaymentHandler;
+use payment::provider::{ProviderClient, ProviderConfig};
+use payment::store::{self, Payment};
+use payment::worker::{Worker, WorkerConfig};
+use shop_events::{
+    CancelReason, InventoryReserved, OrderCancelled, OrderLine, OrderPlaced, ReservedItem,
+    ShopEvent,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const AMOUNT: i64 = 2_500;
+
+/// The simulator's settings for a test: no latency, no failures, fixed draws.
+pub fn sim_config() -> provider_sim::Config {
+    provider_sim::Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        latency_ms: 0,
+        jitter_ms: 0,
+        failure_rate: 0.0,
+        flaky_rate: 0.5,
+        decline_above_minor: None,
+        pending_ms: 120_000,
+        seed: Some(7),
+    }
+}
+
+/// Fast polls and retries, giving up after one second.
+pub fn worker_config() -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 4,
+        poll: Duration::from_millis(20),
+        give_up_after: Duration::from_secs(1),
+        retry: Backoff {
+            first: Duration::from_millis(50),
+            max: Duration::from_millis(200),
+        },
+        lease: Duration::from_secs(20),
+        grace: Duration::from_secs(5),
+    }
+}
+
+pub struct TestApp {
+    pub db: TestDb,
+    pub codec: Arc<Codec>,
+    pub outbox: Outbox,
+    pub handler: PaymentHandler,
+    pub provider_url: String,
+    sim_stop: CancellationToken,
+    worker: Option<(CancellationToken, JoinHandle<()>)>,
+    offset: AtomicI64,
+}
+
+pub async fn spawn_app(sim: provider_sim::Config) -> TestApp {
+    let db = TestDb::create().await;
+    payment::MIGRATOR.run(&db.pool).await.expect("migrations");
+    let codec = Arc::new(Codec::new(&registry()).expect("codec"));
+    let outbox = Outbox::new(codec.clone(), "payment");
+    let handler = PaymentHandler::new(codec.clone(), outbox.clone());
+    let simulator = provider_sim::Simulator::bind(sim)
+        .await
+        .expect("bind port 0");
+    let provider_url = format!("http://{}", simulator.local_addr().unwrap());
+    let sim_stop = CancellationToken::new();
+    tokio::spawn(simulator.run(sim_stop.clone()));
+    TestApp {
+        db,
+        codec,
+        outbox,
+        handler,
+        provider_url,
+        sim_stop,
+        worker: None,
+        offset: AtomicI64::new(0),
+    }
+}
+
+pub fn new_order_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+pub fn order_placed(order_id: &str, customer_id: &str) -> OrderPlaced {
+    OrderPlaced {
+        order_id: order_id.into(),
+        customer_id: customer_id.into(),
+        lines: vec![OrderLine {
+            sku: "MUG-01".into(),
+            quantity: 1,
+            unit_price_minor: AMOUNT,
+        }],
+        currency: "EUR".into(),
+        total_minor: AMOUNT,
+        placed_at: now(),
+        deadline_at: now() + 60_000,
+    }
+}
+
+pub fn inventory_reserved(order_id: &str) -> InventoryReserved {
+    InventoryReserved {
+        order_id: order_id.into(),
+        reservation_id: format!("res-{order_id}"),
+        items: vec![ReservedItem {
+            sku: "MUG-01".into(),
+            quantity: 1,
+        }],
+        currency: "EUR".into(),
+        amount_minor: AMOUNT,
+        reserved_at: now(),
+    }
+}
+
+pub fn order_cancelled(order_id: &str) -> OrderCancelled {
+    OrderCancelled {
+        order_id: order_id.into(),
+        reason: CancelReason::CustomerRequest,
+        detail: None,
+        cancelled_at: now(),
+    }
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl TestApp {
+    /// Applies `event` as the consumer would, in a transaction of its own.
+    pub async fn feed<E: Event>(&self, order_id: &str, event: &E) {
+        let incoming = Incoming {
+            topic: E::TOPIC.into(),
+            partition: 0,
+            offset: self.offset.fetch_add(1, Ordering::Relaxed),
+            key: order_id.into(),
+            metadata: Metadata::new(E::NAME, order_id, "test"),
+            value: self.codec.encode(event).await.expect("encode"),
+        };
+        let mut tx = self.db.pool.begin().await.unwrap();
+        self.handler
+            .handle(&mut tx, &incoming)
+            .await
+            .expect("the event applies");
+        tx.commit().await.unwrap();
+    }
+
+    /// A new order of `customer_id`, placed and with its stock reserved; returns its id.
+    pub async fn reserved_order(&self, customer_id: &str) -> String {
+        let order_id = new_order_id();
+        self.feed(&order_id, &order_placed(&order_id, customer_id))
+            .await;
+        self.feed(&order_id, &inventory_reserved(&order_id)).await;
+        order_id
+    }
+
+    /// Starts the worker against the simulator with `provider` settings.
+    pub fn start_worker(&mut self, config: WorkerConfig, provider: ProviderConfig) {
+        let client = ProviderClient::new(provider).expect("provider client");
+        let worker = Worker::new(
+            self.db.pool.clone(),
+            self.outbox.clone(),
+            Arc::new(client),
+            config,
+        );
+        let token = CancellationToken::new();
+        let run = worker.run(token.clone());
+        let handle = tokio::spawn(async move {
+            run.await.expect("the worker stops cleanly");
+        });
+        self.worker = Some((token, handle));
+    }
+
+    /// Provider settings for the simulator: quick retries, a 5 s timeout.
+    pub fn provider(&self) -> ProviderConfig {
+        ProviderConfig {
+            timeout: Duration::from_secs(5),
+            attempts: 2,
+            backoff: Backoff {
+                first: Duration::from_millis(10),
+                max: Duration::from_millis(50),
+            },
+            breaker: BreakerConfig::default(),
+            ..ProviderConfig::new(self.provider_url.clone())
+        }
+    }
+
+    pub async fn payments(&self, order_id: &str) -> Vec<Payment> {
+        store::payments_of_order(&self.db.pool, order_id)
+            .await
+            .unwrap()
+    }
+
+    pub async fn payment(&self, order_id: &str) -> Payment {
+        let mut payments = self.payments(order_id).await;
+        assert_eq!(payments.len(), 1, "one payment for order {order_id}");
+        payments.remove(0)
+    }
+
+    /// Waits until the order's payment is in `status`, and returns it.
+    pub async fn wait_for(&self, order_id: &str, status: Status) -> Payment {
+        self.wait_until(order_id, &status.to_string(), |p| p.status == status)
+            .await
+    }
+
+    /// Waits until the order's payment is `what` (`is`), and returns it.
+    pub async fn wait_until(
+        &self,
+        order_id: &str,
+        what: &str,
+        is: impl Fn(&Payment) -> bool,
+    ) -> Payment {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(payment) = self.payments(order_id).await.pop() {
+                if is(&payment) {
+                    return payment;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "payment still {} after 20 s, not {what}: {payment:?}",
+                    payment.status
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no payment after 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The events in the outbox, decoded, in the order they were written.
+    pub async fn events(&self) -> Vec<ShopEvent> {
+        let rows: Vec<(serde_json::Value, Vec<u8>)> =
+            sqlx::query_as("select headers, value from choreo_outbox order by id")
+                .fetch_all(&self.db.pool)
+                .await
+                .unwrap();
+        let mut events = Vec::new();
+        for (headers, value) in rows {
+            let event_type = headers
+                .as_array()
+                .and_then(|pairs| {
+                    pairs
+                        .iter()
+                        .find_map(|pair| match pair.as_array()?.as_slice() {
+                            [name, value] if name == "event_type" => value.as_str(),
+                            _ => None,
+                        })
+                })
+                .expect("an event_type header")
+                .to_owned();
+            let event = ShopEvent::decode(&self.codec, &event_type, &value)
+                .await
+                .expect("decodes")
+                .expect("a shop event");
+            events.push(event);
+        }
+        events
+    }
+
+    /// The simulator's books.
+    pub async fn provider_stats(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/stats", self.provider_url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Stops the worker and the simulator and drops the database.
+    pub async fn finish(mut self) {
+        if let Some((token, handle)) = self.worker.take() {
+            token.cancel();
+            handle.await.expect("the worker task");
+        }
+        self.sim_stop.cancel();
+        self.db.drop().await;
+    }
+}

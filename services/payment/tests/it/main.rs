@@ -1,0 +1,8 @@
+//! The payment service against a real PostgreSQL, the real schema registry and a provider
+//! simulator on port 0; events are fed to the handler directly (no Kafka: the shop's topics are
+//! shared, the end-to-end test runs the whole saga), and the outbox is read back.
+
+mod api;
+mod charges;
+mod helpers;
+mod refunds;

@@ -1,0 +1,95 @@
+//! The shipping service's part in the order saga: [`ShippingHandler`] schedules a shipment for
+//! each `OrderConfirmed` and announces it with `ShipmentScheduled`, in the consumer's transaction
+//! through the outbox. An order that already has a shipment is passed over with a debug log, so a
+//! redelivered or repeated confirmation schedules nothing twice; every other event is passed over.
+//! The rules are in [`crate::domain`], the SQL in [`crate::store`].
+
+use std::sync::Arc;
+
+use choreo::avro::Codec;
+use choreo::consumer::{Handler, HandlerError, Incoming};
+use choreo::outbox::Outbox;
+use chrono::{DateTime, Utc};
+use shop_events::values::{Currency, InvalidValue, Money, OrderId};
+use shop_events::{OrderConfirmed, ShipmentScheduled, ShopEvent};
+use sqlx::PgConnection;
+
+use crate::domain::{self, Decision, Status};
+use crate::store::{self, ShipmentRow};
+
+/// Applies the saga's events to shipping.
+#[derive(Clone)]
+pub struct ShippingHandler {
+    codec: Arc<Codec>,
+    outbox: Outbox,
+}
+
+impl ShippingHandler {
+    pub fn new(codec: Arc<Codec>, outbox: Outbox) -> Self {
+        Self { codec, outbox }
+    }
+
+    /// Schedules the order's shipment unless it has one.
+    #[tracing::instrument(skip_all, fields(order_id = %confirmed.order_id), err)]
+    async fn on_confirmed(
+        &self,
+        tx: &mut PgConnection,
+        incoming: &Incoming,
+        confirmed: &OrderConfirmed,
+    ) -> Result<(), HandlerError> {
+        let (order_id, total) = parse(confirmed)
+            .map_err(|invalid| HandlerError::Rejected(format!("OrderConfirmed: {invalid}")))?;
+        let existing = store::lock_status(tx, order_id.as_str()).await?;
+        let Decision::Schedule(carrier) = domain::decide(existing, total) else {
+            tracing::debug!("already scheduled; passed over");
+            return Ok(());
+        };
+        let now = Utc::now().timestamp_millis();
+        let row = ShipmentRow {
+            shipment_id: uuid::Uuid::now_v7().to_string(),
+            order_id: order_id.to_string(),
+            carrier: carrier.as_str().to_owned(),
+            status: Status::Scheduled.as_str().to_owned(),
+            scheduled_at: DateTime::from_timestamp_millis(now).unwrap_or_else(Utc::now),
+        };
+        if !store::insert(tx, &row).await? {
+            tracing::debug!("already scheduled; passed over");
+            return Ok(());
+        }
+        let event = ShipmentScheduled {
+            order_id: row.order_id.clone(),
+            shipment_id: row.shipment_id.clone(),
+            carrier: row.carrier.clone(),
+            scheduled_at: now,
+        };
+        let metadata = self
+            .outbox
+            .metadata::<ShipmentScheduled>(&row.order_id)
+            .caused_by(&incoming.metadata);
+        self.outbox.add(tx, &row.order_id, &event, metadata).await?;
+        tracing::info!(shipment_id = %row.shipment_id, carrier = %row.carrier, "scheduled");
+        Ok(())
+    }
+}
+
+fn parse(confirmed: &OrderConfirmed) -> Result<(OrderId, Money), InvalidValue> {
+    let order_id = OrderId::parse(&confirmed.order_id)?;
+    let total = Money::new(confirmed.total_minor, Currency::parse(&confirmed.currency)?)?;
+    Ok((order_id, total))
+}
+
+impl Handler for ShippingHandler {
+    async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
+        let decoded =
+            ShopEvent::decode(&self.codec, &event.metadata.event_type, &event.value).await?;
+        match decoded {
+            Some(ShopEvent::OrderConfirmed(confirmed)) => {
+                self.on_confirmed(tx, event, &confirmed).await
+            }
+            Some(_) | None => {
+                tracing::debug!(event_type = %event.metadata.event_type, "not for shipping");
+                Ok(())
+            }
+        }
+    }
+}
