@@ -1,29 +1,62 @@
 //! Resilience for calls to something outside the shop (a payment provider, a carrier): a
-//! circuit breaker ([`Breaker`]) that stops hammering a dependency that keeps failing, and
-//! exponential backoff with full jitter ([`Backoff`]) between retries. The breaker's transitions
-//! are a pure function of its state, the time and the input, so they are tested without sleeping;
-//! [`Breaker`] only adds a mutex and the clock. Retry loops, timeouts and what counts as a
-//! failure belong to the caller, not here.
+//! circuit breaker ([`Breaker`]) that stops hammering a dependency that is failing as a whole,
+//! and exponential backoff with full jitter ([`Backoff`]) between retries.
+//!
+//! The breaker follows the count-based sliding window of resilience4j: a closed breaker
+//! remembers the outcomes of the last `window` calls and opens once `failure_threshold` of them
+//! are failures, so it reacts to a dependency-wide failure rate, not to a burst of per-request
+//! failures (a few slow customers timing out together) among many successes. Its transitions
+//! are a pure function of its state, the time and the input, so they are tested without
+//! sleeping; [`Breaker`] only adds a mutex and the clock. Retry loops, timeouts and what counts
+//! as a failure belong to the caller, not here.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// When a [`Breaker`] opens and for how long.
+/// The most call outcomes a closed breaker can remember (one bit each in a `u64`).
+pub const MAX_WINDOW: u32 = 64;
+
+/// When a [`Breaker`] opens, for how long, and how it closes again.
 #[derive(Debug, Clone)]
 pub struct BreakerConfig {
-    /// Consecutive failures that open a closed breaker (0 is taken as 1).
+    /// How many of the latest call outcomes a closed breaker considers, `1..=64` (0 is taken
+    /// as 1, more than 64 as 64).
+    pub window: u32,
+    /// Failures among the last `window` outcomes that open a closed breaker (0 is taken as 1,
+    /// more than `window` as `window`). A dependency that fails every call is refused after
+    /// this many calls.
     pub failure_threshold: u32,
-    /// How long an open breaker refuses calls before it lets one probe through.
+    /// How long an open breaker refuses calls before it lets probes through; also how long a
+    /// probe may go without a result before it is taken as lost.
     pub open_for: Duration,
+    /// Calls let through while half-open (0 is taken as 1): all of them must succeed to
+    /// close the breaker, and any failure reopens it.
+    pub half_open_probes: u32,
 }
 
 impl Default for BreakerConfig {
-    /// 5 consecutive failures, open for 5 s.
+    /// 10 failures among the last 20 calls (50 %), open for 5 s, 3 probes.
     fn default() -> Self {
         Self {
-            failure_threshold: 5,
+            window: 20,
+            failure_threshold: 10,
             open_for: Duration::from_secs(5),
+            half_open_probes: 3,
         }
+    }
+}
+
+impl BreakerConfig {
+    fn window(&self) -> u32 {
+        self.window.clamp(1, MAX_WINDOW)
+    }
+
+    fn threshold(&self) -> u32 {
+        self.failure_threshold.clamp(1, self.window())
+    }
+
+    fn probes(&self) -> u32 {
+        self.half_open_probes.max(1)
     }
 }
 
@@ -32,9 +65,9 @@ impl Default for BreakerConfig {
 pub enum BreakerState {
     /// Calls go ahead.
     Closed,
-    /// Calls are refused until the next probe is due.
+    /// Calls are refused until probes are due.
     Open,
-    /// A probe is due or in flight; its result closes or reopens the breaker.
+    /// Probes are due or in flight; their results close or reopen the breaker.
     HalfOpen,
 }
 
@@ -46,11 +79,15 @@ pub struct Open {
     pub retry_after: Duration,
 }
 
-/// A circuit breaker: closed -> open after `failure_threshold` consecutive failures; after
-/// `open_for` one probe is let through (half-open); its success closes, its failure reopens.
+/// A circuit breaker: closed -> open once `failure_threshold` of the last `window` outcomes
+/// are failures; after `open_for`, `half_open_probes` calls are let through (half-open); when
+/// all of them succeed it closes with a clean window, and any failure reopens it.
 ///
-/// A probe that reports nothing within `open_for` (its caller was cancelled) is taken as lost,
-/// and the next call becomes a new probe, so a breaker can never stay half-open for good.
+/// Probes that report nothing within `open_for` (their callers were cancelled, or they hang)
+/// are taken as lost and new probes may go, so a breaker can never stay half-open for good.
+/// Results that arrive while open are ignored; a success reported while half-open is counted
+/// as a probe's even if it belongs to a call let through before the breaker opened (the two
+/// cannot be told apart).
 #[derive(Debug)]
 pub struct Breaker {
     config: BreakerConfig,
@@ -61,12 +98,12 @@ impl Breaker {
     pub fn new(config: BreakerConfig) -> Self {
         Self {
             config,
-            phase: Mutex::new(Phase::Closed { failures: 0 }),
+            phase: Mutex::new(Phase::CLOSED),
         }
     }
 
-    /// Ok when a call may go ahead (closed, or the single half-open probe); Err(Open) with how
-    /// long until the next probe otherwise.
+    /// Ok when a call may go ahead (closed, or a half-open probe); Err(Open) with how long
+    /// until the next probe otherwise.
     pub fn allow(&self) -> Result<(), Open> {
         let mut phase = self.lock();
         let (next, verdict) = step(&self.config, *phase, Instant::now(), Input::Allow);
@@ -84,7 +121,7 @@ impl Breaker {
         self.record(Input::Failure);
     }
 
-    /// The state as of now; an open breaker whose probe is due is reported half-open.
+    /// The state as of now; an open breaker whose probes are due is reported half-open.
     pub fn state(&self) -> BreakerState {
         self.lock().state(Instant::now())
     }
@@ -103,15 +140,52 @@ impl Breaker {
     }
 }
 
+/// The latest outcomes of a closed breaker as a bit ring: bit `i` is set when the outcome `i`
+/// calls ago was a failure. Slots not yet filled read as successes, so no count is needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Outcomes {
+    failures: u64,
+}
+
+impl Outcomes {
+    const EMPTY: Self = Self { failures: 0 };
+
+    /// Adds the newest outcome and forgets those older than `window`.
+    fn push(self, failed: bool, window: u32) -> Self {
+        let mask = u64::MAX >> (u64::BITS - window);
+        Self {
+            failures: ((self.failures << 1) | u64::from(failed)) & mask,
+        }
+    }
+
+    fn failures(self) -> u32 {
+        self.failures.count_ones()
+    }
+}
+
 /// The breaker's full state, a plain value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    Closed { failures: u32 },
-    Open { until: Instant },
-    HalfOpen { probe_since: Instant },
+    Closed {
+        outcomes: Outcomes,
+    },
+    Open {
+        until: Instant,
+    },
+    /// `in_flight` probes were let through and have neither reported nor been taken as lost;
+    /// `succeeded` have succeeded; the latest was let through at `last_probe`.
+    HalfOpen {
+        in_flight: u32,
+        succeeded: u32,
+        last_probe: Instant,
+    },
 }
 
 impl Phase {
+    const CLOSED: Self = Phase::Closed {
+        outcomes: Outcomes::EMPTY,
+    };
+
     fn state(self, now: Instant) -> BreakerState {
         match self {
             Phase::Closed { .. } => BreakerState::Closed,
@@ -141,13 +215,12 @@ fn step(
     };
     match (phase, input) {
         (Phase::Closed { .. }, Input::Allow) => (phase, Ok(())),
-        (Phase::Closed { .. }, Input::Success) => (Phase::Closed { failures: 0 }, Ok(())),
-        (Phase::Closed { failures }, Input::Failure) => {
-            let failures = failures.saturating_add(1);
-            if failures >= config.failure_threshold.max(1) {
+        (Phase::Closed { outcomes }, Input::Success | Input::Failure) => {
+            let outcomes = outcomes.push(input == Input::Failure, config.window());
+            if outcomes.failures() >= config.threshold() {
                 (reopen, Ok(()))
             } else {
-                (Phase::Closed { failures }, Ok(()))
+                (Phase::Closed { outcomes }, Ok(()))
             }
         }
         (Phase::Open { until }, Input::Allow) if now < until => (
@@ -156,23 +229,59 @@ fn step(
                 retry_after: until - now,
             }),
         ),
-        (Phase::Open { .. }, Input::Allow) => (Phase::HalfOpen { probe_since: now }, Ok(())),
+        (Phase::Open { .. }, Input::Allow) => (
+            Phase::HalfOpen {
+                in_flight: 1,
+                succeeded: 0,
+                last_probe: now,
+            },
+            Ok(()),
+        ),
         // Late results of calls let through before the breaker opened change nothing.
         (Phase::Open { .. }, Input::Success | Input::Failure) => (phase, Ok(())),
-        (Phase::HalfOpen { probe_since }, Input::Allow) => {
-            let lost_at = probe_since + config.open_for;
-            if now < lost_at {
-                (
-                    phase,
-                    Err(Open {
-                        retry_after: lost_at - now,
-                    }),
-                )
+        (
+            Phase::HalfOpen {
+                in_flight,
+                succeeded,
+                last_probe,
+            },
+            Input::Allow,
+        ) => {
+            let lost_at = last_probe + config.open_for;
+            // Once the latest probe is older than open_for, so are all those in flight: lost.
+            let in_flight = if now < lost_at { in_flight } else { 0 };
+            if succeeded + in_flight < config.probes() {
+                let next = Phase::HalfOpen {
+                    in_flight: in_flight + 1,
+                    succeeded,
+                    last_probe: now,
+                };
+                (next, Ok(()))
             } else {
-                (Phase::HalfOpen { probe_since: now }, Ok(()))
+                let retry_after = lost_at - now;
+                (phase, Err(Open { retry_after }))
             }
         }
-        (Phase::HalfOpen { .. }, Input::Success) => (Phase::Closed { failures: 0 }, Ok(())),
+        (
+            Phase::HalfOpen {
+                in_flight,
+                succeeded,
+                last_probe,
+            },
+            Input::Success,
+        ) => {
+            let succeeded = succeeded + 1;
+            if succeeded >= config.probes() {
+                (Phase::CLOSED, Ok(()))
+            } else {
+                let next = Phase::HalfOpen {
+                    in_flight: in_flight.saturating_sub(1),
+                    succeeded,
+                    last_probe,
+                };
+                (next, Ok(()))
+            }
+        }
         (Phase::HalfOpen { .. }, Input::Failure) => (reopen, Ok(())),
     }
 }
@@ -224,11 +333,14 @@ impl Backoff {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::VecDeque;
 
-    fn config(threshold: u32, open_ms: u64) -> BreakerConfig {
+    fn config(window: u32, threshold: u32, probes: u32, open_ms: u64) -> BreakerConfig {
         BreakerConfig {
+            window,
             failure_threshold: threshold,
             open_for: Duration::from_millis(open_ms),
+            half_open_probes: probes,
         }
     }
 
@@ -238,16 +350,22 @@ mod tests {
             .fold(phase, |phase, input| step(config, phase, now, *input).0)
     }
 
+    /// Failures where `pattern` has `x`, successes where it has `.`.
+    fn outcomes(pattern: &str) -> Vec<Input> {
+        pattern
+            .chars()
+            .map(|c| match c {
+                'x' => Input::Failure,
+                _ => Input::Success,
+            })
+            .collect()
+    }
+
     #[test]
-    fn threshold_failures_open_the_breaker_and_it_refuses_calls() {
-        let config = config(3, 1000);
+    fn threshold_failures_in_the_window_open_the_breaker_and_it_refuses_calls() {
+        let config = config(5, 3, 1, 1000);
         let now = Instant::now();
-        let phase = run(
-            &config,
-            Phase::Closed { failures: 0 },
-            now,
-            &[Input::Failure; 3],
-        );
+        let phase = run(&config, Phase::CLOSED, now, &outcomes("x.x.x"));
         assert_eq!(phase.state(now), BreakerState::Open);
         let (_, verdict) = step(
             &config,
@@ -259,44 +377,76 @@ mod tests {
     }
 
     #[test]
-    fn a_success_resets_the_failure_count() {
-        let config = config(3, 1000);
+    fn failures_that_slide_out_of_the_window_are_forgotten() {
+        let config = config(5, 3, 1, 1000);
         let now = Instant::now();
-        let inputs = [
-            Input::Failure,
-            Input::Failure,
-            Input::Success,
-            Input::Failure,
-            Input::Failure,
-        ];
-        let phase = run(&config, Phase::Closed { failures: 0 }, now, &inputs);
-        assert_eq!(phase, Phase::Closed { failures: 2 });
+        // Never more than 2 failures among any 5 consecutive outcomes.
+        let phase = run(&config, Phase::CLOSED, now, &outcomes("xx...xx...xx....."));
+        assert_eq!(phase.state(now), BreakerState::Closed);
+        let Phase::Closed { outcomes } = phase else {
+            unreachable!()
+        };
+        assert_eq!(outcomes.failures(), 0);
     }
 
     #[test]
-    fn after_open_for_one_probe_goes_through_and_its_success_closes() {
-        let config = config(1, 1000);
+    fn scattered_failures_among_successes_never_open_the_default_breaker() {
+        let config = BreakerConfig::default();
         let now = Instant::now();
-        let open = run(
-            &config,
-            Phase::Closed { failures: 0 },
-            now,
-            &[Input::Failure],
+        // One failure in 20 (5 %), arriving in bursts of 3 among 57 successes.
+        let mut inputs = Vec::new();
+        for _ in 0..50 {
+            inputs.extend(outcomes("xxx"));
+            inputs.extend(outcomes(&".".repeat(57)));
+        }
+        let phase = run(&config, Phase::CLOSED, now, &inputs);
+        assert_eq!(phase.state(now), BreakerState::Closed);
+    }
+
+    #[test]
+    fn out_of_range_settings_are_clamped() {
+        let wide = config(1000, 1000, 0, 1000);
+        assert_eq!(
+            (wide.window(), wide.threshold(), wide.probes()),
+            (64, 64, 1)
         );
+        let narrow = config(0, 0, 3, 1000);
+        assert_eq!((narrow.window(), narrow.threshold()), (1, 1));
+        let now = Instant::now();
+        let phase = run(&wide, Phase::CLOSED, now, &[Input::Failure; 64]);
+        assert_eq!(phase.state(now), BreakerState::Open);
+    }
+
+    #[test]
+    fn after_open_for_probes_go_through_and_their_successes_close() {
+        let config = config(4, 1, 2, 1000);
+        let now = Instant::now();
+        let open = run(&config, Phase::CLOSED, now, &[Input::Failure]);
         let later = now + Duration::from_millis(1000);
-        let (probing, first) = step(&config, open, later, Input::Allow);
-        assert!(first.is_ok());
-        assert_eq!(probing.state(later), BreakerState::HalfOpen);
-        assert!(step(&config, probing, later, Input::Allow).1.is_err());
-        let closed = step(&config, probing, later, Input::Success).0;
-        assert_eq!(closed, Phase::Closed { failures: 0 });
+        let (one, first) = step(&config, open, later, Input::Allow);
+        let (two, second) = step(&config, one, later, Input::Allow);
+        assert!(first.is_ok() && second.is_ok());
+        assert_eq!(two.state(later), BreakerState::HalfOpen);
+        assert!(step(&config, two, later, Input::Allow).1.is_err());
+        let half = step(&config, two, later, Input::Success).0;
+        assert_eq!(half.state(later), BreakerState::HalfOpen);
+        assert!(
+            step(&config, half, later, Input::Allow).1.is_err(),
+            "a succeeded probe does not make room for another"
+        );
+        let closed = step(&config, half, later, Input::Success).0;
+        assert_eq!(closed, Phase::CLOSED);
     }
 
     #[test]
     fn a_failed_probe_reopens_for_another_open_for() {
-        let config = config(1, 1000);
+        let config = config(4, 1, 3, 1000);
         let now = Instant::now();
-        let probing = Phase::HalfOpen { probe_since: now };
+        let probing = Phase::HalfOpen {
+            in_flight: 2,
+            succeeded: 1,
+            last_probe: now,
+        };
         let reopened = step(&config, probing, now, Input::Failure).0;
         assert_eq!(
             reopened,
@@ -307,24 +457,34 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_probe_is_replaced_after_open_for() {
-        let config = config(1, 1000);
+    fn lost_probes_are_replaced_once_the_latest_is_older_than_open_for() {
+        let config = config(4, 1, 2, 1000);
         let now = Instant::now();
-        let probing = Phase::HalfOpen { probe_since: now };
-        let (_, verdict) = step(
+        let probing = Phase::HalfOpen {
+            in_flight: 2,
+            succeeded: 0,
+            last_probe: now,
+        };
+        let (_, early) = step(
             &config,
             probing,
-            now + Duration::from_millis(1000),
+            now + Duration::from_millis(999),
             Input::Allow,
         );
-        assert!(verdict.is_ok());
+        assert_eq!(early.unwrap_err().retry_after, Duration::from_millis(1));
+        let later = now + Duration::from_millis(1000);
+        let (one, first) = step(&config, probing, later, Input::Allow);
+        let (two, second) = step(&config, one, later, Input::Allow);
+        assert!(first.is_ok() && second.is_ok());
+        assert!(step(&config, two, later, Input::Allow).1.is_err());
     }
 
     #[test]
     fn the_breaker_wrapper_follows_the_same_rules() {
-        let breaker = Breaker::new(config(2, 60_000));
+        let breaker = Breaker::new(config(4, 2, 3, 60_000));
         assert!(breaker.allow().is_ok());
         breaker.failure();
+        breaker.success();
         assert_eq!(breaker.state(), BreakerState::Closed);
         breaker.failure();
         assert_eq!(breaker.state(), BreakerState::Open);
@@ -347,6 +507,19 @@ mod tests {
         assert_eq!(backoff.delay_with(0, 0), Duration::ZERO);
     }
 
+    /// A window, a threshold no larger than it, probes and open_for.
+    fn any_config() -> impl Strategy<Value = BreakerConfig> {
+        (1u32..=MAX_WINDOW)
+            .prop_flat_map(|window| (Just(window), 1..=window, 1u32..5, 1u64..2000))
+            .prop_map(|(window, threshold, probes, open_ms)| {
+                config(window, threshold, probes, open_ms)
+            })
+    }
+
+    fn outcome() -> impl Strategy<Value = Input> {
+        prop_oneof![Just(Input::Success), Just(Input::Failure)]
+    }
+
     fn input() -> impl Strategy<Value = (u64, Input)> {
         let input = prop_oneof![
             Just(Input::Allow),
@@ -357,75 +530,161 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn a_window_with_fewer_than_failure_threshold_failures_never_opens(
+            config in any_config(),
+            inputs in proptest::collection::vec(outcome(), 0..300),
+        ) {
+            let now = Instant::now();
+            let mut phase = Phase::CLOSED;
+            let mut recent = VecDeque::new();
+            for input in inputs {
+                recent.push_back(input == Input::Failure);
+                if recent.len() > config.window as usize {
+                    recent.pop_front();
+                }
+                phase = step(&config, phase, now, input).0;
+                let failures = recent.iter().filter(|failed| **failed).count() as u32;
+                if failures < config.failure_threshold {
+                    prop_assert!(matches!(phase, Phase::Closed { .. }), "fewer failures stay closed");
+                } else {
+                    prop_assert!(matches!(phase, Phase::Open { .. }), "threshold failures open");
+                    phase = Phase::CLOSED;
+                    recent.clear();
+                }
+            }
+        }
+
+        #[test]
+        fn failure_threshold_failures_in_a_row_always_open_a_closed_breaker(
+            config in any_config(),
+            prefix in proptest::collection::vec(outcome(), 0..200),
+        ) {
+            let now = Instant::now();
+            // Whatever came before (reset whenever it opened), the breaker is closed here.
+            let phase = prefix.iter().fold(Phase::CLOSED, |phase, input| {
+                match step(&config, phase, now, *input).0 {
+                    Phase::Closed { outcomes } => Phase::Closed { outcomes },
+                    _ => Phase::CLOSED,
+                }
+            });
+            let failures = vec![Input::Failure; config.failure_threshold as usize];
+            let (before_last, last) = failures.split_at(failures.len() - 1);
+            let almost = run(&config, phase, now, before_last);
+            // It may open sooner (earlier failures still in the window), never later.
+            let opened = match almost {
+                Phase::Closed { .. } => run(&config, almost, now, last),
+                open => open,
+            };
+            prop_assert!(matches!(opened, Phase::Open { .. }), "threshold failures in a row open");
+        }
+
+        #[test]
+        fn a_fully_failing_dependency_is_refused_after_failure_threshold_calls(
+            config in any_config(),
+            advances in proptest::collection::vec(0u64..700, 0..200),
+        ) {
+            let mut now = Instant::now();
+            let mut phase = Phase::CLOSED;
+            let mut calls = Vec::new();
+            let try_call = |phase: Phase, now: Instant, calls: &mut Vec<Instant>| {
+                let (next, verdict) = step(&config, phase, now, Input::Allow);
+                match verdict {
+                    Ok(()) => {
+                        calls.push(now);
+                        step(&config, next, now, Input::Failure).0
+                    }
+                    Err(_) => next,
+                }
+            };
+            for _ in 0..config.failure_threshold * 2 {
+                phase = try_call(phase, now, &mut calls);
+            }
+            prop_assert_eq!(calls.len(), config.failure_threshold as usize);
+            for advance in advances {
+                now += Duration::from_millis(advance);
+                phase = try_call(phase, now, &mut calls);
+            }
+            for pair in calls[config.failure_threshold as usize - 1..].windows(2) {
+                prop_assert!(pair[1] - pair[0] >= config.open_for,
+                    "once open, one probe per open_for");
+            }
+        }
+
         /// Walks random inputs at random (increasing) times and checks the invariants at every step.
         #[test]
         fn breaker_invariants_hold(
-            threshold in 1u32..6,
-            open_ms in 1u64..2000,
-            inputs in proptest::collection::vec(input(), 0..200),
+            config in any_config(),
+            inputs in proptest::collection::vec(input(), 0..300),
         ) {
-            let config = config(threshold, open_ms);
             let open_for = config.open_for;
+            let probes = config.half_open_probes;
             let mut now = Instant::now();
-            let mut phase = Phase::Closed { failures: 0 };
+            let mut phase = Phase::CLOSED;
             let mut opened_at: Option<Instant> = None;
-            let mut probe_granted_at: Option<Instant> = None;
-            let mut consecutive_failures = 0u32;
+            // Calls let through during the current half-open spell, and the closed outcomes.
+            let mut probes_granted: Vec<Instant> = Vec::new();
+            let mut recent: VecDeque<bool> = VecDeque::new();
             for (advance_ms, input) in inputs {
                 now += Duration::from_millis(advance_ms);
                 let before = phase;
                 let (next, verdict) = step(&config, phase, now, input);
-                match before {
-                    Phase::Closed { .. } => {
-                        if input == Input::Allow {
-                            prop_assert!(verdict.is_ok(), "a closed breaker lets calls through");
-                        }
-                    }
-                    Phase::Open { .. } => {
-                        let since = now - opened_at.expect("opened before");
-                        if input == Input::Allow {
-                            prop_assert_eq!(verdict.is_ok(), since >= open_for,
-                                "open lets a call through exactly once open_for has passed");
-                        }
-                    }
-                    Phase::HalfOpen { .. } => {
-                        if input == Input::Allow && verdict.is_ok() {
-                            let since = now - probe_granted_at.expect("a probe was granted");
-                            prop_assert!(since >= open_for,
-                                "a second probe only once the first is lost");
-                        }
-                    }
-                }
                 if let Err(open) = verdict {
                     prop_assert!(open.retry_after <= open_for);
                     prop_assert!(open.retry_after > Duration::ZERO);
                 }
-                if input == Input::Allow && verdict.is_ok() && !matches!(before, Phase::Closed { .. }) {
-                    probe_granted_at = Some(now);
-                }
-                if matches!(before, Phase::Closed { .. }) {
-                    consecutive_failures = match input {
-                        Input::Failure => consecutive_failures + 1,
-                        Input::Success => 0,
-                        Input::Allow => consecutive_failures,
-                    };
-                    if consecutive_failures >= threshold {
-                        prop_assert!(matches!(next, Phase::Open { .. }),
-                            "threshold consecutive failures open a closed breaker");
-                    } else {
-                        prop_assert_eq!(next, Phase::Closed { failures: consecutive_failures });
+                match before {
+                    Phase::Closed { .. } => match input {
+                        Input::Allow => {
+                            prop_assert!(verdict.is_ok(), "a closed breaker lets calls through");
+                            prop_assert_eq!(next, before);
+                        }
+                        Input::Success | Input::Failure => {
+                            recent.push_back(input == Input::Failure);
+                            if recent.len() > config.window as usize {
+                                recent.pop_front();
+                            }
+                            let failures = recent.iter().filter(|failed| **failed).count() as u32;
+                            prop_assert_eq!(matches!(next, Phase::Open { .. }),
+                                failures >= config.failure_threshold,
+                                "opens exactly when the window holds threshold failures");
+                        }
+                    },
+                    Phase::Open { .. } => {
+                        let since = now - opened_at.expect("opened before");
+                        match input {
+                            Input::Allow => prop_assert_eq!(verdict.is_ok(), since >= open_for,
+                                "open lets a call through exactly once open_for has passed"),
+                            Input::Success | Input::Failure => prop_assert_eq!(next, before,
+                                "results while open are ignored"),
+                        }
                     }
+                    Phase::HalfOpen { .. } => {}
+                }
+                if input == Input::Allow && verdict.is_ok() && !matches!(before, Phase::Closed { .. }) {
+                    probes_granted.push(now);
+                    // Probes older than open_for are lost; the rest are in flight.
+                    let in_flight = probes_granted.iter().filter(|at| now - **at < open_for).count();
+                    prop_assert!(in_flight <= probes as usize,
+                        "half-open never has more than `probes` calls in flight");
+                }
+                if let Phase::HalfOpen { in_flight, succeeded, .. } = next {
+                    prop_assert!(in_flight + succeeded <= probes);
                 }
                 if matches!(next, Phase::Open { .. }) && !matches!(before, Phase::Open { .. }) {
                     opened_at = Some(now);
+                    prop_assert!(input == Input::Failure, "only a failure opens");
                 }
                 if matches!(next, Phase::Closed { .. }) && !matches!(before, Phase::Closed { .. }) {
+                    prop_assert!(matches!(before, Phase::HalfOpen { .. }), "only half-open closes");
                     prop_assert_eq!(input, Input::Success, "only a probe's success closes");
-                    prop_assert_eq!(next, Phase::Closed { failures: 0 });
-                    consecutive_failures = 0;
+                    prop_assert_eq!(next, Phase::CLOSED);
                 }
                 if !matches!(next, Phase::Closed { .. }) {
-                    consecutive_failures = 0;
+                    recent.clear();
+                }
+                if !matches!(next, Phase::HalfOpen { .. }) {
+                    probes_granted.clear();
                 }
                 phase = next;
             }
