@@ -69,7 +69,7 @@ impl WorkerConfig {
     /// backoff at its longest), with a margin.
     pub fn lease_for(provider: &ProviderConfig) -> Duration {
         let attempts = provider.attempts.max(1);
-        (provider.timeout + provider.backoff.max) * attempts + Duration::from_secs(10)
+        (provider.timeout + provider.backoff.max) * attempts + Duration::from_secs(2)
     }
 
     /// The wait before attempt `attempts + 1`.

@@ -132,8 +132,16 @@ impl ConsumerContext for RunnerContext {
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let assigned = consumer.assignment().map_or(0, |a| a.count());
+        if let Rebalance::Assign(added) = rebalance {
+            let added: Vec<String> = added
+                .elements()
+                .iter()
+                .map(|e| format!("{}/{}", e.topic(), e.partition()))
+                .collect();
+            tracing::info!(assigned, added = %added.join(","), "partitions assigned");
+        }
         self.stats
             .assigned_partitions
             .store(assigned as u64, std::sync::atomic::Ordering::Relaxed);
