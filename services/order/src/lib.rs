@@ -4,13 +4,15 @@
 //! deadline passes. It consumes the inventory, payment and shipment topics and publishes
 //! OrderPlaced, OrderConfirmed and OrderCancelled on `shop.orders.v1` through its outbox.
 //!
-//! [`domain`] is the pure state machine; [`saga`] carries its decisions out; [`handler`],
-//! [`http`] and [`deadline`] are the three ways in.
+//! [`domain`] is the pure state machine; [`saga`] carries its decisions out (and [`outcomes`]
+//! counts how sagas end); [`handler`], [`http`] and [`deadline`] are the three ways in.
 
 pub mod deadline;
 pub mod domain;
 pub mod handler;
 pub mod http;
+pub mod outcomes;
+pub mod replay;
 pub mod saga;
 pub mod store;
 
@@ -50,6 +52,8 @@ impl Application {
         let mut service = Service::connect(settings, &MIGRATOR).await?;
         let saga = saga::Saga {
             outbox: service.outbox.clone(),
+            outcomes: outcomes::Outcomes::register(&service.metrics.registry)
+                .expect("order metric names are unique"),
         };
         let handler = handler::OrderHandler {
             codec: service.codec.clone(),

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use crate::domain::{decide, Announce, Decision, Input, NewOrder, Status};
+use crate::outcomes::Outcomes;
 use crate::store::{self, OrderRow, TimelineEntry};
 
 /// Why a saga step could not be written.
@@ -38,10 +39,11 @@ pub enum Applied {
     Refused(&'static str),
 }
 
-/// Writes orders and their events through one outbox.
+/// Writes orders and their events through one outbox, and counts how sagas end.
 #[derive(Clone)]
 pub struct Saga {
     pub outbox: Outbox,
+    pub outcomes: Outcomes,
 }
 
 const PRODUCER: &str = "order";
@@ -122,6 +124,7 @@ impl Saga {
                 };
                 self.announce(tx, id, &event, cause).await?;
                 record(tx, id, "OrderConfirmed", PRODUCER, now, String::new()).await?;
+                self.outcomes.confirmed(row.placed_at, now);
             }
             Some(Announce::Cancelled(reason)) => {
                 let event = shop_events::OrderCancelled {
@@ -133,6 +136,7 @@ impl Saga {
                 self.announce(tx, id, &event, cause).await?;
                 let detail = format!("reason={}", reason.as_str());
                 record(tx, id, "OrderCancelled", PRODUCER, now, detail).await?;
+                self.outcomes.cancelled(reason, row.placed_at, now);
             }
             None => {}
         }

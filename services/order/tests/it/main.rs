@@ -32,6 +32,7 @@ async fn spawn_app(deadline: Duration) -> App {
     let codec = Arc::new(Codec::new(&registry()).unwrap());
     let saga = Saga {
         outbox: Outbox::new(codec.clone(), "order"),
+        outcomes: Default::default(),
     };
     let state = AppState {
         pool: db.pool.clone(),
