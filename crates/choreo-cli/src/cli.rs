@@ -82,6 +82,17 @@ pub enum Command {
         Set CHOREO_LOG=info to see it take and lose the lead."
     )]
     Relay(RelayArgs),
+    /// Print a topic's records as JSON lines (values decoded from Avro), with filters and --follow.
+    Inspect(crate::inspect::InspectArgs),
+    /// Dump event streams to a portable file, load a dump into a cluster, or reprocess a range
+    /// through one service's handlers into a fresh local database.
+    Replay(crate::replay::ReplayArgs),
+    /// Every event of one order across all topics, in causal and time order, with a verdict.
+    Trace(crate::trace::TraceArgs),
+    /// Dead letters: list them grouped by topic, group and reason, show them, redrive them.
+    Dlq(crate::dlq::DlqArgs),
+    /// Lag per consumer group and partition, and outbox backlog per service database.
+    Lag(crate::lag::LagArgs),
 }
 
 #[derive(Debug, Args)]
@@ -214,6 +225,11 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 .map_err(|e| Failure::BadInput(e.to_string()))?;
             relay_run(&kafka, args).await
         }
+        Command::Inspect(args) => crate::inspect::run(&cli.cluster, args).await,
+        Command::Replay(args) => crate::replay::run(&cli.cluster, args).await,
+        Command::Trace(args) => crate::trace::run(&cli.cluster, args).await,
+        Command::Dlq(args) => crate::dlq::run(&cli.cluster, args).await,
+        Command::Lag(args) => crate::lag::run(&cli.cluster, args).await,
     }
 }
 

@@ -1,0 +1,245 @@
+//! `choreo trace`: every event of one order across the shop's topics, in causal and time order,
+//! with a verdict (completed, cancelled with its compensations, or stuck waiting for something).
+//!
+//! This module reads and prints; the ordering and the verdict are pure, in [`saga`].
+
+pub mod saga;
+
+use std::fmt::Write as _;
+
+use serde_json::{json, Value as Json};
+
+use crate::cli::{ClusterArgs, Failure};
+use crate::decode;
+use crate::inspect::{format_ms, parse_time};
+use crate::read::{self, Record, Selection, Start, Stop};
+use saga::{Step, Verdict};
+
+/// The shop's topics, read by default.
+pub const SHOP_TOPICS: [&str; 4] = [
+    "shop.orders.v1",
+    "shop.inventory.v1",
+    "shop.payments.v1",
+    "shop.shipments.v1",
+];
+
+const HELP: &str = "\
+Examples:
+  choreo trace 0190f1c2-7d7e-7c3a-9f1e-2b8f6c0a1d11
+  choreo trace 0190f1c2-... --since 2025-01-31T12:00:00Z --json
+  choreo trace order-1 --topic my.orders --topic my.payments     other topics than the shop's
+
+Reads shop.orders.v1, shop.inventory.v1, shop.payments.v1 and shop.shipments.v1 (or --topic) up
+to their current ends, keeps the records whose key is the order id (only the key's partition
+when every topic has the same partition count), and prints one line per event: time, time since
+the previous step, producer, event type, topic/partition@offset and the value's fields. Events
+follow their causes (causation_id), then time (occurred_at). The verdict: completed (confirmed
+and shipment scheduled), cancelled (reason) with the compensations seen and missing, or stuck
+since the last event waiting for the next step. Exit 1 when no event has that key.";
+
+/// Arguments of `choreo trace`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = HELP)]
+pub struct TraceArgs {
+    /// The order id (the events' key).
+    pub order_id: String,
+    /// Read these topics instead of the shop's four; repeatable.
+    #[arg(long = "topic", value_name = "TOPIC")]
+    pub topics: Vec<String>,
+    /// Read only records written at or after this time (RFC 3339); default: from the beginning.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Print the steps and the verdict as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// The schema registry's Confluent API base URL.
+    #[arg(long, env = "SCHEMA_REGISTRY_URL")]
+    pub registry: Option<String>,
+}
+
+pub async fn run(cluster: &ClusterArgs, args: TraceArgs) -> Result<(), Failure> {
+    let kafka = choreo::KafkaConfig::parse(&cluster.brokers)
+        .map_err(|e| Failure::BadInput(e.to_string()))?;
+    let timeout = std::time::Duration::from_secs(cluster.timeout);
+    let topics: Vec<String> = if args.topics.is_empty() {
+        SHOP_TOPICS.iter().map(|t| (*t).to_owned()).collect()
+    } else {
+        args.topics.clone()
+    };
+    let start = match &args.since {
+        Some(time) => Start::Time(parse_time("--since", time)?),
+        None => Start::Beginning,
+    };
+    let codec = decode::codec(args.registry.as_deref())?;
+    let counts = read::partition_counts(&kafka, &topics, timeout)?;
+    let partitions = match counts.first() {
+        Some(&n) if counts.iter().all(|&c| c == n) => {
+            let n = i32::try_from(n).map_err(|e| Failure::Error(e.into()))?;
+            Some(vec![read::partition_for_key(args.order_id.as_bytes(), n)])
+        }
+        _ => None,
+    };
+    let selection = Selection {
+        topics: topics.clone(),
+        partitions: partitions.clone(),
+        start,
+        stop: Stop::End,
+    };
+    let mut records = read::stream(&kafka, selection, timeout).await?;
+    let mut steps = Vec::new();
+    while let Some(record) = records.recv().await {
+        let record = record?;
+        if record.key_str() == Some(args.order_id.as_str()) {
+            steps.push(step(&codec, &record).await?);
+        }
+    }
+    if steps.is_empty() {
+        let place = match &partitions {
+            Some(p) => format!(" (partition {})", p[0]),
+            None => String::new(),
+        };
+        return Err(Failure::Error(anyhow::anyhow!(
+            "no event has the key `{}` on {}{place}",
+            args.order_id,
+            topics.join(", ")
+        )));
+    }
+    let steps = saga::causal_order(steps);
+    let verdict = saga::verdict(&steps);
+    if args.json {
+        println!("{}", to_json(&args.order_id, &steps, &verdict));
+    } else {
+        print!("{}", to_text(&args.order_id, &steps, &verdict));
+    }
+    Ok(())
+}
+
+/// A record as a step: the envelope's headers and the decoded value (null when it does not
+/// decode; only an unreachable registry fails the trace).
+async fn step(codec: &choreo::avro::Codec, record: &Record) -> Result<Step, Failure> {
+    use choreo::envelope::{CAUSATION_ID, EVENT_ID, EVENT_TYPE, OCCURRED_AT, PRODUCER};
+    let (name, value) = match &record.value {
+        None => (None, Json::Null),
+        Some(bytes) => match decode::value_json(codec, bytes).await {
+            Ok((name, value)) => (Some(name), value),
+            Err(e) if e.is_retryable() => return Err(Failure::Error(e.into())),
+            Err(e) => (None, json!({ "value_error": e.to_string() })),
+        },
+    };
+    let occurred_at_ms = record
+        .header(OCCURRED_AT)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp_millis())
+        .or(record.timestamp_ms);
+    Ok(Step {
+        event_id: record.header(EVENT_ID).map(str::to_owned),
+        causation_id: record.header(CAUSATION_ID).map(str::to_owned),
+        event_type: record
+            .header(EVENT_TYPE)
+            .map(str::to_owned)
+            .or(name)
+            .unwrap_or_else(|| "(unknown)".into()),
+        producer: record.header(PRODUCER).map(str::to_owned),
+        occurred_at_ms,
+        topic: record.topic.clone(),
+        partition: record.partition,
+        offset: record.offset,
+        value,
+    })
+}
+
+/// The time since the previous step, signed (a step may follow its cause but carry an earlier
+/// clock).
+fn delta_ms(previous: Option<&Step>, step: &Step) -> Option<i64> {
+    Some(step.occurred_at_ms? - previous?.occurred_at_ms?)
+}
+
+/// The value's fields worth a glance: scalars other than the order id and the `*_at` times,
+/// arrays as their length.
+fn fields(value: &Json) -> String {
+    let Some(object) = value.as_object() else {
+        return String::new();
+    };
+    let mut out = Vec::new();
+    for (name, field) in object {
+        if name == "order_id" || name.ends_with("_at") {
+            continue;
+        }
+        match field {
+            Json::Null => {}
+            Json::String(s) => out.push(format!("{name}={s}")),
+            Json::Array(items) => out.push(format!("{name}=[{} item(s)]", items.len())),
+            Json::Object(_) => out.push(format!("{name}={field}")),
+            other => out.push(format!("{name}={other}")),
+        }
+    }
+    out.join(" ")
+}
+
+fn to_text(order_id: &str, steps: &[Step], verdict: &Verdict) -> String {
+    let mut out = format!("order {order_id}: {} event(s)\n", steps.len());
+    let mut previous = None;
+    for step in steps {
+        let time = step
+            .occurred_at_ms
+            .map_or_else(|| "?".to_owned(), format_ms);
+        let delta = match delta_ms(previous, step) {
+            Some(ms) => format!("{:+.3}s", ms as f64 / 1000.0),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "{time}  {delta:>9}  {:<10} {:<18} {}/{}@{}  {}",
+            step.producer.as_deref().unwrap_or("?"),
+            step.short_type(),
+            step.topic,
+            step.partition,
+            step.offset,
+            fields(&step.value)
+        );
+        previous = Some(step);
+    }
+    let _ = writeln!(out, "verdict: {verdict}");
+    out
+}
+
+fn to_json(order_id: &str, steps: &[Step], verdict: &Verdict) -> Json {
+    let mut previous = None;
+    let steps: Vec<Json> = steps
+        .iter()
+        .map(|step| {
+            let mut object = serde_json::to_value(step).expect("steps are plain data");
+            object["occurred_at"] = step.occurred_at_ms.map(format_ms).into();
+            object["delta_ms"] = delta_ms(previous, step).into();
+            previous = Some(step);
+            object
+        })
+        .collect();
+    json!({
+        "order_id": order_id,
+        "steps": steps,
+        "verdict": verdict,
+        "summary": verdict.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fields_shown_leave_out_the_order_id_and_times() {
+        let value = json!({
+            "order_id": "o-1",
+            "currency": "EUR",
+            "total_minor": 1200,
+            "lines": [{}, {}],
+            "placed_at": 1,
+            "detail": null,
+        });
+        assert_eq!(
+            fields(&value),
+            "currency=EUR lines=[2 item(s)] total_minor=1200"
+        );
+    }
+}
