@@ -314,16 +314,26 @@ async fn schemas_run(args: SchemasArgs, timeout: Duration) -> Result<(), Failure
     )
 }
 
-fn registry(url: Option<&str>, timeout: Duration) -> Result<schemas::Registry, Failure> {
-    let url = url.ok_or_else(|| {
-        Failure::BadInput(format!(
-            "no schema registry: pass --registry, or set {} (`scripts/stack up` writes it to \
-             .stack/env)",
-            choreo::RegistryConfig::URL_VAR
-        ))
-    })?;
-    let config =
-        choreo::RegistryConfig::parse(url).map_err(|e| Failure::BadInput(e.to_string()))?;
+/// The schema registry named by `--registry` (`url`), else by `SCHEMA_REGISTRY_URL`: bad input
+/// naming the variable when neither is given (or is blank), or when the URL does not parse.
+pub(crate) fn registry_config(url: Option<&str>) -> Result<choreo::RegistryConfig, Failure> {
+    let var = choreo::RegistryConfig::URL_VAR;
+    let url = url
+        .map(str::to_owned)
+        .or_else(|| std::env::var(var).ok())
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| {
+            Failure::BadInput(format!(
+                "no schema registry: pass --registry, or set {var} (`scripts/stack up` writes it \
+                 to .stack/env)"
+            ))
+        })?;
+    choreo::RegistryConfig::parse(url.trim()).map_err(|e| Failure::BadInput(e.to_string()))
+}
+
+/// A client of the schema registry named as [`registry_config`] says.
+pub(crate) fn registry(url: Option<&str>, timeout: Duration) -> Result<schemas::Registry, Failure> {
+    let config = registry_config(url)?;
     schemas::Registry::new(&config, timeout).map_err(|e| Failure::Error(e.into()))
 }
 

@@ -93,23 +93,9 @@ pub fn bytes_json(bytes: &[u8]) -> Json {
 }
 
 /// A codec for the registry at `registry`, else at `SCHEMA_REGISTRY_URL`; bad input naming the
-/// variable when neither is given.
+/// variable when neither is given (see [`crate::cli::registry_config`]).
 pub fn codec(registry: Option<&str>) -> Result<Codec, Failure> {
-    let var = choreo::RegistryConfig::URL_VAR;
-    let url = match registry {
-        Some(url) => url.to_owned(),
-        None => std::env::var(var)
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-            .ok_or_else(|| {
-                Failure::BadInput(format!(
-                    "no schema registry: pass --registry, or set {var} (`scripts/stack up` \
-                     writes it to .stack/env)"
-                ))
-            })?,
-    };
-    let config =
-        choreo::RegistryConfig::parse(url.trim()).map_err(|e| Failure::BadInput(e.to_string()))?;
+    let config = crate::cli::registry_config(registry)?;
     Codec::new(&config).map_err(|e| Failure::Error(e.into()))
 }
 

@@ -1,7 +1,7 @@
 //! Kafka client settings that every service shares, so that no service has to remember them.
 //!
 //! Producers are idempotent with `acks=all` (no duplicates or reordering from retries) and
-//! partition keys as the Java client does; consumers
+//! partition keys as the Java client does ([`partition_for_key`] says where a key lands); consumers
 //! use the cooperative-sticky assignor and never commit or store offsets on their own: the caller
 //! stores an offset only after its database transaction commits.
 
@@ -59,6 +59,46 @@ pub fn header<'m>(message: &'m impl Message, name: &str) -> Option<&'m str> {
         .filter(|h| h.key == name)
         .last()
         .and_then(|h| std::str::from_utf8(h.value?).ok())
+}
+
+/// The partition Kafka's default partitioner (murmur2, as the Java client and our producers
+/// use) gives `key` among `partitions`.
+pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
+    let positive = murmur2(key) & 0x7fff_ffff;
+    i32::try_from(positive % partitions.max(1).unsigned_abs()).expect("below the partition count")
+}
+
+/// Kafka's murmur2 hash (seed 0x9747b28c), as in the Java client's `Utils.murmur2`.
+fn murmur2(data: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let length = u32::try_from(data.len()).unwrap_or(u32::MAX);
+    let mut h = SEED ^ length;
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
 }
 
 /// An admin client (topics, configs, groups).
@@ -120,6 +160,19 @@ mod tests {
         assert_eq!(
             config.get("partition.assignment.strategy"),
             Some("cooperative-sticky")
+        );
+    }
+
+    #[test]
+    fn keys_are_partitioned_as_the_java_client_does() {
+        // Values from the Java client's DefaultPartitioner (Utils.toPositive(murmur2(key)) % n).
+        assert_eq!(murmur2(b"21") as i32, -973_932_308);
+        assert_eq!(murmur2(b"foobar") as i32, -790_332_482);
+        assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985_981_536);
+        assert_eq!(murmur2(b"abc") as i32, 479_470_107);
+        assert_eq!(
+            partition_for_key(b"foobar", 12),
+            (-790_332_482_i32 & 0x7fff_ffff) % 12
         );
     }
 }

@@ -1,5 +1,6 @@
 //! Helpers for integration tests against the local stack (feature `testing`): its addresses,
-//! names no other run uses, and topics and databases of a test's own. Not for production code.
+//! names no other run uses, topics and databases of a test's own, events handed to a handler as
+//! the consumer runner would, and the outbox read back. Not for production code.
 
 use std::time::Duration;
 
@@ -7,7 +8,10 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use sqlx::Connection;
 
+use crate::avro::{Codec, CodecError, Event};
 use crate::config::{load_env_file, KafkaConfig, RegistryConfig};
+use crate::consumer::{Handler, HandlerError, Incoming};
+use crate::envelope::Metadata;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -123,4 +127,66 @@ impl TestDb {
         .await
         .expect("drop database");
     }
+}
+
+/// `event` as the consumer runner would hand it to a handler: on `E::TOPIC`, partition 0, offset
+/// 0, keyed and correlated by `key`, produced by `test`, its value encoded with `codec`.
+pub async fn incoming<E: Event>(codec: &Codec, key: &str, event: &E) -> Incoming {
+    Incoming {
+        topic: E::TOPIC.to_owned(),
+        partition: 0,
+        offset: 0,
+        key: key.to_owned(),
+        metadata: Metadata::new(E::NAME, key, "test"),
+        value: codec.encode(event).await.expect("encode"),
+    }
+}
+
+/// Hands `incoming` to `handler` in a transaction of its own on `pool`, committed if the handler
+/// succeeds (rolled back otherwise), as the consumer runner would for a batch of one.
+pub async fn handle(
+    pool: &sqlx::PgPool,
+    handler: &impl Handler,
+    incoming: &Incoming,
+) -> Result<(), HandlerError> {
+    let mut tx = pool.begin().await.expect("begin");
+    handler.handle(&mut tx, incoming).await?;
+    tx.commit().await.expect("commit");
+    Ok(())
+}
+
+/// One row of the outbox (`choreo_outbox`): an event written but not yet published.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub topic: String,
+    pub key: String,
+    /// The Kafka headers, (name, value) in order.
+    #[sqlx(json)]
+    pub headers: Vec<(String, String)>,
+    /// The value as it will be published (Confluent-framed Avro for shop events).
+    pub value: Vec<u8>,
+}
+
+impl OutboxRow {
+    /// The value of header `name` (the first one, if repeated).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The value decoded as `E` with `codec`.
+    pub async fn decode<E: Event>(&self, codec: &Codec) -> Result<E, CodecError> {
+        codec.decode::<E>(&self.value).await
+    }
+}
+
+/// Every row of the outbox of the database behind `pool`, oldest first.
+pub async fn outbox_rows(pool: &sqlx::PgPool) -> Vec<OutboxRow> {
+    sqlx::query_as("select id, topic, key, headers, value from choreo_outbox order by id")
+        .fetch_all(pool)
+        .await
+        .expect("read the outbox")
 }

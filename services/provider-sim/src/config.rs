@@ -47,6 +47,22 @@ pub struct Config {
 }
 
 impl Config {
+    /// Settings for tests: port 0 on 127.0.0.1, no latency, no injected failures (flaky customers
+    /// still fail half the time), pending charges held 2 minutes, and a fixed seed (42) so draws
+    /// repeat run after run. Change what a test needs with `Config { .., ..Config::for_tests() }`.
+    pub fn for_tests() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            latency_ms: 0,
+            jitter_ms: 0,
+            failure_rate: 0.0,
+            flaky_rate: 0.5,
+            decline_above_minor: None,
+            pending_ms: 120_000,
+            seed: Some(42),
+        }
+    }
+
     /// The decision rules these flags describe.
     pub fn rules(&self) -> Rules {
         Rules {

@@ -81,7 +81,7 @@ pub async fn run(cluster: &ClusterArgs, args: InspectArgs) -> Result<(), Failure
         let mut partitions: Vec<i32> = args
             .keys
             .iter()
-            .map(|k| read::partition_for_key(k.as_bytes(), count))
+            .map(|k| choreo::kafka::partition_for_key(k.as_bytes(), count))
             .collect();
         partitions.sort_unstable();
         partitions.dedup();

@@ -9,7 +9,7 @@ use choreo::avro::wire;
 
 use super::format::{DumpWriter, Header, SchemaEntry, Source, TopicInfo, FORMAT, VERSION};
 use super::{blocking, kafka, progress, DumpArgs};
-use crate::cli::{ClusterArgs, Failure};
+use crate::cli::{registry_config, ClusterArgs, Failure};
 use crate::read::Reader;
 
 /// What the read loop saw.
@@ -29,7 +29,7 @@ pub async fn run(cluster: &ClusterArgs, args: DumpArgs) -> Result<(), Failure> {
             "name at least one topic to dump with --topic".into(),
         ));
     }
-    let registry = registry_url(args.registry.as_deref())?;
+    let registry = registry_config(args.registry.as_deref())?.url;
     let writer = DumpWriter::create(&args.output)?;
     let topics = args.range.topics.clone();
     let counts = {
@@ -141,20 +141,6 @@ fn read_all(
         per_topic,
         schema_ids,
     })
-}
-
-/// `--registry`, else bad input naming the variable.
-pub(crate) fn registry_url(registry: Option<&str>) -> Result<String, Failure> {
-    let url = registry.filter(|u| !u.trim().is_empty()).ok_or_else(|| {
-        Failure::BadInput(format!(
-            "no schema registry: pass --registry, or set {} (`scripts/stack up` writes it to \
-             .stack/env)",
-            choreo::RegistryConfig::URL_VAR
-        ))
-    })?;
-    let config =
-        choreo::RegistryConfig::parse(url.trim()).map_err(|e| Failure::BadInput(e.to_string()))?;
-    Ok(config.url)
 }
 
 /// The schema registered under `id`, normalized as `choreo schemas register` writes schemas

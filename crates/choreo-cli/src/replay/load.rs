@@ -15,7 +15,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer a
 
 use super::format::{DumpReader, Header};
 use super::{blocking, kafka, progress, LoadArgs};
-use crate::cli::{ClusterArgs, Failure};
+use crate::cli::{registry, ClusterArgs, Failure};
 use crate::schemas::{Registry, RegistryError};
 
 /// How many sends may wait for their delivery report at once.
@@ -246,13 +246,6 @@ fn topics_holding_records(
         partitions: topics.iter().cloned().zip(counts).collect(),
         non_empty,
     })
-}
-
-fn registry(url: Option<&str>, timeout: Duration) -> Result<Registry, Failure> {
-    let url = super::dump::registry_url(url)?;
-    let config =
-        choreo::RegistryConfig::parse(&url).map_err(|e| Failure::BadInput(e.to_string()))?;
-    Registry::new(&config, timeout).map_err(|e| Failure::Error(e.into()))
 }
 
 /// Registers, in `registry`, the schema of every (source topic, id) in `used` under

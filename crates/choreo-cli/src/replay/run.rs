@@ -40,7 +40,7 @@ pub async fn run(cluster: &ClusterArgs, args: RunArgs) -> Result<(), Failure> {
     } else {
         args.range.topics.clone()
     };
-    let registry = super::dump::registry_url(args.registry.as_deref())?;
+    let registry = crate::cli::registry_config(args.registry.as_deref())?;
     let init_sql = match &args.init_sql {
         Some(path) => Some((
             path.as_path(),
@@ -73,7 +73,7 @@ pub async fn run(cluster: &ClusterArgs, args: RunArgs) -> Result<(), Failure> {
     let pool = database::connect(&args.database_url, args.create).await?;
     let init = init_sql.as_ref().map(|(path, sql)| (*path, sql.as_str()));
     database::prepare(&pool, service, args.force, init).await?;
-    let codec = Arc::new(crate::decode::codec(Some(&registry))?);
+    let codec = Arc::new(crate::decode::codec(Some(&registry.url))?);
     let applier = Applier::new(service, codec);
     let summary = apply_all(&pool, &applier, service.name(), &records).await?;
     let published = would_publish(&pool).await?;
@@ -100,7 +100,7 @@ async fn from_file(
     path: &Path,
     range: &RangeArgs,
     topics: &[String],
-    registry: &str,
+    registry: &choreo::RegistryConfig,
     timeout: Duration,
 ) -> Result<Vec<Record>, Failure> {
     let (header, all) = DumpReader::open(path)?.read_all()?;
@@ -112,10 +112,8 @@ async fn from_file(
         .iter()
         .filter_map(|r| Some((r.topic.clone(), wire::split(r.value.as_deref()?).ok()?.0)))
         .collect();
-    let config =
-        choreo::RegistryConfig::parse(registry).map_err(|e| Failure::BadInput(e.to_string()))?;
     let client =
-        crate::schemas::Registry::new(&config, timeout).map_err(|e| Failure::Error(e.into()))?;
+        crate::schemas::Registry::new(registry, timeout).map_err(|e| Failure::Error(e.into()))?;
     let same = |topic: &str| topic.to_owned();
     let ids = super::load::register_schemas(&client, &header, &used, &same).await?;
     for record in &mut records {

@@ -75,7 +75,10 @@ pub async fn run(cluster: &ClusterArgs, args: TraceArgs) -> Result<(), Failure> 
     let partitions = match counts.first() {
         Some(&n) if counts.iter().all(|&c| c == n) => {
             let n = i32::try_from(n).map_err(|e| Failure::Error(e.into()))?;
-            Some(vec![read::partition_for_key(args.order_id.as_bytes(), n)])
+            Some(vec![choreo::kafka::partition_for_key(
+                args.order_id.as_bytes(),
+                n,
+            )])
         }
         _ => None,
     };

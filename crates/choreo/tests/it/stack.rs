@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use choreo::kafka::{consumer_config, producer_config};
+use choreo::kafka::{consumer_config, partition_for_key, producer_config};
 use futures::StreamExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -28,36 +28,6 @@ fn consumer(group: &str) -> StreamConsumer {
     consumer_config(&kafka(), group, "stack-test")
         .create()
         .expect("consumer")
-}
-
-/// Kafka's `Utils.murmur2` (the Java client's default partitioner), to check that our keys land
-/// where a Java producer would put them.
-fn java_partition(key: &[u8], partitions: u32) -> i32 {
-    const M: u32 = 0x5bd1_e995;
-    let mut h: u32 = 0x9747_b28c ^ key.len() as u32;
-    let mut chunks = key.chunks_exact(4);
-    for chunk in &mut chunks {
-        let mut k = u32::from_le_bytes(chunk.try_into().unwrap());
-        k = k.wrapping_mul(M);
-        k ^= k >> 24;
-        k = k.wrapping_mul(M);
-        h = h.wrapping_mul(M) ^ k;
-    }
-    let rest = chunks.remainder();
-    if rest.len() >= 3 {
-        h ^= u32::from(rest[2]) << 16;
-    }
-    if rest.len() >= 2 {
-        h ^= u32::from(rest[1]) << 8;
-    }
-    if !rest.is_empty() {
-        h ^= u32::from(rest[0]);
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    ((h & 0x7fff_ffff) % partitions) as i32
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -184,7 +154,7 @@ async fn a_key_always_lands_on_the_partition_a_java_producer_would_choose() {
                 .partition;
             assert_eq!(
                 partition,
-                java_partition(key.as_bytes(), 6),
+                partition_for_key(key.as_bytes(), 6),
                 "{key} in round {round}"
             );
             partitions_used.insert(partition);

@@ -8,7 +8,7 @@ use shop_events::{
     ReleaseReason, ReleasedItem, ReservedItem, ShopEvent, Shortage,
 };
 
-use crate::helpers::{header, order, order_id, spawn_app};
+use crate::helpers::{order, order_id, spawn_app};
 
 fn payment_failed(order_id: &str) -> PaymentFailed {
     PaymentFailed {
@@ -112,11 +112,11 @@ async fn the_announcement_is_caused_by_the_order_and_keyed_by_it() {
 
     app.handle(&incoming).await.unwrap();
 
-    let (_, headers) = &app.published().await[0];
+    let (_, row) = &app.published().await[0];
     let cause = incoming.metadata.event_id.to_string();
-    assert_eq!(header(headers, "causation_id"), Some(cause));
-    assert_eq!(header(headers, "correlation_id"), Some(id));
-    assert_eq!(header(headers, "producer").as_deref(), Some("inventory"));
+    assert_eq!(row.header("causation_id"), Some(cause.as_str()));
+    assert_eq!(row.header("correlation_id"), Some(id.as_str()));
+    assert_eq!(row.header("producer"), Some("inventory"));
     app.finish().await;
 }
 

@@ -9,10 +9,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use choreo::avro::{Codec, Event};
-use choreo::consumer::{Handler, Incoming};
-use choreo::envelope::Metadata;
 use choreo::outbox::Outbox;
-use choreo::testing::{registry, TestDb};
+use choreo::testing::{handle, incoming, outbox_rows, registry, OutboxRow, TestDb};
 use order::domain::{CancelReason, Status};
 use order::handler::OrderHandler;
 use order::http::{router, AppState};
@@ -72,21 +70,14 @@ impl App {
     }
 
     async fn deliver<E: Event>(&self, order_id: &str, event: &E) {
-        let incoming = Incoming {
-            topic: E::TOPIC.into(),
-            partition: 0,
-            offset: 0,
-            key: order_id.into(),
-            metadata: Metadata::new(E::NAME, order_id, "test"),
-            value: self.codec.encode(event).await.unwrap(),
-        };
+        let incoming = incoming(&self.codec, order_id, event).await;
         let handler = OrderHandler {
             codec: self.codec.clone(),
             saga: self.state.saga.clone(),
         };
-        let mut tx = self.db.pool.begin().await.unwrap();
-        handler.handle(&mut tx, &incoming).await.expect("handled");
-        tx.commit().await.unwrap();
+        handle(&self.db.pool, &handler, &incoming)
+            .await
+            .expect("handled");
     }
 
     async fn status(&self, order_id: &str) -> Status {
@@ -97,29 +88,30 @@ impl App {
         row.status()
     }
 
+    /// The outbox's rows for `order_id`, in order.
+    async fn outbox(&self, order_id: &str) -> Vec<OutboxRow> {
+        let mut rows = outbox_rows(&self.db.pool).await;
+        rows.retain(|row| row.key == order_id);
+        rows
+    }
+
     /// The event types in the outbox for `order_id`, in order.
     async fn announced(&self, order_id: &str) -> Vec<String> {
-        let rows: Vec<sqlx::types::Json<Vec<(String, String)>>> =
-            sqlx::query_scalar("select headers from choreo_outbox where key = $1 order by id")
-                .bind(order_id)
-                .fetch_all(&self.db.pool)
-                .await
-                .unwrap();
-        rows.into_iter()
-            .map(|h| h.0.into_iter().find(|(k, _)| k == "event_type").unwrap().1)
+        let rows = self.outbox(order_id).await;
+        rows.iter()
+            .map(|row| row.header("event_type").unwrap().to_owned())
             .collect()
     }
 
+    /// The last `E` in the outbox for `order_id`.
     async fn outbox_value<E: Event>(&self, order_id: &str) -> E {
-        let value: Vec<u8> = sqlx::query_scalar(
-            "select value from choreo_outbox where key = $1 and headers @> $2::jsonb order by id desc limit 1",
-        )
-        .bind(order_id)
-        .bind(json!([["event_type", E::NAME]]))
-        .fetch_one(&self.db.pool)
-        .await
-        .unwrap();
-        self.codec.decode::<E>(&value).await.unwrap()
+        let rows = self.outbox(order_id).await;
+        let row = rows
+            .iter()
+            .rev()
+            .find(|row| row.header("event_type") == Some(E::NAME))
+            .unwrap();
+        row.decode::<E>(&self.codec).await.unwrap()
     }
 }
 

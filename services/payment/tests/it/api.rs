@@ -7,7 +7,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn the_api_lists_an_orders_payments_and_sums_the_money() {
-    let mut app = spawn_app(sim_config()).await;
+    let mut app = spawn_app(provider_sim::Config::for_tests()).await;
     let order_id = app.reserved_order("cus_judy").await;
     app.start_worker(worker_config(), app.provider());
     app.wait_for(&order_id, Status::Captured).await;

@@ -7,7 +7,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn a_reserved_order_is_captured_and_announced() {
-    let mut app = spawn_app(sim_config()).await;
+    let mut app = spawn_app(provider_sim::Config::for_tests()).await;
     let order_id = app.reserved_order("cus_alice").await;
     assert_eq!(app.payment(&order_id).await.status, Status::Pending);
 
@@ -30,7 +30,7 @@ async fn a_reserved_order_is_captured_and_announced() {
 
 #[tokio::test]
 async fn a_declined_card_fails_the_payment_with_the_providers_code() {
-    let mut app = spawn_app(sim_config()).await;
+    let mut app = spawn_app(provider_sim::Config::for_tests()).await;
     let order_id = app.reserved_order("cus_decline_bob").await;
 
     app.start_worker(worker_config(), app.provider());
@@ -50,7 +50,7 @@ async fn a_declined_card_fails_the_payment_with_the_providers_code() {
 async fn a_provider_that_stays_down_is_retried_then_given_up() {
     let mut app = spawn_app(provider_sim::Config {
         failure_rate: 1.0,
-        ..sim_config()
+        ..provider_sim::Config::for_tests()
     })
     .await;
     let order_id = app.reserved_order("cus_dave").await;
@@ -71,7 +71,7 @@ async fn a_provider_that_stays_down_is_retried_then_given_up() {
 
 #[tokio::test]
 async fn a_charge_that_stays_pending_is_asked_again_then_given_up() {
-    let mut app = spawn_app(sim_config()).await;
+    let mut app = spawn_app(provider_sim::Config::for_tests()).await;
     let order_id = app.reserved_order("cus_pending_dan").await;
 
     app.start_worker(worker_config(), app.provider());
@@ -97,7 +97,7 @@ async fn a_charge_that_stays_pending_is_asked_again_then_given_up() {
 
 #[tokio::test]
 async fn a_redelivered_reservation_creates_no_second_payment() {
-    let mut app = spawn_app(sim_config()).await;
+    let mut app = spawn_app(provider_sim::Config::for_tests()).await;
     let order_id = app.reserved_order("cus_erin").await;
     app.feed(&order_id, &inventory_reserved(&order_id)).await;
     assert_eq!(app.payments(&order_id).await.len(), 1);
@@ -117,7 +117,7 @@ async fn a_redelivered_reservation_creates_no_second_payment() {
 
 #[tokio::test]
 async fn a_reservation_seen_before_its_order_waits_for_the_customer() {
-    let mut app = spawn_app(sim_config()).await;
+    let mut app = spawn_app(provider_sim::Config::for_tests()).await;
     let order_id = new_order_id();
     app.feed(&order_id, &inventory_reserved(&order_id)).await;
     app.start_worker(worker_config(), app.provider());

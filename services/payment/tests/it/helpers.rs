@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use choreo::avro::{Codec, Event};
-use choreo::consumer::{Handler, Incoming};
-use choreo::envelope::Metadata;
+use choreo::consumer::Incoming;
 use choreo::outbox::Outbox;
 use choreo::resilience::{Backoff, BreakerConfig};
-use choreo::testing::{registry, TestDb};
+use choreo::testing::{handle, incoming, outbox_rows, registry, TestDb};
 use payment::domain::Status;
 use payment::handler::PaymentHandler;
 use payment::provider::{ProviderClient, ProviderConfig};
@@ -25,20 +24,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub const AMOUNT: i64 = 2_500;
-
-/// The simulator's settings for a test: no latency, no failures, fixed draws.
-pub fn sim_config() -> provider_sim::Config {
-    provider_sim::Config {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        latency_ms: 0,
-        jitter_ms: 0,
-        failure_rate: 0.0,
-        flaky_rate: 0.5,
-        decline_above_minor: None,
-        pending_ms: 120_000,
-        seed: Some(7),
-    }
-}
 
 /// Fast polls and retries, giving up after one second.
 pub fn worker_config() -> WorkerConfig {
@@ -141,19 +126,12 @@ impl TestApp {
     /// Applies `event` as the consumer would, in a transaction of its own.
     pub async fn feed<E: Event>(&self, order_id: &str, event: &E) {
         let incoming = Incoming {
-            topic: E::TOPIC.into(),
-            partition: 0,
             offset: self.offset.fetch_add(1, Ordering::Relaxed),
-            key: order_id.into(),
-            metadata: Metadata::new(E::NAME, order_id, "test"),
-            value: self.codec.encode(event).await.expect("encode"),
+            ..incoming(&self.codec, order_id, event).await
         };
-        let mut tx = self.db.pool.begin().await.unwrap();
-        self.handler
-            .handle(&mut tx, &incoming)
+        handle(&self.db.pool, &self.handler, &incoming)
             .await
             .expect("the event applies");
-        tx.commit().await.unwrap();
     }
 
     /// A new order of `customer_id`, placed and with its stock reserved; returns its id.
@@ -243,26 +221,10 @@ impl TestApp {
 
     /// The events in the outbox, decoded, in the order they were written.
     pub async fn events(&self) -> Vec<ShopEvent> {
-        let rows: Vec<(serde_json::Value, Vec<u8>)> =
-            sqlx::query_as("select headers, value from choreo_outbox order by id")
-                .fetch_all(&self.db.pool)
-                .await
-                .unwrap();
         let mut events = Vec::new();
-        for (headers, value) in rows {
-            let event_type = headers
-                .as_array()
-                .and_then(|pairs| {
-                    pairs
-                        .iter()
-                        .find_map(|pair| match pair.as_array()?.as_slice() {
-                            [name, value] if name == "event_type" => value.as_str(),
-                            _ => None,
-                        })
-                })
-                .expect("an event_type header")
-                .to_owned();
-            let event = ShopEvent::decode(&self.codec, &event_type, &value)
+        for row in outbox_rows(&self.db.pool).await {
+            let event_type = row.header("event_type").expect("an event_type header");
+            let event = ShopEvent::decode(&self.codec, event_type, &row.value)
                 .await
                 .expect("decodes")
                 .expect("a shop event");

@@ -12,7 +12,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn an_order_cancelled_before_its_reservation_is_voided_and_never_charged() {
-    let mut app = spawn_app(sim_config()).await;
+    let mut app = spawn_app(provider_sim::Config::for_tests()).await;
     let order_id = new_order_id();
     app.feed(&order_id, &order_placed(&order_id, "cus_grace"))
         .await;
@@ -41,7 +41,7 @@ async fn an_order_cancelled_before_its_reservation_is_voided_and_never_charged()
 
 #[tokio::test]
 async fn an_order_cancelled_while_its_charge_is_pending_is_voided_and_never_captured() {
-    let mut app = spawn_app(sim_config()).await;
+    let mut app = spawn_app(provider_sim::Config::for_tests()).await;
     let order_id = app.reserved_order("cus_pending_judy").await;
 
     let patient = WorkerConfig {
@@ -72,7 +72,7 @@ async fn an_order_cancelled_while_it_is_charged_is_captured_then_refunded() {
     // Every answer takes 1.5 s: time to cancel while the call is in flight.
     let mut app = spawn_app(provider_sim::Config {
         latency_ms: 1_500,
-        ..sim_config()
+        ..provider_sim::Config::for_tests()
     })
     .await;
     let order_id = app.reserved_order("cus_heidi").await;
@@ -101,7 +101,7 @@ async fn an_order_cancelled_while_it_is_charged_is_captured_then_refunded() {
 
 #[tokio::test]
 async fn a_captured_order_that_is_cancelled_is_refunded() {
-    let mut app = spawn_app(sim_config()).await;
+    let mut app = spawn_app(provider_sim::Config::for_tests()).await;
     let order_id = app.reserved_order("cus_ivan").await;
     app.start_worker(worker_config(), app.provider());
     app.wait_for(&order_id, Status::Captured).await;

@@ -1,11 +1,11 @@
 use std::time::{Duration, Instant};
 
-use crate::helpers::{config, spawn_sim};
+use crate::helpers::spawn_sim;
 use provider_sim::Config;
 
 #[tokio::test]
 async fn an_ordinary_charge_is_captured() {
-    let sim = spawn_sim(config()).await;
+    let sim = spawn_sim(Config::for_tests()).await;
     let (status, body) = sim.charge("k1", "cus_1", 1250).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "captured");
@@ -26,7 +26,7 @@ async fn an_ordinary_charge_is_captured() {
 
 #[tokio::test]
 async fn decline_customers_are_declined_with_card_declined() {
-    let sim = spawn_sim(config()).await;
+    let sim = spawn_sim(Config::for_tests()).await;
     let (status, body) = sim.charge("k1", "cus_decline_42", 100).await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "declined");
@@ -37,7 +37,7 @@ async fn decline_customers_are_declined_with_card_declined() {
 async fn amounts_above_the_limit_are_declined_with_amount_limit() {
     let sim = spawn_sim(Config {
         decline_above_minor: Some(10_000),
-        ..config()
+        ..Config::for_tests()
     })
     .await;
     let (_, over) = sim.charge("k1", "cus_1", 10_001).await;
@@ -49,7 +49,7 @@ async fn amounts_above_the_limit_are_declined_with_amount_limit() {
 
 #[tokio::test]
 async fn a_retry_with_the_same_key_returns_the_same_charge() {
-    let sim = spawn_sim(config()).await;
+    let sim = spawn_sim(Config::for_tests()).await;
     let (_, first) = sim.charge("k1", "cus_1", 500).await;
     let (status, again) = sim.charge("k1", "cus_1", 500).await;
     assert_eq!(status, 200);
@@ -61,7 +61,7 @@ async fn a_retry_with_the_same_key_returns_the_same_charge() {
 
 #[tokio::test]
 async fn a_key_reused_with_another_amount_conflicts() {
-    let sim = spawn_sim(config()).await;
+    let sim = spawn_sim(Config::for_tests()).await;
     sim.charge("k1", "cus_1", 500).await;
     let (status, body) = sim.charge("k1", "cus_1", 600).await;
     assert_eq!(status, 409);
@@ -72,7 +72,7 @@ async fn a_key_reused_with_another_amount_conflicts() {
 async fn failure_rate_one_answers_503_and_records_nothing() {
     let sim = spawn_sim(Config {
         failure_rate: 1.0,
-        ..config()
+        ..Config::for_tests()
     })
     .await;
     let (status, body) = sim.charge("k1", "cus_1", 500).await;
@@ -86,7 +86,7 @@ async fn failure_rate_one_answers_503_and_records_nothing() {
 
 #[tokio::test]
 async fn flaky_customers_fail_sometimes_and_succeed_sometimes() {
-    let sim = spawn_sim(config()).await;
+    let sim = spawn_sim(Config::for_tests()).await;
     let mut statuses = Vec::new();
     for i in 0..40 {
         statuses.push(sim.charge(&format!("k{i}"), "cus_flaky_1", 100).await.0);
@@ -99,7 +99,7 @@ async fn flaky_customers_fail_sometimes_and_succeed_sometimes() {
 async fn a_pending_charge_answers_pending_at_once_and_declined_after_its_time() {
     let sim = spawn_sim(Config {
         pending_ms: 500,
-        ..config()
+        ..Config::for_tests()
     })
     .await;
     let started = Instant::now();
@@ -140,7 +140,7 @@ async fn a_pending_charge_answers_pending_at_once_and_declined_after_its_time() 
 
 #[tokio::test]
 async fn bad_input_is_a_400_with_a_json_error() {
-    let sim = spawn_sim(config()).await;
+    let sim = spawn_sim(Config::for_tests()).await;
     for body in [
         "not json",
         r#"{"idempotency_key":"k"}"#,
@@ -159,7 +159,7 @@ async fn bad_input_is_a_400_with_a_json_error() {
 
 #[tokio::test]
 async fn an_unknown_charge_is_a_404() {
-    let sim = spawn_sim(config()).await;
+    let sim = spawn_sim(Config::for_tests()).await;
     let (status, body) = sim.get("/v1/charges/ch_nope").await;
     assert_eq!(status, 404);
     assert!(body["error"].is_string());

@@ -7,7 +7,7 @@ use std::time::Duration;
 use choreo::resilience::{Backoff, BreakerConfig, BreakerState};
 use provider_sim::Config;
 
-use crate::helpers::{config, spawn_sim, TestSim};
+use crate::helpers::{spawn_sim, TestSim};
 
 #[allow(dead_code)]
 #[path = "../../../payment/src/provider.rs"]
@@ -56,7 +56,7 @@ fn charge(key: &str, customer_id: &str, amount_minor: i64) -> ChargeRequest {
 
 #[tokio::test]
 async fn the_client_captures_declines_and_refunds() {
-    let sim = spawn_sim(config()).await;
+    let sim = spawn_sim(Config::for_tests()).await;
     let client = client(&sim, 3, Duration::from_secs(2));
 
     let Outcome::Captured { charge_id } = client.charge(&charge("k1", "cus_1", 900)).await else {
@@ -83,7 +83,7 @@ async fn the_client_captures_declines_and_refunds() {
 
 #[tokio::test]
 async fn flaky_calls_are_retried_until_captured_once() {
-    let sim = spawn_sim(config()).await;
+    let sim = spawn_sim(Config::for_tests()).await;
     let client = ProviderClient::new(ProviderConfig {
         attempts: 10,
         // Half the calls fail: the default 10 failures among 20 would open now and then; only
@@ -111,7 +111,7 @@ async fn flaky_calls_are_retried_until_captured_once() {
 async fn the_breaker_opens_and_stops_calling_a_failing_provider() {
     let sim = spawn_sim(Config {
         failure_rate: 1.0,
-        ..config()
+        ..Config::for_tests()
     })
     .await;
     let client = client(&sim, 3, Duration::from_secs(2));
@@ -136,7 +136,7 @@ async fn the_breaker_opens_and_stops_calling_a_failing_provider() {
 async fn a_timed_out_charge_retried_with_its_key_is_charged_once() {
     let sim = spawn_sim(Config {
         latency_ms: 400,
-        ..config()
+        ..Config::for_tests()
     })
     .await;
     let impatient = client(&sim, 1, Duration::from_millis(100));
@@ -157,7 +157,7 @@ async fn a_timed_out_charge_retried_with_its_key_is_charged_once() {
 async fn pending_charges_keep_the_breaker_closed_and_are_declined_when_never_authenticated() {
     let sim = spawn_sim(Config {
         pending_ms: 300,
-        ..config()
+        ..Config::for_tests()
     })
     .await;
     let client = client(&sim, 3, Duration::from_secs(2));

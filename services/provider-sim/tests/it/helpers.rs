@@ -17,20 +17,6 @@ impl Drop for TestSim {
     }
 }
 
-/// No latency, no failures, deterministic draws; `tweak` changes what a test needs.
-pub fn config() -> Config {
-    Config {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        latency_ms: 0,
-        jitter_ms: 0,
-        failure_rate: 0.0,
-        flaky_rate: 0.5,
-        decline_above_minor: None,
-        pending_ms: 120_000,
-        seed: Some(42),
-    }
-}
-
 pub async fn spawn_sim(config: Config) -> TestSim {
     let simulator = Simulator::bind(config).await.expect("binds port 0");
     let addr = simulator.local_addr().unwrap();

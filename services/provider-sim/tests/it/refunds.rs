@@ -1,9 +1,9 @@
-use crate::helpers::{config, spawn_sim};
+use crate::helpers::spawn_sim;
 use provider_sim::Config;
 
 #[tokio::test]
 async fn a_captured_charge_is_refunded_in_parts_up_to_its_amount() {
-    let sim = spawn_sim(config()).await;
+    let sim = spawn_sim(Config::for_tests()).await;
     let (_, charge) = sim.charge("k1", "cus_1", 1000).await;
     let charge_id = charge["charge_id"].as_str().unwrap();
 
@@ -27,7 +27,7 @@ async fn a_captured_charge_is_refunded_in_parts_up_to_its_amount() {
 
 #[tokio::test]
 async fn a_refund_retry_with_the_same_key_returns_the_same_refund() {
-    let sim = spawn_sim(config()).await;
+    let sim = spawn_sim(Config::for_tests()).await;
     let (_, charge) = sim.charge("k1", "cus_1", 1000).await;
     let charge_id = charge["charge_id"].as_str().unwrap();
     let (_, first) = sim.refund("r1", charge_id, 1000).await;
@@ -40,7 +40,7 @@ async fn a_refund_retry_with_the_same_key_returns_the_same_refund() {
 
 #[tokio::test]
 async fn unknown_and_declined_charges_cannot_be_refunded() {
-    let sim = spawn_sim(config()).await;
+    let sim = spawn_sim(Config::for_tests()).await;
     let (status, body) = sim.refund("r1", "ch_nope", 1).await;
     assert_eq!(status, 404);
     assert!(body["error"].is_string());
@@ -56,7 +56,7 @@ async fn unknown_and_declined_charges_cannot_be_refunded() {
 async fn a_pending_charge_cannot_be_refunded() {
     let sim = spawn_sim(Config {
         pending_ms: 60_000,
-        ..config()
+        ..Config::for_tests()
     })
     .await;
     let (_, pending) = sim.charge("k1", "cus_pending_1", 100).await;

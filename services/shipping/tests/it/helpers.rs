@@ -4,10 +4,9 @@
 use std::sync::Arc;
 
 use choreo::avro::{Codec, Event};
-use choreo::consumer::{Handler, HandlerError, Incoming};
-use choreo::envelope::Metadata;
+use choreo::consumer::{HandlerError, Incoming};
 use choreo::outbox::Outbox;
-use choreo::testing::TestDb;
+use choreo::testing::{self, OutboxRow, TestDb};
 use serde_json::Value;
 use shipping::handler::ShippingHandler;
 use shop_events::{OrderConfirmed, ShopEvent};
@@ -56,22 +55,12 @@ pub fn confirmed(order_id: &str, total_minor: i64) -> OrderConfirmed {
 impl TestApp {
     /// Wraps `event` as the consumer runner would hand it over.
     pub async fn incoming<E: Event>(&self, order_id: &str, event: &E) -> Incoming {
-        Incoming {
-            topic: E::TOPIC.to_owned(),
-            partition: 0,
-            offset: 0,
-            key: order_id.to_owned(),
-            metadata: Metadata::new(E::NAME, order_id, "test"),
-            value: self.codec.encode(event).await.expect("encode"),
-        }
+        testing::incoming(&self.codec, order_id, event).await
     }
 
     /// Hands `incoming` to the handler in a transaction of its own, committed if it succeeds.
     pub async fn handle(&self, incoming: &Incoming) -> Result<(), HandlerError> {
-        let mut tx = self.db.pool.begin().await.unwrap();
-        self.handler.handle(&mut tx, incoming).await?;
-        tx.commit().await.unwrap();
-        Ok(())
+        testing::handle(&self.db.pool, &self.handler, incoming).await
     }
 
     /// Delivers `event` of the saga `order_id` and expects it to be applied.
@@ -80,21 +69,16 @@ impl TestApp {
         self.handle(&incoming).await.expect("event applied");
     }
 
-    /// Every event in the outbox, oldest first, decoded, with its headers.
-    pub async fn published(&self) -> Vec<(ShopEvent, Value)> {
-        let rows: Vec<(Vec<u8>, Value)> =
-            sqlx::query_as("select value, headers from choreo_outbox order by id")
-                .fetch_all(&self.db.pool)
-                .await
-                .unwrap();
+    /// Every event in the outbox, oldest first, decoded, with its row.
+    pub async fn published(&self) -> Vec<(ShopEvent, OutboxRow)> {
         let mut events = Vec::new();
-        for (value, headers) in rows {
-            let event_type = header(&headers, "event_type").expect("event_type header");
-            let event = ShopEvent::decode(&self.codec, &event_type, &value)
+        for row in testing::outbox_rows(&self.db.pool).await {
+            let event_type = row.header("event_type").expect("event_type header");
+            let event = ShopEvent::decode(&self.codec, event_type, &row.value)
                 .await
                 .expect("decodes")
                 .expect("a known event");
-            events.push((event, headers));
+            events.push((event, row));
         }
         events
     }
@@ -113,11 +97,4 @@ impl TestApp {
     pub async fn finish(self) {
         self.db.drop().await;
     }
-}
-
-/// A header's value from the outbox's `headers` column (a list of [name, value] pairs).
-pub fn header(headers: &Value, name: &str) -> Option<String> {
-    headers.as_array()?.iter().find_map(|pair| {
-        (pair.get(0)?.as_str()? == name).then(|| pair.get(1)?.as_str().map(str::to_owned))?
-    })
 }

@@ -4,7 +4,7 @@ use choreo::consumer::HandlerError;
 use serde_json::Value;
 use shop_events::{CancelReason, OrderCancelled, ShopEvent};
 
-use crate::helpers::{confirmed, header, order_id, spawn_app};
+use crate::helpers::{confirmed, order_id, spawn_app};
 
 #[tokio::test]
 async fn a_confirmed_order_gets_a_shipment_and_it_is_announced() {
@@ -16,15 +16,15 @@ async fn a_confirmed_order_gets_a_shipment_and_it_is_announced() {
 
     let published = app.published().await;
     assert_eq!(published.len(), 1);
-    let (ShopEvent::ShipmentScheduled(event), headers) = &published[0] else {
+    let (ShopEvent::ShipmentScheduled(event), row) = &published[0] else {
         panic!("expected ShipmentScheduled, got {:?}", published[0].0)
     };
     assert_eq!(event.order_id, id);
     assert_eq!(event.carrier, "dhl");
     assert!(uuid::Uuid::parse_str(&event.shipment_id).is_ok());
     let cause = incoming.metadata.event_id.to_string();
-    assert_eq!(header(headers, "causation_id"), Some(cause));
-    assert_eq!(header(headers, "producer").as_deref(), Some("shipping"));
+    assert_eq!(row.header("causation_id"), Some(cause.as_str()));
+    assert_eq!(row.header("producer"), Some("shipping"));
 
     let (status, body) = app.get(&format!("/shipments?order_id={id}")).await;
     assert_eq!(status, 200);
