@@ -5,7 +5,7 @@
 //! per phase: orders placed/s, orders confirmed/s, and the placed-to-confirmed latency median,
 //! p99 and max. Run it through `scripts/bench shop`, against the running shop.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,6 +45,8 @@ struct Args {
 #[derive(Default)]
 struct Sagas {
     placed: HashMap<String, DateTime<Utc>>,
+    reserved: HashMap<String, DateTime<Utc>>,
+    captured: HashMap<String, DateTime<Utc>>,
     confirmed: HashMap<String, DateTime<Utc>>,
 }
 
@@ -54,7 +56,10 @@ fn follow(
     sagas: Arc<Mutex<Sagas>>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    let start = marks(&shop_kafka, &["shop.orders.v1"])?;
+    let start = marks(
+        &shop_kafka,
+        &["shop.orders.v1", "shop.inventory.v1", "shop.payments.v1"],
+    )?;
     let consumer: BaseConsumer =
         choreo::kafka::consumer_config(&shop_kafka, "shop-load-reader", "shop-load-reader")
             .create()?;
@@ -84,6 +89,12 @@ fn follow(
             "shop.order.OrderConfirmed" => {
                 sagas.confirmed.insert(key, at);
             }
+            "shop.inventory.InventoryReserved" => {
+                sagas.reserved.insert(key, at);
+            }
+            "shop.payment.PaymentCaptured" => {
+                sagas.captured.insert(key, at);
+            }
             _ => {}
         }
     }
@@ -96,6 +107,8 @@ struct Phase {
     secs: f64,
     ids: Vec<String>,
     failed: u64,
+    /// CPU seconds per part of the system while the phase placed orders.
+    cpu: BTreeMap<String, f64>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -136,6 +149,7 @@ async fn fixed_rate(
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
+    let cpu_before = cpu_by_part();
     let total = u64::from(rate) * secs;
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..total {
@@ -163,6 +177,7 @@ async fn fixed_rate(
         secs: started.elapsed().as_secs_f64(),
         ids,
         failed: failed.load(Ordering::Relaxed),
+        cpu: cpu_between(&cpu_before, &cpu_by_part()),
     }
 }
 
@@ -177,6 +192,7 @@ async fn max_rate(
     let counter = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let cpu_before = cpu_by_part();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..clients {
         let (shop, tokens, skus, counter, failed) = (
@@ -209,6 +225,7 @@ async fn max_rate(
         secs: started.elapsed().as_secs_f64(),
         ids,
         failed: failed.load(Ordering::Relaxed),
+        cpu: cpu_between(&cpu_before, &cpu_by_part()),
     }
 }
 
@@ -244,6 +261,27 @@ async fn report(phase: &Phase, sagas: &Mutex<Sagas>, drain: Duration) {
         (Some(f), Some(l)) => (l - f).num_milliseconds() as f64 / 1000.0,
         _ => f64::NAN,
     };
+    let hop = |from: &HashMap<String, DateTime<Utc>>, to: &HashMap<String, DateTime<Utc>>| {
+        let mut waits: Vec<f64> = phase
+            .ids
+            .iter()
+            .filter_map(|id| {
+                Some((*to.get(id)? - *from.get(id)?).num_microseconds()? as f64 / 1000.0)
+            })
+            .collect();
+        waits.sort_by(f64::total_cmp);
+        format!(
+            "{:.0}/{:.0}",
+            percentile(&waits, 0.5),
+            percentile(&waits, 0.99)
+        )
+    };
+    let hops = format!(
+        "    hops p50/p99 ms: placed->reserved {}, reserved->captured {}, captured->confirmed {}",
+        hop(&sagas.placed, &sagas.reserved),
+        hop(&sagas.reserved, &sagas.captured),
+        hop(&sagas.captured, &sagas.confirmed),
+    );
     println!(
         "{:<18} {:>9.1} {:>12.1} {:>9.1} {:>9.1} {:>9.1} {:>8} {:>7}",
         phase.name,
@@ -255,6 +293,86 @@ async fn report(phase: &Phase, sagas: &Mutex<Sagas>, drain: Duration) {
         phase.ids.len() - latencies.len(),
         phase.failed,
     );
+    println!("{hops}");
+    let used: Vec<String> = phase
+        .cpu
+        .iter()
+        .filter(|(_, secs)| **secs > 0.0)
+        .map(|(part, secs)| format!("{part} {:.0}%", 100.0 * secs / phase.secs))
+        .collect();
+    println!("    cpu (% of one core while placing): {}", used.join(", "));
+}
+
+/// CPU seconds each part of the system has used so far (all its threads; PostgreSQL summed over
+/// its backends), from /proc. A cheap profile: where the machine's two cores go.
+fn cpu_by_part() -> BTreeMap<String, f64> {
+    const TICKS_PER_SECOND: f64 = 100.0; // USER_HZ on Linux
+    let mut parts = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return parts;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+            f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+        });
+        let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let part = if comm.starts_with("postgres") {
+            "postgresql"
+        } else if cmdline.contains("kafka.Kafka") {
+            "kafka"
+        } else if cmdline.contains("apicurio") {
+            "registry"
+        } else if [
+            "order",
+            "inventory",
+            "payment",
+            "shipping",
+            "gateway",
+            "provider-sim",
+            "shop-load",
+        ]
+        .contains(&comm)
+        {
+            comm
+        } else {
+            continue;
+        };
+        *parts.entry(part.to_owned()).or_insert(0.0) += ticks / TICKS_PER_SECOND;
+    }
+    parts
+}
+
+/// What each part used between two samples.
+fn cpu_between(
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(part, secs)| {
+            (
+                part.clone(),
+                secs - before.get(part).copied().unwrap_or(0.0),
+            )
+        })
+        .collect()
 }
 
 #[tokio::main]
