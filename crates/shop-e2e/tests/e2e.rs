@@ -27,6 +27,7 @@ async fn a_thousand_orders_end_by_their_deadlines_with_every_invariant_holding()
     let run = Run::prepare(&shop).await.expect("the run's stock");
 
     let started = Instant::now();
+    let started_at = chrono::Utc::now() - chrono::Duration::seconds(1);
     let planned = plan(seed, orders, &run.tag, &run.skus);
     let placed = run.place(planned, None).await.expect("every order placed");
     let secs = started.elapsed().as_secs_f64();
@@ -63,5 +64,70 @@ async fn a_thousand_orders_end_by_their_deadlines_with_every_invariant_holding()
     println!(
         "{} messages on the topics for this run, {} distinct events",
         report.messages, report.distinct_events
+    );
+
+    // Replaying the run through the shipping service's own handlers, into a fresh database,
+    // gives the state the live shipping service reached (choreo replay run --diff-against).
+    replay_matches_the_live_service("shipping", &run.tag, started_at).await;
+}
+
+/// Runs `choreo replay run --service <service>` over everything since `since` into a fresh
+/// database and compares it with the live service's database: no differences.
+async fn replay_matches_the_live_service(
+    service: &str,
+    tag: &str,
+    since: chrono::DateTime<chrono::Utc>,
+) {
+    let exe = std::env::current_exe().unwrap();
+    let choreo = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("choreo");
+    assert!(
+        choreo.is_file(),
+        "{} is missing: cargo build -p choreo-cli",
+        choreo.display()
+    );
+    let admin = std::env::var("PG_ADMIN_URL").expect("PG_ADMIN_URL");
+    let live = std::env::var(format!("DATABASE_URL_{}", service.to_uppercase()))
+        .expect("the live database");
+    let name = format!("replay_e2e_{}_{}", service, tag.to_lowercase());
+    let fresh = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let args: Vec<String> = [
+        "replay",
+        "run",
+        "--service",
+        service,
+        "--from-time",
+        &since.to_rfc3339(),
+        "--database-url",
+        &fresh,
+        "--create",
+        "--diff-against",
+        &live,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let output =
+        tokio::task::spawn_blocking(move || std::process::Command::new(choreo).args(args).output())
+            .await
+            .unwrap()
+            .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut pg: sqlx::PgConnection = sqlx::Connection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("drop database if exists {name} with (force)"))
+        .execute(&mut pg)
+        .await
+        .unwrap();
+    assert!(
+        output.status.success() && stdout.contains("no differences"),
+        "replay run --service {service}: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!(
+        "replay run --service {service}: {}",
+        stdout.lines().last().unwrap_or_default()
     );
 }
