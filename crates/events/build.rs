@@ -71,6 +71,11 @@ fn main() {
         panic!("topics/{topic}.yaml lists {event}, but no schemas/**/*.avsc defines it");
     }
     write_shop_event(&mut code, &events);
+    let mut topics: Vec<&str> = events.iter().map(|(_, _, topic)| topic.as_str()).collect();
+    topics.sort_unstable();
+    topics.dedup();
+    writeln!(code, "/// Every topic a shop event travels on, sorted.").unwrap();
+    writeln!(code, "pub const TOPICS: &[&str] = &{topics:?};").unwrap();
     writeln!(code, "/// Every event: (full name, Rust type name, topic).").unwrap();
     writeln!(code, "pub const ALL: &[(&str, &str, &str)] = &{events:?};").unwrap();
 

@@ -157,7 +157,7 @@ impl Run {
         shop.stock_up(&skus.scarce, 5000, 1).await?;
         let before = {
             let kafka = kafka.clone();
-            tokio::task::spawn_blocking(move || marks(&kafka, &SHOP_TOPICS)).await??
+            tokio::task::spawn_blocking(move || marks(&kafka, SHOP_TOPICS)).await??
         };
         Ok(Self {
             shop: shop.clone(),
@@ -369,7 +369,7 @@ impl Run {
         // The topics: each saga's events once each.
         let after = {
             let kafka = self.kafka.clone();
-            tokio::task::spawn_blocking(move || marks(&kafka, &SHOP_TOPICS)).await??
+            tokio::task::spawn_blocking(move || marks(&kafka, SHOP_TOPICS)).await??
         };
         let (kafka, before) = (self.kafka.clone(), self.before.clone());
         let seen =

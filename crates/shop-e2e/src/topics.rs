@@ -10,13 +10,8 @@ use choreo::KafkaConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-/// The shop's four topics.
-pub const SHOP_TOPICS: [&str; 4] = [
-    "shop.orders.v1",
-    "shop.inventory.v1",
-    "shop.payments.v1",
-    "shop.shipments.v1",
-];
+/// The shop's topics (every topic a shop event travels on).
+pub const SHOP_TOPICS: &[&str] = shop_events::TOPICS;
 
 /// End offsets per (topic, partition).
 #[derive(Debug, Clone, Default)]

@@ -2,9 +2,12 @@
 //! [`Currency`] and the [`Lines`] of an order can only be built through constructors that refuse
 //! bad values, and serde goes through those constructors, so no handler ever sees an invalid one.
 //!
-//! Prices, stock and order rules are not here: they belong to the order service.
+//! The rules themselves are the shop's shared value types ([`shop_events::values`]); these
+//! wrappers add serde, the OpenAPI schema and messages worded for an HTTP caller. Prices, stock
+//! and order rules are not here: they belong to the order service.
 
 use serde::{Deserialize, Serialize};
+use shop_events::values;
 use utoipa::ToSchema;
 
 /// Why a value was refused, worded for the caller.
@@ -20,11 +23,7 @@ pub struct Sku(String);
 
 impl Sku {
     pub fn parse(value: String) -> Result<Self, Invalid> {
-        let valid = (1..=32).contains(&value.len())
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
-        if valid {
+        if values::Sku::parse(&value).is_ok() {
             Ok(Self(value))
         } else {
             Err(Invalid(format!(
@@ -58,12 +57,12 @@ impl From<Sku> for String {
 pub struct Quantity(u16);
 
 impl Quantity {
-    pub const MAX: u16 = 1000;
+    pub const MAX: u16 = values::Quantity::MAX as u16;
 
     pub fn parse(value: i64) -> Result<Self, Invalid> {
-        match u16::try_from(value) {
-            Ok(q) if (1..=Self::MAX).contains(&q) => Ok(Self(q)),
-            _ => Err(Invalid(format!(
+        match values::Quantity::new(value) {
+            Ok(q) => Ok(Self(q.get() as u16)),
+            Err(_) => Err(Invalid(format!(
                 "quantity {value} is not between 1 and {}",
                 Self::MAX
             ))),
@@ -96,7 +95,7 @@ pub struct Currency(String);
 
 impl Currency {
     pub fn parse(value: String) -> Result<Self, Invalid> {
-        if value.len() == 3 && value.bytes().all(|b| b.is_ascii_uppercase()) {
+        if values::Currency::parse(&value).is_ok() {
             Ok(Self(value))
         } else {
             Err(Invalid(format!(

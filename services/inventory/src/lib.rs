@@ -21,7 +21,10 @@ use tokio_util::sync::CancellationToken;
 pub const NAME: &str = "inventory";
 
 /// The topics the inventory consumes.
-pub const TOPICS: [&str; 2] = ["shop.orders.v1", "shop.payments.v1"];
+pub const TOPICS: [&str; 2] = [
+    <shop_events::OrderPlaced as choreo::avro::Event>::TOPIC,
+    <shop_events::PaymentFailed as choreo::avro::Event>::TOPIC,
+];
 
 /// The inventory's own migrations (the backbone's run first, in `Service::connect`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

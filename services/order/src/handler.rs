@@ -14,7 +14,11 @@ use crate::saga::{self, Saga};
 use crate::store;
 
 /// The topics the order service consumes.
-pub const TOPICS: [&str; 3] = ["shop.inventory.v1", "shop.payments.v1", "shop.shipments.v1"];
+pub const TOPICS: [&str; 3] = [
+    <shop_events::InventoryReserved as choreo::avro::Event>::TOPIC,
+    <shop_events::PaymentCaptured as choreo::avro::Event>::TOPIC,
+    <shop_events::ShipmentScheduled as choreo::avro::Event>::TOPIC,
+];
 
 pub struct OrderHandler {
     pub codec: Arc<Codec>,

@@ -25,7 +25,10 @@ use choreo::service::{Service, ServiceError, ServiceSettings};
 use tokio_util::sync::CancellationToken;
 
 /// The consumer group's topics.
-pub const TOPICS: [&str; 2] = ["shop.orders.v1", "shop.inventory.v1"];
+pub const TOPICS: [&str; 2] = [
+    <shop_events::OrderPlaced as choreo::avro::Event>::TOPIC,
+    <shop_events::InventoryReserved as choreo::avro::Event>::TOPIC,
+];
 
 /// The service's own migrations (the backbone's run first, in [`choreo::service::Service::connect`]).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

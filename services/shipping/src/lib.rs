@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 pub const NAME: &str = "shipping";
 
 /// The topics shipping consumes.
-pub const TOPICS: [&str; 1] = ["shop.orders.v1"];
+pub const TOPICS: [&str; 1] = [<shop_events::OrderConfirmed as choreo::avro::Event>::TOPIC];
 
 /// Shipping's own migrations (the backbone's run first, in `Service::connect`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

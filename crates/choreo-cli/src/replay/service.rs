@@ -30,7 +30,7 @@ impl Service {
             Service::Order => order::handler::TOPICS
                 .iter()
                 .copied()
-                .chain(["shop.orders.v1"])
+                .chain([<shop_events::OrderPlaced as choreo::avro::Event>::TOPIC])
                 .collect(),
             Service::Inventory => inventory::TOPICS.to_vec(),
             Service::Payment => payment::TOPICS.to_vec(),

@@ -16,12 +16,7 @@ use crate::read::{self, Record, Selection, Start, Stop};
 use saga::{Step, Verdict};
 
 /// The shop's topics, read by default.
-pub const SHOP_TOPICS: [&str; 4] = [
-    "shop.orders.v1",
-    "shop.inventory.v1",
-    "shop.payments.v1",
-    "shop.shipments.v1",
-];
+pub const SHOP_TOPICS: &[&str] = shop_events::TOPICS;
 
 const HELP: &str = "\
 Examples:
