@@ -117,10 +117,28 @@ async fn fetch(shop: &Shop, order_id: &str) -> anyhow::Result<Settled> {
     })
 }
 
+/// Sends `request` again, as a client does, while the gateway answers 503 or 504 (an upstream
+/// slow or refused under load); both requests used here are safe to repeat (an idempotency key,
+/// a cancellation).
+async fn retrying<F, Fut>(mut request: F) -> anyhow::Result<(reqwest::StatusCode, Value)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(reqwest::StatusCode, Value)>>,
+{
+    for attempt in 1.. {
+        let (status, body) = request().await?;
+        if !matches!(status.as_u16(), 503 | 504) || attempt == 5 {
+            return Ok((status, body));
+        }
+        tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+    }
+    unreachable!("the loop returns by its fifth attempt")
+}
+
 async fn place_one(shop: &Shop, i: usize, plan: Planned) -> anyhow::Result<Placed> {
     let token = shop.token(&plan.customer);
     let key = uuid::Uuid::now_v7().to_string();
-    let (status, body) = shop.place(&token, &plan.lines, &key).await?;
+    let (status, body) = retrying(|| shop.place(&token, &plan.lines, &key)).await?;
     ensure!(status.as_u16() == 201, "placing {plan:?}: {status} {body}");
     let order_id = body["order_id"].as_str().context("an order id")?.to_owned();
     if i.is_multiple_of(10) {
@@ -132,7 +150,7 @@ async fn place_one(shop: &Shop, i: usize, plan: Planned) -> anyhow::Result<Place
         );
     }
     if plan.kind == Kind::CustomerCancel {
-        let (status, body) = shop.cancel(&token, &order_id).await?;
+        let (status, body) = retrying(|| shop.cancel(&token, &order_id)).await?;
         ensure!(
             matches!(status.as_u16(), 202 | 409),
             "cancel: {status} {body}"
