@@ -113,6 +113,22 @@ async fn drain(rows: usize) -> (Duration, Duration) {
     (elapsed, insert)
 }
 
+/// Sends one event through the outbox and waits for it, so that the timed run starts with the
+/// consumer in its group, its partitions assigned and its fetchers running: otherwise the first
+/// events would also wait for the group join and show up as the run's tail latency.
+async fn warm_up(pool: &PgPool, consumer: &StreamConsumer, topic: &str) {
+    let metadata = Metadata::new("bench.Event", "warm-up", "bench");
+    let mut tx = pool.begin().await.unwrap();
+    choreo::outbox::add_encoded(&mut tx, topic, "warm-up", b"warm-up", &metadata)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("the warm-up event arrives")
+        .unwrap();
+}
+
 async fn latency_at(rate: u32, seconds: u32) -> Vec<Duration> {
     let (url, pool) = fresh_database().await;
     let topic = topic("latency").await;
@@ -128,6 +144,7 @@ async fn latency_at(rate: u32, seconds: u32) -> Vec<Duration> {
     .create()
     .unwrap();
     consumer.subscribe(&[&topic]).unwrap();
+    warm_up(&pool, &consumer, &topic).await;
     let total = (rate * seconds) as usize;
     let committed: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
     let writer_committed = committed.clone();

@@ -286,6 +286,10 @@ impl Relay {
                 format!("choreo-relay-{}", self.config.service),
             )
             .set("transaction.timeout.ms", "60000")
+            // A batch that begins while the broker still writes the previous commit's markers
+            // gets CONCURRENT_TRANSACTIONS on AddPartitionsToTxn; the default 100 ms backoff
+            // before the retry was the largest part of the relay's tail latency.
+            .set("retry.backoff.ms", "5")
             .set("linger.ms", "0")
             .set("batch.size", "1000000");
         let producer: FutureProducer = config.create()?;
@@ -329,7 +333,7 @@ impl Relay {
             // Wait for every acknowledgement before committing: rdkafka's commit_transaction
             // first flushes by polling the producer in 100 ms steps, and with the delivery
             // reports served by the producer's own thread each step would run to its end. With
-            // nothing left in flight that flush returns at once.
+            // nothing left in flight (see `settle_out_queue`) that flush returns at once.
             let mut failure = send_error;
             for delivery in deliveries {
                 let error = match delivery.await {
@@ -343,7 +347,11 @@ impl Relay {
                 Some(error) => Err(error),
                 None => {
                     let commit = producer.clone();
-                    blocking(move || commit.commit_transaction(Duration::from_secs(30))).await
+                    blocking(move || {
+                        settle_out_queue(&commit);
+                        commit.commit_transaction(Duration::from_secs(30))
+                    })
+                    .await
                 }
             };
             let error = match committed {
@@ -390,6 +398,20 @@ async fn fetch(conn: &mut PgConnection, limit: i64) -> Result<Vec<Row>, sqlx::Er
             headers: headers.0,
         })
         .collect())
+}
+
+/// Waits (briefly) until librdkafka counts no message of the batch as outstanding.
+///
+/// A delivery future resolves inside librdkafka's delivery callback, a moment before the message
+/// leaves the producer's out-queue count. rust-rdkafka's `commit_transaction` flushes first, and
+/// a flush that finds a message still counted polls for up to 100 ms: that race cost most
+/// batches tens of milliseconds. The count drops within microseconds, so this waits for it
+/// (bounded, so that a queue kept busy by other events only falls back to the flush).
+fn settle_out_queue(producer: &FutureProducer) {
+    let deadline = std::time::Instant::now() + Duration::from_millis(50);
+    while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(50));
+    }
 }
 
 /// librdkafka's transactional calls block; keep them off the async workers.
