@@ -3,15 +3,24 @@
 # start/stop with pg_ctl, and one role + database per service. Sourced by scripts/stack.
 #
 # PostgreSQL refuses to run as root, so as root the pg dirs belong to the `postgres` OS user and
-# initdb/pg_ctl run through runuser; as any other user they run as that user.
+# initdb/pg_ctl run through runuser; as any other user they run as that user. When that user
+# cannot even reach $STACK_DIR (a clone under a 0700 folder, such as `mktemp -d` makes), the
+# cluster lives in /var/tmp/choreo-stack-pg-<hash of $STACK_DIR> instead, with its log there too
+# and $LOG_DIR/postgres.log a link to it.
 
-PG_DATA="" # set by pg_paths
+PG_ROOT="" # set by pg_paths
+PG_DATA=""
 PG_SOCK=""
 PG_LOG=""
 pg_paths() {
-  PG_DATA=$STACK_DIR/pg/data
-  PG_SOCK=$STACK_DIR/pg/sock
+  PG_ROOT=$STACK_DIR/pg
   PG_LOG=$LOG_DIR/postgres.log
+  if is_root && id postgres >/dev/null 2>&1 && ! runuser -u postgres -- test -x "$STACK_DIR" 2>/dev/null; then
+    PG_ROOT=/var/tmp/choreo-stack-pg-$(printf '%s' "$STACK_DIR" | sha256sum | cut -c1-12)
+    PG_LOG=$PG_ROOT/postgres.log
+  fi
+  PG_DATA=$PG_ROOT/data
+  PG_SOCK=$PG_ROOT/sock
 }
 
 # Service databases: role = database = password. "order" is a reserved word, hence the prefix.
@@ -32,13 +41,18 @@ as_pg() {
 
 # As root: hand the pg dirs and log to the postgres user, and check it can reach them.
 pg_prepare_dirs() {
+  pg_paths # the postgres OS user may have appeared since (installed by this run)
   mkdir -p "$PG_DATA" "$PG_SOCK"
   touch "$PG_LOG"
   chmod 700 "$PG_DATA"
+  if [[ $PG_LOG != "$LOG_DIR/postgres.log" ]]; then
+    ln -sfn "$PG_LOG" "$LOG_DIR/postgres.log"
+    say "postgres: user postgres cannot reach $(show_path "$STACK_DIR"); cluster in $PG_ROOT"
+  fi
   is_root || return 0
   chmod go+x "$STACK_DIR" "$LOG_DIR"
   id postgres >/dev/null 2>&1 || die "no 'postgres' OS user (is the postgresql package installed?)"
-  chown postgres: "$STACK_DIR/pg" "$PG_DATA" "$PG_SOCK" "$PG_LOG"
+  chown postgres: "$PG_ROOT" "$PG_DATA" "$PG_SOCK" "$PG_LOG"
   runuser -u postgres -- test -w "$PG_DATA" ||
     die "user postgres cannot reach $PG_DATA (a parent dir is not world-searchable); set STACK_DIR elsewhere, e.g. STACK_DIR=/var/tmp/shop-stack"
 }
@@ -46,7 +60,7 @@ pg_prepare_dirs() {
 pg_initdb() {
   [[ -f $PG_DATA/PG_VERSION ]] && return 0
   say "postgres: initdb in $(show_path "$PG_DATA")"
-  local pwfile=$STACK_DIR/pg/pwfile
+  local pwfile=$PG_ROOT/pwfile
   printf 'postgres\n' >"$pwfile"
   is_root && chown postgres: "$pwfile"
   as_pg initdb -D "$PG_DATA" -U postgres --pwfile="$pwfile" -E UTF8 --no-locale \
