@@ -35,10 +35,12 @@ Examples:
   choreo schemas check --against origin/main   offline: before opening a pull request
 
 BACKWARD_TRANSITIVE: a consumer on the new schema must read every event written with any
-earlier version. Adding a field with a default or removing a field is fine; adding a field
-without a default, changing a type beyond Avro's promotions (int to long, float or double; long
-to float or double; float to double; string to and from bytes), removing an enum symbol (from an
-enum with no default) or a union branch breaks it. Exit 3 on a break, naming the schema, the
+earlier version. Adding a field with a default or removing a field that has one is fine; adding
+a field without a default, changing a type beyond Avro's promotions (int to long, float or
+double; long to float or double; float to double; string to and from bytes), removing an enum
+symbol (from an enum with no default) or a union branch breaks it. One rule beyond the
+registry's: removing a field that an earlier version has without a default breaks consumers
+still on that version (they read the producer's new events); give it a default first. Exit 3 on a break, naming the schema, the
 field and the rule; exit 2 for bad schema files or an unknown git ref.";
 
 /// The operator tool for the shop's event backbone.

@@ -3,7 +3,10 @@
 //! The verdict is apache-avro's [`SchemaCompatibility::can_read`] with the old schema as writer and
 //! the new one as reader: a consumer on the new schema must read every event written with the old
 //! one. Anything short of full compatibility is a break (a partial match means some old events
-//! would fail to decode). apache-avro's errors say little ("Field 'x' in reader schema must have a
+//! would fail to decode). One rule goes beyond the registry's BACKWARD: a field the old schema
+//! requires (no default) may not be removed. In a choreography the producer is deployed on its
+//! own, so consumers still on the old schema read its new events, and resolving those against a
+//! field with no default fails; give the field a default first, remove it later. apache-avro's errors say little ("Field 'x' in reader schema must have a
 //! default value"), so [`explain`](super::explain) walks both schemas field by field and names
 //! the field and the rule; apache-avro's own message is the fallback when the walk finds nothing.
 //! Pure: no I/O.
@@ -28,6 +31,8 @@ pub struct Break {
 pub enum Rule {
     /// A field the old schema lacks was added without a default.
     AddedWithoutDefault,
+    /// A field the old schema requires (it has no default there) was removed.
+    RemovedWithoutDefault,
     /// The type changed in a way Avro cannot promote (e.g. long to string).
     TypeChanged { from: String, to: String },
     /// Enum symbols old events may carry are gone, and the enum has no default.
@@ -57,6 +62,12 @@ impl fmt::Display for Break {
                 "{what} was added without a default: a reader of the new schema cannot read old \
                  events that lack it"
             ),
+            Rule::RemovedWithoutDefault => write!(
+                f,
+                "{what} was removed but has no default in the old schema: consumers still on \
+                 the old schema cannot read new events that lack it (give it a default first, \
+                 remove it later)"
+            ),
             Rule::TypeChanged { from, to } => write!(
                 f,
                 "{what} changed type from {from} to {to}: a reader of the new schema cannot read \
@@ -85,14 +96,21 @@ impl fmt::Display for Break {
     }
 }
 
-/// Whether `new` reads everything `old` wrote; if not, every reason found.
+/// Whether `new` reads everything `old` wrote and removed no field `old` requires; if not,
+/// every reason found.
 pub fn check_backward(old: &Schema, new: &Schema) -> Result<(), Vec<Break>> {
     let verdict = SchemaCompatibility::can_read(old, new);
-    if matches!(verdict, Ok(Compatibility::Full)) {
-        return Ok(());
-    }
     let mut breaks = explain(old, new);
-    if breaks.is_empty() {
+    if matches!(verdict, Ok(Compatibility::Full)) {
+        // apache-avro's verdict settles BACKWARD; only the rule beyond it can remain.
+        breaks.retain(|b| b.rule == Rule::RemovedWithoutDefault);
+        return if breaks.is_empty() {
+            Ok(())
+        } else {
+            Err(breaks)
+        };
+    }
+    if breaks.iter().all(|b| b.rule == Rule::RemovedWithoutDefault) {
         let message = match verdict {
             Err(e) => error_chain(&e),
             Ok(_) => {
@@ -166,9 +184,22 @@ mod tests {
     }
 
     #[test]
-    fn a_removed_field_is_compatible_because_the_new_reader_skips_it() {
-        let old = format!(r#"{ID},{{"name":"customer_id","type":"string"}}"#);
+    fn a_removed_field_with_a_default_is_compatible() {
+        let old = format!(r#"{ID},{{"name":"note","type":["null","string"],"default":null}}"#);
         assert_eq!(breaks(&old, ID), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_removed_required_field_breaks_consumers_still_on_the_old_schema() {
+        let old = format!(r#"{ID},{{"name":"customer_id","type":"string"}}"#);
+        assert_eq!(
+            breaks(&old, ID),
+            [
+                "field `customer_id` was removed but has no default in the old schema: consumers \
+                 still on the old schema cannot read new events that lack it (give it a default \
+                 first, remove it later)"
+            ]
+        );
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! name or alias, as Avro resolution does, and descends into nested records, arrays, maps and
 //! unions, so a break is named by its path (`lines[].quantity`) and its rule: added without a
 //! default, type changed beyond Avro's promotions, enum symbol or union branch removed, named type
-//! renamed. Removing a field is never listed: the new reader skips it. References to named types
-//! are followed within each schema. It explains; the verdict is [`super::compat::check_backward`].
+//! renamed. It also lists a field removed although the old schema requires it (no default): the
+//! new reader skips it, but consumers still on the old schema cannot read new events (see
+//! [`super::compat`]). References to named types are followed within each schema. It explains;
+//! the verdict is [`super::compat::check_backward`].
 
 use std::collections::{HashMap, HashSet};
 use std::iter::once;
@@ -17,7 +19,7 @@ use apache_avro::Schema;
 use super::compat::{Break, Rule};
 
 /// Compares `old` (the writer) with `new` (the reader) field by field and lists each change that
-/// keeps `new` from reading `old`'s events. Removing a field is not listed: the reader skips it.
+/// keeps `new` from reading `old`'s events, and each field `old` requires that `new` removed.
 pub fn explain(old: &Schema, new: &Schema) -> Vec<Break> {
     let mut walker = Walker {
         old: named_types(old),
@@ -125,11 +127,7 @@ impl<'a> Walker<'a> {
         }
         let mut breaks = Vec::new();
         for field in &new.fields {
-            let field_path = if path.is_empty() {
-                field.name.clone()
-            } else {
-                format!("{path}.{}", field.name)
-            };
+            let field_path = field_path(path, &field.name);
             // Matched by name, then by the new field's aliases, as Avro resolves them.
             let before = once(&field.name)
                 .chain(field.aliases.iter())
@@ -145,7 +143,30 @@ impl<'a> Walker<'a> {
                 None => {}
             }
         }
+        for field in old.fields.iter().filter(|f| f.default.is_none()) {
+            // An old reader matches by its own field's name and aliases (a new field's aliases
+            // help new readers only).
+            let kept = new
+                .fields
+                .iter()
+                .any(|f| f.name == field.name || field.aliases.contains(&f.name));
+            if !kept {
+                breaks.push(Break {
+                    field: field_path(path, &field.name),
+                    rule: Rule::RemovedWithoutDefault,
+                });
+            }
+        }
         breaks
+    }
+}
+
+/// `name` inside the record at `path`: `lines[].quantity`, or `total_minor` at the top.
+fn field_path(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
     }
 }
 
@@ -298,13 +319,20 @@ mod tests {
     }
 
     #[test]
-    fn a_field_read_through_an_alias_is_the_same_field() {
+    fn a_field_read_through_an_alias_is_the_same_field_for_new_readers_only() {
         let old =
             schema(r#"{"type":"record","name":"P","fields":[{"name":"total","type":"long"}]}"#);
         let new = schema(
             r#"{"type":"record","name":"P","fields":[{"name":"total_minor","aliases":["total"],"type":"long"}]}"#,
         );
-        assert!(explain(&old, &new).is_empty());
+        // The new reader finds `total` through the alias; an old reader has no alias to find
+        // `total_minor` by, so for it the field is gone.
+        let found = explain(&old, &new);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (found[0].field.as_str(), &found[0].rule),
+            ("total", &Rule::RemovedWithoutDefault)
+        );
     }
 
     #[test]

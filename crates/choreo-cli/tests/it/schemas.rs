@@ -321,6 +321,26 @@ fn a_type_changed_from_long_to_string_is_caught_online_and_offline() {
 }
 
 #[test]
+fn a_required_field_removed_is_caught_online_and_offline_though_the_registry_allows_it() {
+    let workspace = Workspace::new();
+    workspace.write_schema(&format!("{TOTAL_AS_LONG}{GIFT_NOTE_REQUIRED}"));
+    workspace.commit("v1");
+    assert_done(&workspace.choreo(&["register"]), &[]);
+
+    workspace.write_schema(TOTAL_AS_LONG);
+    let reason = "field `gift_note` was removed but has no default in the old schema: consumers \
+                  still on the old schema cannot read new events that lack it";
+    let (subject, file) = (workspace.subject(), workspace.schema_file());
+    let (subject, file) = (subject.as_str(), file.display());
+
+    let online = workspace.choreo(&["check"]);
+    assert_failed(&online, 3, &[&format!("{subject} ({file}): {reason}")]);
+
+    let offline = workspace.choreo_with(NO_REGISTRY, &["check", "--against", "HEAD"]);
+    assert_failed(&offline, 3, &[&format!("{file} ({RECORD}): {reason}")]);
+}
+
+#[test]
 fn a_schema_that_reads_the_latest_version_but_not_an_older_one_breaks_transitively() {
     let workspace = Workspace::new();
     workspace.write_schema("");
