@@ -98,40 +98,39 @@ impl fmt::Display for Break {
 
 /// Whether `new` reads everything `old` wrote and removed no field `old` requires; if not,
 /// every reason found.
-pub fn check_backward(old: &Schema, new: &Schema) -> Result<(), Vec<Break>> {
-    let verdict = SchemaCompatibility::can_read(old, new);
+pub fn check_compatible(old: &Schema, new: &Schema) -> Result<(), Vec<Break>> {
     let mut breaks = explain(old, new);
-    if matches!(verdict, Ok(Compatibility::Full)) {
+    match SchemaCompatibility::can_read(old, new) {
         // apache-avro's verdict settles BACKWARD; only the rule beyond it can remain.
-        breaks.retain(|b| b.rule == Rule::RemovedWithoutDefault);
-        return if breaks.is_empty() {
-            Ok(())
-        } else {
-            Err(breaks)
-        };
+        Ok(Compatibility::Full) => breaks.retain(|b| b.rule == Rule::RemovedWithoutDefault),
+        verdict if breaks.iter().all(|b| b.rule == Rule::RemovedWithoutDefault) => {
+            let message = match verdict {
+                Err(e) => error_chain(&e),
+                Ok(_) => {
+                    "only some old events could be read (apache-avro: partially compatible)".into()
+                }
+            };
+            breaks.push(Break {
+                field: String::new(),
+                rule: Rule::Other(message),
+            });
+        }
+        _ => {}
     }
-    if breaks.iter().all(|b| b.rule == Rule::RemovedWithoutDefault) {
-        let message = match verdict {
-            Err(e) => error_chain(&e),
-            Ok(_) => {
-                "only some old events could be read (apache-avro: partially compatible)".into()
-            }
-        };
-        breaks.push(Break {
-            field: String::new(),
-            rule: Rule::Other(message),
-        });
+    if breaks.is_empty() {
+        Ok(())
+    } else {
+        Err(breaks)
     }
-    Err(breaks)
 }
 
-/// BACKWARD_TRANSITIVE: `new` against every earlier version, each named by a label (`version 2`,
-/// `commit 1a2b3c`). Returns one line per distinct reason with the versions it breaks against;
+/// BACKWARD_TRANSITIVE plus the removed-field rule: `new` against every earlier version, each
+/// named by a label (`version 2`, `commit 1a2b3c`). Returns one line per distinct reason with the versions it breaks against;
 /// empty when `new` reads them all.
 pub fn check_transitive(earlier: &[(String, Schema)], new: &Schema) -> Vec<String> {
     let mut reasons: Vec<(String, Vec<&str>)> = Vec::new();
     for (label, old) in earlier {
-        for reason in check_backward(old, new).err().unwrap_or_default() {
+        for reason in check_compatible(old, new).err().unwrap_or_default() {
             let reason = reason.to_string();
             match reasons.iter_mut().find(|(known, _)| *known == reason) {
                 Some((_, labels)) => labels.push(label),
@@ -169,7 +168,7 @@ mod tests {
     }
 
     fn breaks(old: &str, new: &str) -> Vec<String> {
-        match check_backward(&probe(old), &probe(new)) {
+        match check_compatible(&probe(old), &probe(new)) {
             Ok(()) => Vec::new(),
             Err(breaks) => breaks.iter().map(ToString::to_string).collect(),
         }
@@ -287,7 +286,7 @@ mod tests {
             r#"{"type":"record","name":"Other","namespace":"shop.test","fields":[{"name":"id","type":"string"}]}"#,
         )
         .unwrap();
-        let found = check_backward(&old, &new).unwrap_err();
+        let found = check_compatible(&old, &new).unwrap_err();
         assert_eq!(found[0].field, "");
         assert!(
             found[0]

@@ -7,7 +7,7 @@
 //! renamed. It also lists a field removed although the old schema requires it (no default): the
 //! new reader skips it, but consumers still on the old schema cannot read new events (see
 //! [`super::compat`]). References to named types are followed within each schema. It explains;
-//! the verdict is [`super::compat::check_backward`].
+//! the verdict is [`super::compat::check_compatible`].
 
 use std::collections::{HashMap, HashSet};
 use std::iter::once;

@@ -15,5 +15,5 @@ pub mod register;
 pub mod registry;
 
 pub use catalog::{load, Catalog, CatalogError, CatalogErrors, SchemaFile, Subject};
-pub use compat::{check_backward, check_transitive, Break, Rule};
+pub use compat::{check_compatible, check_transitive, Break, Rule};
 pub use registry::{Registry, RegistryError, LEVEL};

@@ -40,13 +40,46 @@ pub fn worker_config() -> WorkerConfig {
     }
 }
 
+/// A provider simulator of the test's own on port 0; stops when dropped.
+pub struct Sim {
+    pub base: String,
+    stop: CancellationToken,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub async fn spawn_sim(config: provider_sim::Config) -> Sim {
+    let simulator = provider_sim::Simulator::bind(config)
+        .await
+        .expect("bind port 0");
+    let base = format!("http://{}", simulator.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    tokio::spawn(simulator.run(stop.clone()));
+    Sim { base, stop }
+}
+
+impl Sim {
+    /// The simulator's books (`GET /stats`).
+    pub async fn stats(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/stats", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
 pub struct TestApp {
     pub db: TestDb,
     pub codec: Arc<Codec>,
     pub outbox: Outbox,
     pub handler: PaymentHandler,
-    pub provider_url: String,
-    sim_stop: CancellationToken,
+    pub sim: Sim,
     worker: Option<(CancellationToken, JoinHandle<()>)>,
     offset: AtomicI64,
 }
@@ -57,19 +90,13 @@ pub async fn spawn_app(sim: provider_sim::Config) -> TestApp {
     let codec = Arc::new(Codec::new(&registry()).expect("codec"));
     let outbox = Outbox::new(codec.clone(), "payment");
     let handler = PaymentHandler::new(codec.clone(), outbox.clone());
-    let simulator = provider_sim::Simulator::bind(sim)
-        .await
-        .expect("bind port 0");
-    let provider_url = format!("http://{}", simulator.local_addr().unwrap());
-    let sim_stop = CancellationToken::new();
-    tokio::spawn(simulator.run(sim_stop.clone()));
+    let sim = spawn_sim(sim).await;
     TestApp {
         db,
         codec,
         outbox,
         handler,
-        provider_url,
-        sim_stop,
+        sim,
         worker: None,
         offset: AtomicI64::new(0),
     }
@@ -170,7 +197,7 @@ impl TestApp {
                 max: Duration::from_millis(50),
             },
             breaker: BreakerConfig::default(),
-            ..ProviderConfig::new(self.provider_url.clone())
+            ..ProviderConfig::new(self.sim.base.clone())
         }
     }
 
@@ -235,12 +262,7 @@ impl TestApp {
 
     /// The simulator's books.
     pub async fn provider_stats(&self) -> serde_json::Value {
-        reqwest::get(format!("{}/stats", self.provider_url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.sim.stats().await
     }
 
     /// Stops the worker and the simulator and drops the database.
@@ -249,7 +271,7 @@ impl TestApp {
             token.cancel();
             handle.await.expect("the worker task");
         }
-        self.sim_stop.cancel();
+        drop(self.sim);
         self.db.drop().await;
     }
 }

@@ -1,6 +1,5 @@
 //! The simulator over real HTTP: each test starts its own on port 0.
 
 mod charges;
-mod client;
 mod helpers;
 mod refunds;

@@ -1,21 +1,15 @@
-//! The payment service's provider client against the simulator: the client lives in
-//! services/payment and is compiled here as well, so its retry, timeout and breaker behaviour is
-//! tested against real HTTP.
+//! The provider client against the simulator over real HTTP: retries, timeouts, the breaker and
+//! idempotency keys, each against a simulator of the test's own.
 
 use std::time::Duration;
 
 use choreo::resilience::{Backoff, BreakerConfig, BreakerState};
-use provider_sim::Config;
-
-use crate::helpers::{spawn_sim, TestSim};
-
-#[allow(dead_code)]
-#[path = "../../../payment/src/provider.rs"]
-mod provider;
-
-use provider::{
+use payment::provider::{
     ChargeRequest, Outcome, ProviderClient, ProviderConfig, RefundOutcome, RefundRequest,
 };
+use provider_sim::Config;
+
+use crate::helpers::{spawn_sim, Sim};
 
 /// Millisecond backoff, and a breaker that opens after 2 failures among the last 4 calls for a
 /// minute.
@@ -35,7 +29,7 @@ fn fast_config(base_url: &str) -> ProviderConfig {
     }
 }
 
-fn client(sim: &TestSim, attempts: u32, timeout: Duration) -> ProviderClient {
+fn client(sim: &Sim, attempts: u32, timeout: Duration) -> ProviderClient {
     ProviderClient::new(ProviderConfig {
         timeout,
         attempts,
@@ -102,7 +96,7 @@ async fn flaky_calls_are_retried_until_captured_once() {
             .await;
         assert!(matches!(outcome, Outcome::Captured { .. }), "{outcome:?}");
     }
-    let (_, stats) = sim.get("/stats").await;
+    let stats = sim.stats().await;
     assert_eq!(stats["charges_captured"], 5);
     assert!(stats["injected_failures"].as_u64().unwrap() > 0, "{stats}");
 }
@@ -125,7 +119,7 @@ async fn the_breaker_opens_and_stops_calling_a_failing_provider() {
     let second = client.charge(&charge("k2", "cus_1", 100)).await;
     assert!(matches!(second, Outcome::Unavailable { .. }));
 
-    let (_, stats) = sim.get("/stats").await;
+    let stats = sim.stats().await;
     assert_eq!(
         stats["injected_failures"], 2,
         "the open breaker sent nothing more"
@@ -149,7 +143,7 @@ async fn a_timed_out_charge_retried_with_its_key_is_charged_once() {
     let patient = client(&sim, 1, Duration::from_secs(2));
     let outcome = patient.charge(&charge("k1", "cus_1", 100)).await;
     assert!(matches!(outcome, Outcome::Captured { .. }), "{outcome:?}");
-    let (_, stats) = sim.get("/stats").await;
+    let stats = sim.stats().await;
     assert_eq!(stats["charges_captured"], 1);
 }
 
@@ -184,7 +178,7 @@ async fn pending_charges_keep_the_breaker_closed_and_are_declined_when_never_aut
         matches!(declined, Outcome::Declined { ref code, .. } if code == "authentication_timeout"),
         "{declined:?}"
     );
-    let (_, stats) = sim.get("/stats").await;
+    let stats = sim.stats().await;
     assert_eq!(stats["charges_captured"], 0);
     assert_eq!(stats["injected_failures"], 0);
 }
