@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::decide::Rules;
+use crate::faults::Faults;
 
 /// A payment provider simulator: charges and refunds over HTTP, with injected latency,
 /// failures, declines and pending charges.
@@ -15,6 +16,10 @@ use crate::decide::Rules;
 /// --flaky-rate, `cus_pending` is answered `pending` (authentication outstanding) and declined
 /// (`authentication_timeout`) after --pending-ms; repeating the charge with its idempotency key
 /// answers its current state.
+///
+/// Endpoints: `POST /v1/charges`, `GET /v1/charges?idempotency_key=` (lookup) or
+/// `?after=&limit=` (paged list), `POST /v1/charges/void`, `GET /v1/charges/{id}`,
+/// `POST /v1/refunds`, `GET|PUT|DELETE /admin/faults`, `GET /stats`, `GET /healthz`.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "provider-sim", version, about)]
 pub struct Config {
@@ -44,6 +49,11 @@ pub struct Config {
     /// Seed of the random draws (failures, jitter), for reproducible runs; random when unset.
     #[arg(long, env = "PROVIDER_SEED")]
     pub seed: Option<u64>,
+    /// Start with the late-answer fault: every charge is done (captured) at once but answered
+    /// only after this many milliseconds; set it above the payment client's timeout to make
+    /// outcomes unknown. `PUT`/`DELETE /admin/faults` replace it at run time.
+    #[arg(long, env = "PROVIDER_ANSWER_AFTER_MS")]
+    pub answer_after_ms: Option<u64>,
 }
 
 impl Config {
@@ -60,6 +70,7 @@ impl Config {
             decline_above_minor: None,
             pending_ms: 120_000,
             seed: Some(42),
+            answer_after_ms: None,
         }
     }
 
@@ -69,6 +80,14 @@ impl Config {
             failure_rate: self.failure_rate,
             flaky_rate: self.flaky_rate,
             decline_above_minor: self.decline_above_minor,
+        }
+    }
+
+    /// The faults the simulator starts with.
+    pub fn faults(&self) -> Faults {
+        Faults {
+            answer_after_ms: self.answer_after_ms,
+            ..Faults::default()
         }
     }
 

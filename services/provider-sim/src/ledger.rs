@@ -1,7 +1,10 @@
-//! The simulator's books, in memory: charges, refunds, the idempotency keys each was made
-//! under, and the running totals `/stats` reports. Plain data, no I/O, no locking and no clock of
-//! its own: the HTTP layer holds it behind a mutex and tells it the time, so pending charges whose
-//! time ran out are declined ([`Ledger::expire`]) before anyone looks.
+//! The simulator's books, in memory: charges in the order they were made, refunds, the
+//! idempotency keys each was made under, and the running totals `/stats` reports. A charge is
+//! found by its id, by its idempotency key, or paged through in creation order; a void by key
+//! settles a charge that is pending, or takes a key no charge was made under so that no later
+//! charge under it can capture. Plain data, no I/O, no locking and no clock of its own: the HTTP
+//! layer holds it behind a mutex and tells it the time, so pending charges whose time ran out are
+//! declined ([`Ledger::expire`]) before anyone looks.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
@@ -20,6 +23,9 @@ pub enum ChargeStatus {
     Declined,
     /// Waiting for the customer to authenticate; declined when the pending time is over.
     Pending,
+    /// Voided by the merchant before any capture: nothing was taken, and nothing can be under
+    /// its idempotency key.
+    Voided,
 }
 
 /// How a new charge is recorded.
@@ -33,6 +39,8 @@ pub enum NewCharge<'a> {
     Pending {
         until: Instant,
     },
+    /// A void under a key no charge was made under: the key is taken, nothing is captured.
+    Voided,
 }
 
 /// The answer to a charge: its current state, which a repeated request with the same
@@ -52,10 +60,13 @@ pub struct RefundAnswer {
     pub status: &'static str,
 }
 
-/// A charge as `GET /v1/charges/{id}` shows it.
+/// A charge as `GET /v1/charges/{id}` and `GET /v1/charges` show it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Charge {
     pub charge_id: String,
+    /// Its place in creation order, from 1: the cursor of `GET /v1/charges?after=`.
+    pub seq: u64,
+    pub idempotency_key: String,
     pub order_id: String,
     pub customer_id: String,
     pub amount_minor: i64,
@@ -83,18 +94,34 @@ pub struct Refund {
     pub amount_minor: i64,
 }
 
+/// One page of charges in creation order (`GET /v1/charges`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ChargePage {
+    pub charges: Vec<Charge>,
+    /// The `after` of the next page; `None` when this page is the last.
+    pub next_after: Option<u64>,
+}
+
 /// Running totals, for comparing with the shop's own numbers. Amounts add up minor units
 /// across currencies; `charges_pending` is how many are pending now (an expired one moves to
-/// `charges_declined`).
+/// `charges_declined`, a voided one to `charges_voided`). `captured_minor` and `refunded_minor`
+/// are the money the books hold (the same sums as `amount_captured_minor` and
+/// `amount_refunded_minor`, kept for older readers): captured minus refunded is what the shop
+/// kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
     pub charges_captured: u64,
     pub charges_declined: u64,
     pub charges_pending: u64,
+    pub charges_voided: u64,
     pub refunds: u64,
     pub injected_failures: u64,
+    /// Charge answers held back by the `answer_after_ms` fault.
+    pub late_answers: u64,
     pub amount_captured_minor: i64,
     pub amount_refunded_minor: i64,
+    pub captured_minor: i64,
+    pub refunded_minor: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -108,6 +135,8 @@ pub enum LedgerError {
 #[derive(Debug, Default)]
 pub struct Ledger {
     charges: HashMap<String, Charge>,
+    /// Charge ids in creation order; a charge's `seq` is its index plus one.
+    created: Vec<String>,
     /// The first request under each key, and the id of the charge it made.
     charge_keys: HashMap<String, (ChargeRequest, String)>,
     refund_keys: HashMap<String, (RefundRequest, RefundAnswer)>,
@@ -152,6 +181,7 @@ impl Ledger {
             NewCharge::Captured => {
                 self.stats.charges_captured += 1;
                 self.stats.amount_captured_minor += req.amount_minor;
+                self.stats.captured_minor += req.amount_minor;
                 (ChargeStatus::Captured, None)
             }
             NewCharge::Declined { code } => {
@@ -163,9 +193,16 @@ impl Ledger {
                 self.pending.insert((until, charge_id.clone()));
                 (ChargeStatus::Pending, None)
             }
+            NewCharge::Voided => {
+                self.stats.charges_voided += 1;
+                (ChargeStatus::Voided, None)
+            }
         };
+        self.created.push(charge_id.clone());
         let charge = Charge {
             charge_id: charge_id.clone(),
+            seq: self.created.len() as u64,
+            idempotency_key: req.idempotency_key.clone(),
             order_id: req.order_id.clone(),
             customer_id: req.customer_id.clone(),
             amount_minor: req.amount_minor,
@@ -185,6 +222,60 @@ impl Ledger {
     /// Counts an injected failure; nothing else is recorded.
     pub fn record_failure(&mut self) {
         self.stats.injected_failures += 1;
+    }
+
+    /// Counts a charge answer held back past the client's patience.
+    pub fn record_late_answer(&mut self) {
+        self.stats.late_answers += 1;
+    }
+
+    /// Voids the charge made under the request's idempotency key, as a processor's cancel by
+    /// merchant reference does: a pending charge becomes voided; a captured, declined or voided
+    /// one stays as it is (the answer says which); a key no charge was made under is taken by a
+    /// voided charge, so a charge request still on its way can never capture under it. A key
+    /// used with a different request conflicts.
+    pub fn void(&mut self, req: &ChargeRequest) -> Result<ChargeAnswer, LedgerError> {
+        let Some((first, charge_id)) = self.charge_keys.get(&req.idempotency_key) else {
+            return Ok(self.record_charge(req, NewCharge::Voided));
+        };
+        if first != req {
+            return Err(reused_key(&req.idempotency_key));
+        }
+        let charge = self
+            .charges
+            .get_mut(charge_id)
+            .expect("a keyed charge exists");
+        if charge.status == ChargeStatus::Pending {
+            charge.status = ChargeStatus::Voided;
+            self.pending.retain(|(_, id)| id != &charge.charge_id);
+            self.stats.charges_pending -= 1;
+            self.stats.charges_voided += 1;
+        }
+        Ok(charge.answer())
+    }
+
+    /// The charge made under `key`, if any.
+    pub fn charge_by_key(&self, key: &str) -> Option<&Charge> {
+        let (_, charge_id) = self.charge_keys.get(key)?;
+        self.charges.get(charge_id)
+    }
+
+    /// Up to `limit` charges made after the `after`-th (0: from the first), in creation order.
+    pub fn page(&self, after: u64, limit: usize) -> ChargePage {
+        let start = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(self.created.len());
+        let ids = &self.created[start..];
+        let charges: Vec<Charge> = ids
+            .iter()
+            .take(limit)
+            .map(|id| self.charges[id].clone())
+            .collect();
+        let next_after = (ids.len() > charges.len()).then(|| (start + charges.len()) as u64);
+        ChargePage {
+            charges,
+            next_after,
+        }
     }
 
     /// Refunds part or all of a captured charge, or replays the answer stored under the key.
@@ -214,6 +305,12 @@ impl Ledger {
                     req.charge_id
                 )))
             }
+            ChargeStatus::Voided => {
+                return Err(LedgerError::Conflict(format!(
+                    "charge {} was voided; there is nothing to refund",
+                    req.charge_id
+                )))
+            }
         }
         let refundable = charge.amount_minor - charge.refunded_minor;
         if req.amount_minor > refundable {
@@ -233,6 +330,7 @@ impl Ledger {
         });
         self.stats.refunds += 1;
         self.stats.amount_refunded_minor += req.amount_minor;
+        self.stats.refunded_minor += req.amount_minor;
         self.refund_keys
             .insert(req.idempotency_key.clone(), (req.clone(), answer.clone()));
         Ok(answer)
@@ -369,5 +467,62 @@ mod tests {
             Err(LedgerError::Conflict(m)) if m.contains("pending")
         ));
         assert_eq!(ledger.stats().refunds, 0);
+    }
+
+    #[test]
+    fn a_void_settles_a_pending_charge_and_leaves_a_capture_as_it_is() {
+        let mut ledger = Ledger::default();
+        let until = Instant::now() + Duration::from_secs(60);
+        let pending = ledger.record_charge(&charge("p", 100), NewCharge::Pending { until });
+        let voided = ledger.void(&charge("p", 100)).unwrap();
+        assert_eq!(
+            (voided.charge_id.as_str(), voided.status),
+            (pending.charge_id.as_str(), ChargeStatus::Voided)
+        );
+        ledger.expire(until);
+        assert_eq!(
+            ledger.charge(&pending.charge_id).unwrap().status,
+            ChargeStatus::Voided
+        );
+
+        let captured = ledger.record_charge(&charge("c", 100), NewCharge::Captured);
+        assert_eq!(ledger.void(&charge("c", 100)), Ok(captured));
+        assert!(matches!(
+            ledger.void(&charge("c", 101)),
+            Err(LedgerError::Conflict(_))
+        ));
+        let stats = ledger.stats();
+        assert_eq!((stats.charges_pending, stats.charges_voided), (0, 1));
+        assert_eq!((stats.charges_captured, stats.captured_minor), (1, 100));
+    }
+
+    #[test]
+    fn a_void_under_an_unused_key_takes_it_so_no_later_charge_captures() {
+        let mut ledger = Ledger::default();
+        let voided = ledger.void(&charge("k", 100)).unwrap();
+        assert_eq!(voided.status, ChargeStatus::Voided);
+        assert_eq!(ledger.replay_charge(&charge("k", 100)), Some(Ok(voided)));
+        assert_eq!(ledger.stats().captured_minor, 0);
+    }
+
+    #[test]
+    fn charges_are_found_by_key_and_paged_in_creation_order() {
+        let mut ledger = Ledger::default();
+        for key in ["a", "b", "c"] {
+            ledger.record_charge(&charge(key, 100), NewCharge::Captured);
+        }
+        assert_eq!(ledger.charge_by_key("b").unwrap().seq, 2);
+        assert!(ledger.charge_by_key("z").is_none());
+        let first = ledger.page(0, 2);
+        let keys: Vec<_> = first
+            .charges
+            .iter()
+            .map(|c| c.idempotency_key.as_str())
+            .collect();
+        assert_eq!((keys, first.next_after), (vec!["a", "b"], Some(2)));
+        let last = ledger.page(2, 2);
+        assert_eq!((last.charges.len(), last.next_after), (1, None));
+        assert_eq!(ledger.page(3, 2).charges.len(), 0);
+        assert_eq!(ledger.page(99, 2).next_after, None);
     }
 }

@@ -7,11 +7,18 @@
 //! declined (`authentication_timeout`) when `--pending-ms` is over. Its state lives in memory
 //! behind a mutex and is gone when it stops: it is a simulator, not a ledger.
 //!
-//! The pure decision is in [`decide`], request parsing in [`request`], the books in [`ledger`],
-//! the routes in [`http`].
+//! What a real processor offers to settle an outcome the merchant did not see is here too: a
+//! charge is found by its idempotency key, voided by it (which also takes an unused key, so a
+//! request still on its way can never capture), and all charges are listed in creation order for
+//! reconciliation. Faults are set at run time (`PUT /admin/faults`): latency, bursts of 503s, and
+//! charges captured at once but answered after the client's timeout.
+//!
+//! The pure decision is in [`decide`], request parsing in [`request`], run-time faults in
+//! [`faults`], the books in [`ledger`], the routes in [`http`].
 
 pub mod config;
 pub mod decide;
+pub mod faults;
 pub mod http;
 pub mod ledger;
 pub mod request;

@@ -63,6 +63,27 @@ impl TestSim {
         read(response).await
     }
 
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        read(response).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request sent");
+        read(response).await
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let response = self
             .http
@@ -102,6 +123,27 @@ impl TestSim {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// The charge made under `key` (`GET /v1/charges?idempotency_key=`), if any.
+    pub async fn lookup(&self, key: &str) -> Option<Value> {
+        let (status, page) = self
+            .get(&format!("/v1/charges?idempotency_key={key}"))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page["next_after"].is_null(), "{page}");
+        let charges = page["charges"].as_array().expect("a charges array");
+        assert!(charges.len() <= 1, "{page}");
+        charges.first().cloned()
+    }
+
+    /// Voids the charge under `key` and returns the status and body.
+    pub async fn void(&self, key: &str, customer_id: &str, amount_minor: i64) -> (u16, Value) {
+        self.post(
+            "/v1/charges/void",
+            &charge_body(key, customer_id, amount_minor),
+        )
+        .await
     }
 
     pub async fn refund(&self, key: &str, charge_id: &str, amount_minor: i64) -> (u16, Value) {
