@@ -148,3 +148,17 @@ pg_stop() {
   rm -f "$(pid_file postgres)"
   say "postgres: stopped pid $pid ($(elapsed_since "$started") s)"
 }
+
+# A crash: pg_ctl -m immediate (no checkpoint; the next start recovers from the WAL).
+pg_stop_immediate() {
+  local pid started
+  pid=$(pg_pid) || {
+    stop_component postgres postgres
+    return 0
+  }
+  started=$(now)
+  as_pg pg_ctl -D "$PG_DATA" -m immediate -w -t "$STACK_STOP_TIMEOUT" stop >/dev/null 2>&1 ||
+    stop_pid postgres "$pid"
+  rm -f "$(pid_file postgres)"
+  say "postgres: stopped pid $pid immediately ($(elapsed_since "$started") s)"
+}
