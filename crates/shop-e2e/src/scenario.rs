@@ -2,21 +2,22 @@
 //! scaled-consumer proof share: [`Run::prepare`] (SKUs of the run's own, the topics' end
 //! offsets), [`Run::place`] (a planned mix through the gateway, optionally at a steady rate),
 //! [`Run::settle`] (wait until every saga is over and compensated) and [`Run::check`] (the
-//! saga's invariants, from the services' data and from the topics). Every check that fails is an
-//! error naming the order and the rule.
+//! saga's invariants, from the services' data and from the topics; the rules themselves are in
+//! [`crate::invariants`]). The chaos harness uses the same steps with a more patient client
+//! ([`Patience::CHAOS`]) and takes the invariants one by one.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
 
 use crate::client::Shop;
+use crate::invariants::{Report, Strictness};
 use crate::mix::{Kind, Planned, Skus};
-use crate::topics::{marks, read_between, Marks, Seen, SHOP_TOPICS};
+use crate::topics::{marks, Marks, SHOP_TOPICS};
 
 /// An order as placed: its plan, its id and its customer's token.
 #[derive(Debug, Clone)]
@@ -35,19 +36,6 @@ pub struct Settled {
     pub reservations: Vec<Value>,
 }
 
-/// What [`Run::check`] found, for the report.
-#[derive(Debug, Default)]
-pub struct Report {
-    /// Orders per (kind, ending).
-    pub outcomes: BTreeMap<(Kind, String), usize>,
-    /// Orders whose ending their kind does not expect (only counted when not strict).
-    pub unexpected: Vec<String>,
-    pub messages: usize,
-    pub distinct_events: usize,
-    /// Every event of the run read from the topics.
-    pub events: Vec<Seen>,
-}
-
 /// One run: its SKUs and where the topics ended before it.
 pub struct Run {
     pub shop: Shop,
@@ -55,19 +43,6 @@ pub struct Run {
     pub tag: String,
     pub skus: Skus,
     pub before: Marks,
-}
-
-fn time(value: &Value) -> anyhow::Result<DateTime<Utc>> {
-    value
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("a time, got {value}"))
-}
-
-fn int(value: &Value) -> anyhow::Result<i64> {
-    value
-        .as_i64()
-        .with_context(|| format!("an integer, got {value}"))
 }
 
 /// Money captured (and not given back) by a payment.
@@ -117,32 +92,82 @@ async fn fetch(shop: &Shop, order_id: &str) -> anyhow::Result<Settled> {
     })
 }
 
-/// Sends `request` again, as a client does, while the gateway answers 503 or 504 (an upstream
-/// slow or refused under load); both requests used here are safe to repeat (an idempotency key,
-/// a cancellation).
-async fn retrying<F, Fut>(mut request: F) -> anyhow::Result<(reqwest::StatusCode, Value)>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<(reqwest::StatusCode, Value)>>,
-{
-    for attempt in 1.. {
-        let (status, body) = request().await?;
-        if !matches!(status.as_u16(), 503 | 504) || attempt == 5 {
-            return Ok((status, body));
-        }
-        tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
-    }
-    unreachable!("the loop returns by its fifth attempt")
+/// How long a client keeps repeating a request that was not served: the answers it takes for
+/// "not served, try again", whether a lost connection or a timeout counts as one, and how many
+/// attempts it makes (waits of 0.5 s more per attempt, at most 3 s).
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    pub attempts: u32,
+    pub statuses: &'static [u16],
+    pub transport_errors: bool,
 }
 
-async fn place_one(shop: &Shop, i: usize, plan: Planned) -> anyhow::Result<Placed> {
+impl Patience {
+    /// The end-to-end test's client: a gateway that answers 503 or 504 under load.
+    pub const E2E: Self = Self {
+        attempts: 5,
+        statuses: &[503, 504],
+        transport_errors: false,
+    };
+    /// A client of a shop under fire: any 5xx, a rate limit, a refused or timed-out connection,
+    /// for about three minutes (a broker paused and restarted, a gateway being restarted).
+    pub const CHAOS: Self = Self {
+        attempts: 70,
+        statuses: &[429, 500, 502, 503, 504],
+        transport_errors: true,
+    };
+
+    /// Sends `request` until it gets an answer that is not "try again" (`also`: more statuses
+    /// that are, for this request) or the attempts run out; the last answer or error.
+    pub async fn retry<F, Fut>(
+        self,
+        also: &[u16],
+        mut request: F,
+    ) -> anyhow::Result<(reqwest::StatusCode, Value)>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<(reqwest::StatusCode, Value)>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let last = attempt >= self.attempts;
+            match request().await {
+                Ok((status, body)) => {
+                    let code = status.as_u16();
+                    if last || !(self.statuses.contains(&code) || also.contains(&code)) {
+                        return Ok((status, body));
+                    }
+                }
+                Err(error) if last || !self.transport_errors => return Err(error),
+                Err(_) => {}
+            }
+            let wait = Duration::from_millis(500 * u64::from(attempt)).min(Duration::from_secs(3));
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Places one planned order under `key` (the same key again replays the first answer): every
+/// tenth is sent twice to check that replay, and a customer-cancel order is cancelled at once.
+pub async fn place_one(
+    shop: &Shop,
+    i: usize,
+    plan: Planned,
+    key: &str,
+    patience: Patience,
+) -> anyhow::Result<Placed> {
     let token = shop.token(&plan.customer);
-    let key = uuid::Uuid::now_v7().to_string();
-    let (status, body) = retrying(|| shop.place(&token, &plan.lines, &key)).await?;
+    // 409: the gateway is still serving an earlier attempt under this key.
+    let (status, body) = patience
+        .retry(&[409], || shop.place(&token, &plan.lines, key))
+        .await?;
     ensure!(status.as_u16() == 201, "placing {plan:?}: {status} {body}");
     let order_id = body["order_id"].as_str().context("an order id")?.to_owned();
     if i.is_multiple_of(10) {
-        let (again, replay) = shop.place(&token, &plan.lines, &key).await?;
+        let (again, replay) = patience
+            .retry(&[409], || shop.place(&token, &plan.lines, key))
+            .await?;
         ensure!(again.as_u16() == 201, "a retried request: {again} {replay}");
         ensure!(
             replay["order_id"] == body["order_id"],
@@ -150,7 +175,9 @@ async fn place_one(shop: &Shop, i: usize, plan: Planned) -> anyhow::Result<Place
         );
     }
     if plan.kind == Kind::CustomerCancel {
-        let (status, body) = retrying(|| shop.cancel(&token, &order_id)).await?;
+        let (status, body) = patience
+            .retry(&[], || shop.cancel(&token, &order_id))
+            .await?;
         ensure!(
             matches!(status.as_u16(), 202 | 409),
             "cancel: {status} {body}"
@@ -161,6 +188,20 @@ async fn place_one(shop: &Shop, i: usize, plan: Planned) -> anyhow::Result<Place
         order_id,
         token,
     })
+}
+
+async fn place_new(shop: &Shop, i: usize, plan: Planned) -> anyhow::Result<Placed> {
+    let key = uuid::Uuid::now_v7().to_string();
+    place_one(shop, i, plan, &key, Patience::E2E).await
+}
+
+/// Where settling got to: the sagas that are over, and those still open when it stopped.
+#[derive(Debug, Default)]
+pub struct Settling {
+    pub settled: HashMap<String, Settled>,
+    pub open: Vec<String>,
+    /// The last error met while asking the services (a service being restarted, say).
+    pub last_error: Option<String>,
 }
 
 impl Run {
@@ -196,7 +237,7 @@ impl Run {
     ) -> anyhow::Result<Vec<Placed>> {
         let Some(rate) = rate else {
             return stream::iter(planned.into_iter().enumerate())
-                .map(|(i, plan)| place_one(&self.shop, i, plan))
+                .map(|(i, plan)| place_new(&self.shop, i, plan))
                 .buffer_unordered(32)
                 .collect::<Vec<_>>()
                 .await
@@ -210,7 +251,7 @@ impl Run {
             tick.tick().await;
             let (shop, permit) = (self.shop.clone(), slots.clone().acquire_owned().await?);
             tasks.spawn(async move {
-                let placed = place_one(&shop, i, plan).await;
+                let placed = place_new(&shop, i, plan).await;
                 drop(permit);
                 placed
             });
@@ -228,26 +269,53 @@ impl Run {
         placed: &[Placed],
         limit: Duration,
     ) -> anyhow::Result<HashMap<String, Settled>> {
-        let mut settled: HashMap<String, Settled> = HashMap::new();
-        let give_up = Instant::now() + limit;
+        let settling = self.settle_until(placed, limit).await;
+        if settling.open.is_empty() {
+            return Ok(settling.settled);
+        }
+        let kind: HashMap<&str, Kind> = placed
+            .iter()
+            .map(|p| (p.order_id.as_str(), p.plan.kind))
+            .collect();
+        let sample: Vec<_> = settling
+            .open
+            .iter()
+            .take(3)
+            .map(|id| (id, kind[id.as_str()]))
+            .collect();
+        bail!(
+            "{} sagas still open after {limit:?}, e.g. {sample:?}{}",
+            settling.open.len(),
+            settling
+                .last_error
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
+        )
+    }
+
+    /// Waits until every saga of `placed` is over and compensated, or `limit` passes, printing
+    /// progress every 15 s; a failed look (a service restarting) counts as "not yet".
+    pub async fn settle_until(&self, placed: &[Placed], limit: Duration) -> Settling {
+        let mut settling = Settling::default();
+        let started = Instant::now();
+        let mut next_note = started + Duration::from_secs(15);
         loop {
             let open: Vec<&Placed> = placed
                 .iter()
-                .filter(|p| !settled.contains_key(&p.order_id))
+                .filter(|p| !settling.settled.contains_key(&p.order_id))
                 .collect();
-            if open.is_empty() {
-                return Ok(settled);
+            if open.is_empty() || started.elapsed() > limit {
+                settling.open = open.iter().map(|p| p.order_id.clone()).collect();
+                return settling;
             }
-            if Instant::now() > give_up {
-                let sample: Vec<_> = open
-                    .iter()
-                    .take(3)
-                    .map(|p| (&p.order_id, p.plan.kind))
-                    .collect();
-                bail!(
-                    "{} sagas still open after {limit:?}, e.g. {sample:?}",
-                    open.len()
+            if Instant::now() > next_note {
+                println!(
+                    "settling: {} of {} sagas over after {:.0} s",
+                    settling.settled.len(),
+                    placed.len(),
+                    started.elapsed().as_secs_f64()
                 );
+                next_note += Duration::from_secs(15);
             }
             let checked: Vec<anyhow::Result<(String, Settled)>> =
                 stream::iter(open)
@@ -259,10 +327,13 @@ impl Run {
                     .await;
             let mut progress = false;
             for checked in checked {
-                let (id, state) = checked?;
-                if is_settled(&state) {
-                    settled.insert(id, state);
-                    progress = true;
+                match checked {
+                    Ok((id, state)) if is_settled(&state) => {
+                        settling.settled.insert(id, state);
+                        progress = true;
+                    }
+                    Ok(_) => {}
+                    Err(e) => settling.last_error = Some(format!("{e:#}")),
                 }
             }
             if !progress {
@@ -271,235 +342,24 @@ impl Run {
         }
     }
 
-    /// Checks the saga's invariants for `placed`. With `strict`, an order that ends other than
-    /// its kind expects is an error; without, it is counted in [`Report::unexpected`] (a
-    /// process killed in the middle of a provider call can make an in-stock order time out,
-    /// which is correct behaviour, not a broken invariant).
+    /// Checks the saga's invariants for `placed`, failing at the first that does not hold.
+    /// With `strict`, an order that ends other than its kind expects is an error; without, it
+    /// is counted in [`Report::unexpected`] (a process killed in the middle of a provider call
+    /// can make an in-stock order time out, which is correct behaviour, not a broken invariant).
     pub async fn check(
         &self,
         placed: &[Placed],
         settled: &HashMap<String, Settled>,
         strict: bool,
     ) -> anyhow::Result<Report> {
-        let mut report = Report::default();
-        let (mut net_total, mut confirmed_total) = (0i64, 0i64);
-        let mut sold: HashMap<String, i64> = HashMap::new();
-        for p in placed {
-            let s = &settled[&p.order_id];
-            let id = &p.order_id;
-            let status = s.order["status"].as_str().unwrap_or_default();
-            let reason = s.order["cancel_reason"].as_str();
-            let ending = if status == "shipped" { None } else { reason };
-            *report
-                .outcomes
-                .entry((p.plan.kind, ending.unwrap_or("shipped").to_owned()))
-                .or_default() += 1;
-            if !p.plan.kind.allowed_endings().contains(&ending) {
-                let what = format!("{:?} order {id} ended {status} {reason:?}", p.plan.kind);
-                ensure!(!strict, "{what}");
-                report.unexpected.push(what);
-            }
-            // Every saga ends by its deadline (a timeout by the sweeper, moments after it).
-            let deadline = time(&s.order["deadline_at"])?;
-            let timeline = s.order["timeline"].as_array().context("a timeline")?;
-            let ended_at = timeline
-                .iter()
-                .find(|step| {
-                    matches!(
-                        step["event_type"].as_str(),
-                        Some("OrderConfirmed" | "OrderCancelled")
-                    )
-                })
-                .map(|step| time(&step["at"]))
-                .transpose()?
-                .with_context(|| format!("order {id}: no ending on the timeline"))?;
-            ensure!(
-                ended_at <= deadline + chrono::Duration::seconds(2),
-                "order {id} ended at {ended_at}, deadline {deadline}"
-            );
-            let net: i64 = s.payments.iter().map(net_captured).sum();
-            net_total += net;
-            if status == "shipped" {
-                let total = int(&s.order["total_minor"])?;
-                confirmed_total += total;
-                ensure!(
-                    net == total,
-                    "order {id}: captured minus refunded {net} is not its total {total}"
-                );
-                let captures = s
-                    .payments
-                    .iter()
-                    .filter(|p| p["status"] == "captured")
-                    .count();
-                ensure!(captures == 1, "order {id}: {captures} captures");
-                ensure!(
-                    s.shipments.len() == 1,
-                    "order {id}: {} shipments",
-                    s.shipments.len()
-                );
-                ensure!(
-                    s.reservations.iter().all(|r| r["status"] == "sold"),
-                    "order {id}: reservations {:?}",
-                    s.reservations
-                );
-                for line in s.order["lines"].as_array().context("lines")? {
-                    let sku = line["sku"].as_str().context("a sku")?.to_owned();
-                    *sold.entry(sku).or_default() += int(&line["quantity"])?;
-                }
-            } else {
-                ensure!(
-                    net == 0,
-                    "cancelled order {id}: {net} captured and not refunded"
-                );
-                ensure!(s.shipments.is_empty(), "cancelled order {id} was shipped");
-            }
-        }
-        ensure!(
-            net_total == confirmed_total,
-            "captured minus refunded ({net_total}) is not the confirmed orders' total ({confirmed_total})"
-        );
-
-        // Stock: conserved, never negative, nothing left reserved, sold exactly what shipped.
-        for sku in self.skus.stocked.iter().chain([&self.skus.scarce]) {
-            let level = self.shop.stock(sku).await?;
-            let (available, reserved, sold_now, received) = (
-                int(&level["available"])?,
-                int(&level["reserved"])?,
-                int(&level["sold"])?,
-                int(&level["received"])?,
-            );
-            ensure!(
-                available >= 0 && reserved >= 0 && sold_now >= 0,
-                "{sku}: {level}"
-            );
-            ensure!(
-                available + reserved + sold_now == received,
-                "stock of {sku} is not conserved: {level}"
-            );
-            ensure!(reserved == 0, "{sku} is left reserved: {level}");
-            let shipped = sold.get(sku).copied().unwrap_or(0);
-            ensure!(
-                sold_now == shipped,
-                "{sku}: sold {sold_now}, shipped {shipped}"
-            );
-        }
-
-        // The topics: each saga's events once each.
-        let after = {
-            let kafka = self.kafka.clone();
-            tokio::task::spawn_blocking(move || marks(&kafka, SHOP_TOPICS)).await??
+        let rules = Strictness {
+            endings: strict,
+            deadline_slack: Some(chrono::Duration::seconds(2)),
         };
-        let (kafka, before) = (self.kafka.clone(), self.before.clone());
-        let seen =
-            tokio::task::spawn_blocking(move || read_between(&kafka, &before, &after)).await??;
-        let ours: HashSet<&str> = placed.iter().map(|p| p.order_id.as_str()).collect();
-        let seen: Vec<Seen> = seen
-            .into_iter()
-            .filter(|e| ours.contains(e.key.as_str()))
-            .collect();
-        let mut events: HashMap<(String, String), HashSet<String>> = HashMap::new();
-        for event in &seen {
-            let short = event
-                .event_type
-                .rsplit('.')
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            events
-                .entry((event.key.clone(), short))
-                .or_default()
-                .insert(event.event_id.clone());
+        let (report, verdicts) = self.verdicts(placed, settled, rules).await?;
+        for verdict in verdicts {
+            verdict.outcome.context(verdict.name)?;
         }
-        report.messages = seen.len();
-        report.distinct_events = events.values().map(HashSet::len).sum();
-        let count = |order: &str, ty: &str| {
-            events
-                .get(&(order.to_owned(), ty.to_owned()))
-                .map_or(0, HashSet::len)
-        };
-        for p in placed {
-            let id = p.order_id.as_str();
-            let shipped = settled[id].order["status"] == "shipped";
-            ensure!(
-                count(id, "OrderPlaced") == 1,
-                "{id}: OrderPlaced {} times",
-                count(id, "OrderPlaced")
-            );
-            ensure!(
-                count(id, "OrderConfirmed") == usize::from(shipped),
-                "{id}: OrderConfirmed"
-            );
-            ensure!(
-                count(id, "OrderCancelled") == usize::from(!shipped),
-                "{id}: OrderCancelled"
-            );
-            ensure!(
-                count(id, "PaymentCaptured") == count(id, "PaymentRefunded") + usize::from(shipped),
-                "{id}: captures and refunds do not match its ending"
-            );
-            ensure!(
-                count(id, "ShipmentScheduled") == usize::from(shipped),
-                "{id}: ShipmentScheduled"
-            );
-            for ty in APPLIED {
-                ensure!(
-                    count(id, ty) <= 1,
-                    "{id}: {ty} published {} times",
-                    count(id, ty)
-                );
-            }
-        }
-
-        // The order service applied each event about an order once: its timeline records every
-        // event it applies. The last ones (a PaymentFailed that reports a voided charge) may
-        // still be on their way when the saga counts as settled, so wait for the counts.
-        let mut unchecked: Vec<&str> = placed.iter().map(|p| p.order_id.as_str()).collect();
-        let give_up = Instant::now() + Duration::from_secs(60);
-        loop {
-            let orders: Vec<anyhow::Result<(&str, Value)>> =
-                stream::iter(unchecked.iter().copied())
-                    .map(|id| async move { Ok((id, self.shop.order(id).await?)) })
-                    .buffer_unordered(32)
-                    .collect()
-                    .await;
-            let mut behind = Vec::new();
-            for order in orders {
-                let (id, order) = order?;
-                let timeline = order["timeline"].as_array().context("a timeline")?;
-                for ty in APPLIED {
-                    let applied = timeline.iter().filter(|s| s["event_type"] == ty).count();
-                    ensure!(
-                        applied <= count(id, ty),
-                        "{id}: the order service applied {ty} {applied} times"
-                    );
-                    if applied < count(id, ty) {
-                        behind.push(id);
-                    }
-                }
-            }
-            if behind.is_empty() {
-                break;
-            }
-            ensure!(
-                Instant::now() < give_up,
-                "events never applied by the order service, e.g. {:?}",
-                &behind[..behind.len().min(3)]
-            );
-            unchecked = behind;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        report.events = seen;
         Ok(report)
     }
 }
-
-/// The events the order service applies from other services, each at most once per order.
-const APPLIED: [&str; 7] = [
-    "InventoryReserved",
-    "InventoryRejected",
-    "InventoryReleased",
-    "PaymentCaptured",
-    "PaymentFailed",
-    "PaymentRefunded",
-    "ShipmentScheduled",
-];

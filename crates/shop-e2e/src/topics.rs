@@ -6,12 +6,37 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use choreo::consumer::dlq;
 use choreo::KafkaConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 /// The shop's topics (every topic a shop event travels on).
 pub const SHOP_TOPICS: &[&str] = shop_events::TOPICS;
+
+/// The dead-letter topics of the shop's topics that exist now, as (topic, group, DLQ topic):
+/// a consumer creates `<topic>.<group>.dlq` for each topic it reads when it starts, so these
+/// also say which groups consume which topic.
+pub fn dead_letter_topics(kafka: &KafkaConfig) -> anyhow::Result<Vec<(String, String, String)>> {
+    let consumer = consumer(kafka)?;
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .context("the broker's topics")?;
+    let mut found = Vec::new();
+    for topic in metadata.topics() {
+        let name = topic.name();
+        let Some(rest) = name.strip_suffix(".dlq") else {
+            continue;
+        };
+        for shop_topic in SHOP_TOPICS {
+            if let Some(group) = rest.strip_prefix(&format!("{shop_topic}.")) {
+                found.push(((*shop_topic).to_owned(), group.to_owned(), name.to_owned()));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
 
 /// End offsets per (topic, partition).
 #[derive(Debug, Clone, Default)]
@@ -26,6 +51,8 @@ pub struct Seen {
     pub event_id: String,
     pub occurred_at: Option<String>,
     pub timestamp_ms: Option<i64>,
+    /// On a dead-letter topic: why it is there (`dlq.reason: dlq.error`).
+    pub dlq_reason: Option<String>,
 }
 
 fn consumer(kafka: &KafkaConfig) -> anyhow::Result<BaseConsumer> {
@@ -110,6 +137,10 @@ pub fn read_between(kafka: &KafkaConfig, from: &Marks, to: &Marks) -> anyhow::Re
             event_id: header("event_id"),
             occurred_at: choreo::kafka::header(&message, "occurred_at").map(str::to_owned),
             timestamp_ms: message.timestamp().to_millis(),
+            dlq_reason: choreo::kafka::header(&message, dlq::REASON).map(|reason| {
+                let error = choreo::kafka::header(&message, dlq::ERROR).unwrap_or_default();
+                format!("{reason}: {error}")
+            }),
         });
         if message.offset() + 1 >= end {
             pending.remove(&key);

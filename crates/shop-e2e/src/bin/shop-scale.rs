@@ -7,15 +7,16 @@
 //! through `scripts/scale-proof`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::Parser;
 use shop_e2e::client::Shop;
 use shop_e2e::mix::plan;
+use shop_e2e::process::{self, assignments, Spec};
 use shop_e2e::scenario::Run;
 
 #[derive(Debug, Parser)]
@@ -43,111 +44,27 @@ struct Args {
 
 /// One extra replica we started.
 struct Replica {
-    service: &'static str,
-    name: String,
+    spec: Spec,
     child: Child,
-    log: PathBuf,
-    port: u16,
 }
 
-fn stack_dir() -> PathBuf {
-    std::env::var_os("STACK_DIR").map_or_else(|| PathBuf::from(".stack"), PathBuf::from)
-}
-
-fn var(name: &str) -> anyhow::Result<String> {
-    std::env::var(name).with_context(|| format!("{name} is not set (scripts/stack up writes it)"))
-}
-
-fn start(args: &Args, service: &'static str, n: usize, port: u16) -> anyhow::Result<Replica> {
-    let name = format!("{service}-{n}");
-    let log = stack_dir().join("logs").join(format!("scale-{name}.log"));
-    let out = std::fs::File::create(&log).with_context(|| log.display().to_string())?;
-    let mut command = Command::new(args.bin_dir.join(service));
-    command
-        .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env(
-            "DATABASE_URL",
-            var(&format!("DATABASE_URL_{}", service.to_uppercase()))?,
-        )
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out);
-    if service == "payment" {
-        command.env("PROVIDER_URL", var("PROVIDER_URL")?);
-    }
-    let child = command
-        .spawn()
-        .with_context(|| format!("starting {}", args.bin_dir.join(service).display()))?;
-    Ok(Replica {
-        service,
-        name,
-        child,
-        log,
-        port,
-    })
+fn start(args: &Args, service: &str, n: usize, port: u16) -> anyhow::Result<Replica> {
+    let spec = Spec::replica(service, n, port, "scale")?;
+    let child = spec.spawn(&args.bin_dir, &[])?;
+    Ok(Replica { spec, child })
 }
 
 async fn wait_ready(shop: &Shop, replica: &mut Replica) -> anyhow::Result<()> {
-    let give_up = Instant::now() + Duration::from_secs(60);
-    let url = format!("http://127.0.0.1:{}/readyz", replica.port);
-    loop {
-        if let Some(status) = replica.child.try_wait()? {
-            bail!(
-                "{} exited during startup ({status}); see {}",
-                replica.name,
-                replica.log.display()
-            );
-        }
-        if shop
-            .http
-            .get(&url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok(());
-        }
-        if Instant::now() > give_up {
-            bail!(
-                "{} not ready after 60 s; see {}",
-                replica.name,
-                replica.log.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn sigterm(pid: u32) -> anyhow::Result<()> {
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()?;
-    anyhow::ensure!(status.success(), "kill -TERM {pid} failed");
-    Ok(())
-}
-
-/// The "partitions assigned" lines of a log: (time, partitions held after, added).
-fn assignments(log: &Path) -> Vec<(String, u64, String)> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
-        .filter(|l| l.contains("partitions assigned"))
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|v| {
-            let f = &v["fields"];
-            (
-                v["timestamp"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .chars()
-                    .skip(11)
-                    .take(12)
-                    .collect(),
-                f["assigned"].as_u64().unwrap_or(0),
-                f["added"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
+    let (spec, child) = (&replica.spec, &mut replica.child);
+    process::wait_ready(
+        &shop.http,
+        &spec.name,
+        &spec.ready_url(),
+        Duration::from_secs(60),
+        || Ok(child.try_wait()?.is_none()),
+    )
+    .await
+    .with_context(|| format!("see {}", spec.log.display()))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -199,30 +116,33 @@ async fn main() -> anyhow::Result<()> {
     steps.push(("SIGKILL one, SIGTERM one (-> 2)".into(), Utc::now()));
     let mut stopped = Vec::new();
     for service in ["inventory", "payment"] {
-        let mut mine = replicas.iter_mut().filter(|r| r.service == service);
+        let mut mine = replicas.iter_mut().filter(|r| r.spec.service == service);
         let killed = mine.next().context("a replica")?;
         killed.child.kill()?;
         println!(
             "{:>5.1} s  SIGKILL {}",
             t0.elapsed().as_secs_f64(),
-            killed.name
+            killed.spec.name
         );
         let graceful = mine.next().context("a replica")?;
-        sigterm(graceful.child.id())?;
+        process::signal(graceful.child.id(), "TERM")?;
         println!(
             "{:>5.1} s  SIGTERM {}",
             t0.elapsed().as_secs_f64(),
-            graceful.name
+            graceful.spec.name
         );
-        stopped.push(killed.name.clone());
-        stopped.push(graceful.name.clone());
+        stopped.push(killed.spec.name.clone());
+        stopped.push(graceful.spec.name.clone());
     }
-    for replica in replicas.iter_mut().filter(|r| stopped.contains(&r.name)) {
+    for replica in replicas
+        .iter_mut()
+        .filter(|r| stopped.contains(&r.spec.name))
+    {
         let status = replica.child.wait()?;
         println!(
             "{:>5.1} s  {} exited: {status}",
             t0.elapsed().as_secs_f64(),
-            replica.name
+            replica.spec.name
         );
     }
 
@@ -234,13 +154,16 @@ async fn main() -> anyhow::Result<()> {
     );
     // 2 -> 1
     steps.push(("SIGTERM the rest (-> 1)".into(), Utc::now()));
-    for replica in replicas.iter_mut().filter(|r| !stopped.contains(&r.name)) {
-        sigterm(replica.child.id())?;
+    for replica in replicas
+        .iter_mut()
+        .filter(|r| !stopped.contains(&r.spec.name))
+    {
+        process::signal(replica.child.id(), "TERM")?;
         let status = replica.child.wait()?;
         println!(
             "{:>5.1} s  SIGTERM {} exited: {status}",
             t0.elapsed().as_secs_f64(),
-            replica.name
+            replica.spec.name
         );
     }
 
@@ -264,8 +187,8 @@ async fn main() -> anyhow::Result<()> {
 
     println!("\npartitions given to each extra replica (time UTC, held after, added):");
     for replica in &replicas {
-        for (at, held, added) in assignments(&replica.log) {
-            println!("  {:<12} {at}  {held:>2}  {added}", replica.name);
+        for (at, held, added) in assignments(&replica.spec.log) {
+            println!("  {:<12} {at}  {held:>2}  {added}", replica.spec.name);
         }
     }
 

@@ -1,0 +1,396 @@
+//! The saga's invariants for a settled run, each a named [`Verdict`] so that a harness can count
+//! them (`shop-chaos` prints `N passed, M failed`) and the end-to-end test can fail at the first:
+//! how each saga ended, the money per order, the stock per SKU, each event published once on the
+//! topics, and each event applied once by the order service. A verdict names up to three of the
+//! orders or SKUs that break it, and how many do.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+use serde_json::Value;
+
+use crate::mix::Kind;
+use crate::scenario::{net_captured, Placed, Run, Settled};
+use crate::topics::{marks, read_between, Seen, SHOP_TOPICS};
+
+/// What the checks found besides the verdicts, for the report.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Orders per (kind, ending).
+    pub outcomes: BTreeMap<(Kind, String), usize>,
+    /// Orders whose ending their kind does not expect (only counted when not strict).
+    pub unexpected: Vec<String>,
+    /// Orders that ended later than their deadline allows (only counted without a slack).
+    pub late: usize,
+    pub messages: usize,
+    pub distinct_events: usize,
+    /// Every event of the run read from the topics.
+    pub events: Vec<Seen>,
+}
+
+/// How strictly endings are judged.
+#[derive(Debug, Clone, Copy)]
+pub struct Strictness {
+    /// An ending its kind does not expect is a broken invariant (else it is counted).
+    pub endings: bool,
+    /// Every saga must end by its deadline plus this (none: late endings are counted).
+    pub deadline_slack: Option<chrono::Duration>,
+}
+
+/// One invariant and whether it held.
+#[derive(Debug)]
+pub struct Verdict {
+    pub name: &'static str,
+    pub outcome: anyhow::Result<()>,
+}
+
+impl Verdict {
+    pub fn new(name: &'static str, outcome: anyhow::Result<()>) -> Self {
+        Self { name, outcome }
+    }
+}
+
+/// The breaches of one invariant, gathered rather than stopping at the first.
+#[derive(Default)]
+pub struct Breaches(Vec<String>);
+
+impl Breaches {
+    pub fn check(&mut self, holds: bool, what: impl FnOnce() -> String) {
+        if !holds {
+            self.0.push(what());
+        }
+    }
+
+    pub fn add(&mut self, what: String) {
+        self.0.push(what);
+    }
+
+    pub fn outcome(self) -> anyhow::Result<()> {
+        match self.0.len() {
+            0 => Ok(()),
+            n => anyhow::bail!("{n} breach(es), e.g. {}", self.0[..n.min(3)].join("; ")),
+        }
+    }
+}
+
+pub(crate) fn time(value: &Value) -> anyhow::Result<DateTime<Utc>> {
+    value
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("a time, got {value}"))
+}
+
+pub(crate) fn int(value: &Value) -> anyhow::Result<i64> {
+    value
+        .as_i64()
+        .with_context(|| format!("an integer, got {value}"))
+}
+
+/// When the order's saga ended on its timeline (confirmed or cancelled).
+pub fn ended_at(order: &Value) -> anyhow::Result<DateTime<Utc>> {
+    order["timeline"]
+        .as_array()
+        .context("a timeline")?
+        .iter()
+        .find(|step| {
+            matches!(
+                step["event_type"].as_str(),
+                Some("OrderConfirmed" | "OrderCancelled")
+            )
+        })
+        .map(|step| time(&step["at"]))
+        .transpose()?
+        .context("no ending on the timeline")
+}
+
+/// The events the order service applies from other services, each at most once per order.
+const APPLIED: [&str; 7] = [
+    "InventoryReserved",
+    "InventoryRejected",
+    "InventoryReleased",
+    "PaymentCaptured",
+    "PaymentFailed",
+    "PaymentRefunded",
+    "ShipmentScheduled",
+];
+
+impl Run {
+    /// Every invariant of the saga for `placed`, each judged on its own.
+    pub async fn verdicts(
+        &self,
+        placed: &[Placed],
+        settled: &HashMap<String, Settled>,
+        rules: Strictness,
+    ) -> anyhow::Result<(Report, Vec<Verdict>)> {
+        let mut report = Report::default();
+        let mut verdicts = Vec::new();
+        verdicts.push(Verdict::new(
+            "every saga ended as its kind allows",
+            endings(placed, settled, rules, &mut report),
+        ));
+        let (money, sold) = money(placed, settled);
+        verdicts.push(Verdict::new(
+            "each shipped order captured its total once, each cancelled one nothing",
+            money,
+        ));
+        verdicts.push(Verdict::new(
+            "stock conserved per SKU, never negative, nothing reserved, sold = shipped",
+            self.stock(&sold).await,
+        ));
+        let seen = self.events_of(placed).await?;
+        let count = counter(&seen);
+        report.messages = seen.len();
+        report.distinct_events = count.values().map(HashSet::len).sum();
+        verdicts.push(Verdict::new(
+            "each saga's events published once on the topics",
+            published_once(placed, settled, &count),
+        ));
+        verdicts.push(Verdict::new(
+            "the order service applied each event once",
+            self.applied_once(placed, &count).await,
+        ));
+        report.events = seen;
+        Ok((report, verdicts))
+    }
+
+    /// The events of `placed` on the shop's topics since the run began.
+    async fn events_of(&self, placed: &[Placed]) -> anyhow::Result<Vec<Seen>> {
+        let after = {
+            let kafka = self.kafka.clone();
+            tokio::task::spawn_blocking(move || marks(&kafka, SHOP_TOPICS)).await??
+        };
+        let (kafka, before) = (self.kafka.clone(), self.before.clone());
+        let seen =
+            tokio::task::spawn_blocking(move || read_between(&kafka, &before, &after)).await??;
+        let ours: HashSet<&str> = placed.iter().map(|p| p.order_id.as_str()).collect();
+        Ok(seen
+            .into_iter()
+            .filter(|e| ours.contains(e.key.as_str()))
+            .collect())
+    }
+
+    async fn stock(&self, sold: &HashMap<String, i64>) -> anyhow::Result<()> {
+        let mut breaches = Breaches::default();
+        for sku in self.skus.stocked.iter().chain([&self.skus.scarce]) {
+            let level = self.shop.stock(sku).await?;
+            let (available, reserved, sold_now, received) = (
+                int(&level["available"])?,
+                int(&level["reserved"])?,
+                int(&level["sold"])?,
+                int(&level["received"])?,
+            );
+            breaches.check(available >= 0 && reserved >= 0 && sold_now >= 0, || {
+                format!("{sku} negative: {level}")
+            });
+            breaches.check(available + reserved + sold_now == received, || {
+                format!("stock of {sku} is not conserved: {level}")
+            });
+            breaches.check(reserved == 0, || format!("{sku} is left reserved: {level}"));
+            let shipped = sold.get(sku).copied().unwrap_or(0);
+            breaches.check(sold_now == shipped, || {
+                format!("{sku}: sold {sold_now}, shipped {shipped}")
+            });
+        }
+        breaches.outcome()
+    }
+
+    /// The order service applied each event about an order once: its timeline records every
+    /// event it applies. The last ones (a PaymentFailed that reports a voided charge) may
+    /// still be on their way when the saga counts as settled, so wait for the counts.
+    async fn applied_once(
+        &self,
+        placed: &[Placed],
+        count: &HashMap<(String, String), HashSet<String>>,
+    ) -> anyhow::Result<()> {
+        let count = |order: &str, ty: &str| {
+            count
+                .get(&(order.to_owned(), ty.to_owned()))
+                .map_or(0, HashSet::len)
+        };
+        let mut unchecked: Vec<&str> = placed.iter().map(|p| p.order_id.as_str()).collect();
+        let give_up = Instant::now() + Duration::from_secs(60);
+        let mut breaches = Breaches::default();
+        loop {
+            let orders: Vec<anyhow::Result<(&str, Value)>> =
+                stream::iter(unchecked.iter().copied())
+                    .map(|id| async move { Ok((id, self.shop.order(id).await?)) })
+                    .buffer_unordered(32)
+                    .collect()
+                    .await;
+            let mut behind = Vec::new();
+            for order in orders {
+                let (id, order) = order?;
+                let timeline = order["timeline"].as_array().context("a timeline")?;
+                for ty in APPLIED {
+                    let applied = timeline.iter().filter(|s| s["event_type"] == ty).count();
+                    breaches.check(applied <= count(id, ty), || {
+                        format!("{id}: the order service applied {ty} {applied} times")
+                    });
+                    if applied < count(id, ty) {
+                        behind.push(id);
+                    }
+                }
+            }
+            if behind.is_empty() {
+                return breaches.outcome();
+            }
+            if Instant::now() > give_up {
+                breaches.add(format!(
+                    "{} events never applied by the order service, e.g. {:?}",
+                    behind.len(),
+                    &behind[..behind.len().min(3)]
+                ));
+                return breaches.outcome();
+            }
+            unchecked = behind;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// Orders per (order id, short event type): the distinct event ids seen.
+fn counter(seen: &[Seen]) -> HashMap<(String, String), HashSet<String>> {
+    let mut events: HashMap<(String, String), HashSet<String>> = HashMap::new();
+    for event in seen {
+        let short = event
+            .event_type
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        events
+            .entry((event.key.clone(), short))
+            .or_default()
+            .insert(event.event_id.clone());
+    }
+    events
+}
+
+/// Each saga ended as its kind allows and (with a slack) by its deadline.
+fn endings(
+    placed: &[Placed],
+    settled: &HashMap<String, Settled>,
+    rules: Strictness,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let mut breaches = Breaches::default();
+    for p in placed {
+        let (id, s) = (&p.order_id, &settled[&p.order_id]);
+        let status = s.order["status"].as_str().unwrap_or_default();
+        let reason = s.order["cancel_reason"].as_str();
+        let ending = if status == "shipped" { None } else { reason };
+        *report
+            .outcomes
+            .entry((p.plan.kind, ending.unwrap_or("shipped").to_owned()))
+            .or_default() += 1;
+        if !p.plan.kind.allowed_endings().contains(&ending) {
+            let what = format!("{:?} order {id} ended {status} {reason:?}", p.plan.kind);
+            if rules.endings {
+                breaches.add(what);
+            } else {
+                report.unexpected.push(what);
+            }
+        }
+        let deadline = time(&s.order["deadline_at"])?;
+        let ended = ended_at(&s.order).with_context(|| format!("order {id}"))?;
+        match rules.deadline_slack {
+            Some(slack) => breaches.check(ended <= deadline + slack, || {
+                format!("order {id} ended at {ended}, deadline {deadline}")
+            }),
+            None if ended > deadline + chrono::Duration::seconds(2) => report.late += 1,
+            None => {}
+        }
+    }
+    breaches.outcome()
+}
+
+/// The money of each order, and the units sold per SKU by the shipped ones.
+fn money(
+    placed: &[Placed],
+    settled: &HashMap<String, Settled>,
+) -> (anyhow::Result<()>, HashMap<String, i64>) {
+    let mut breaches = Breaches::default();
+    let mut sold: HashMap<String, i64> = HashMap::new();
+    let (mut net_total, mut confirmed_total) = (0i64, 0i64);
+    for p in placed {
+        let (id, s) = (&p.order_id, &settled[&p.order_id]);
+        let net: i64 = s.payments.iter().map(net_captured).sum();
+        net_total += net;
+        if s.order["status"] == "shipped" {
+            let total = s.order["total_minor"].as_i64().unwrap_or(-1);
+            confirmed_total += total;
+            breaches.check(net == total, || {
+                format!("order {id}: captured minus refunded {net} is not its total {total}")
+            });
+            let captures = s
+                .payments
+                .iter()
+                .filter(|p| p["status"] == "captured")
+                .count();
+            breaches.check(captures == 1, || format!("order {id}: {captures} captures"));
+            breaches.check(s.shipments.len() == 1, || {
+                format!("order {id}: {} shipments", s.shipments.len())
+            });
+            breaches.check(s.reservations.iter().all(|r| r["status"] == "sold"), || {
+                format!("order {id}: reservations {:?}", s.reservations)
+            });
+            for line in s.order["lines"].as_array().into_iter().flatten() {
+                let sku = line["sku"].as_str().unwrap_or_default().to_owned();
+                *sold.entry(sku).or_default() += line["quantity"].as_i64().unwrap_or(0);
+            }
+        } else {
+            breaches.check(net == 0, || {
+                format!("cancelled order {id}: {net} captured and not refunded")
+            });
+            breaches.check(s.shipments.is_empty(), || {
+                format!("cancelled order {id} was shipped")
+            });
+        }
+    }
+    breaches.check(net_total == confirmed_total, || {
+        format!("captured minus refunded ({net_total}) is not the confirmed orders' total ({confirmed_total})")
+    });
+    (breaches.outcome(), sold)
+}
+
+/// Each saga's events once each on the topics, as its ending requires.
+fn published_once(
+    placed: &[Placed],
+    settled: &HashMap<String, Settled>,
+    count: &HashMap<(String, String), HashSet<String>>,
+) -> anyhow::Result<()> {
+    let count = |order: &str, ty: &str| {
+        count
+            .get(&(order.to_owned(), ty.to_owned()))
+            .map_or(0, HashSet::len)
+    };
+    let mut breaches = Breaches::default();
+    for p in placed {
+        let id = p.order_id.as_str();
+        let shipped = settled[id].order["status"] == "shipped";
+        let expect = [
+            ("OrderPlaced", 1),
+            ("OrderConfirmed", usize::from(shipped)),
+            ("OrderCancelled", usize::from(!shipped)),
+            ("ShipmentScheduled", usize::from(shipped)),
+        ];
+        for (ty, n) in expect {
+            breaches.check(count(id, ty) == n, || {
+                format!("{id}: {ty} published {} times, expected {n}", count(id, ty))
+            });
+        }
+        breaches.check(
+            count(id, "PaymentCaptured") == count(id, "PaymentRefunded") + usize::from(shipped),
+            || format!("{id}: captures and refunds do not match its ending"),
+        );
+        for ty in APPLIED {
+            breaches.check(count(id, ty) <= 1, || {
+                format!("{id}: {ty} published {} times", count(id, ty))
+            });
+        }
+    }
+    breaches.outcome()
+}
