@@ -1,12 +1,18 @@
 //! Drives the running shop from outside, as its users do: through the gateway, with the
 //! services' internal APIs only for setup and for checking the invariants. The end-to-end test
-//! (`tests/e2e.rs`) and the load benchmark (`shop-load`) are built on it.
+//! (`tests/e2e.rs`), the load benchmark (`shop-load`), the scaled-consumer proof (`shop-scale`)
+//! and the chaos suite (`shop-chaos`) are built on it.
 //!
 //! [`client`] talks HTTP to the shop; [`mix`] plans a seeded mix of orders with known outcomes;
 //! [`topics`] reads what went over the topics during a run; [`scenario`] is one run of the
-//! end-to-end scenario in steps (prepare, place, settle, check).
+//! end-to-end scenario in steps (prepare, place, settle, check) and [`invariants`] the rules
+//! checked at the end; [`process`] starts and signals the shop's service processes; [`chaos`]
+//! injects faults into them under load.
 
+pub mod chaos;
 pub mod client;
+pub mod invariants;
 pub mod mix;
+pub mod process;
 pub mod scenario;
 pub mod topics;

@@ -1,0 +1,139 @@
+//! The run's figures: per fault kind how many were injected, how long until the shop served
+//! again (the first order placed after the fault ended that was shipped, counted from the
+//! fault's end), and the saga latency (placed to the last step on the order's timeline) of
+//! orders placed during a fault (or in the 10 s after it) and outside, as p50/p99.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::fleet::{Happening, Lifecycle};
+use super::inject::Injection;
+use super::schedule::Fault;
+use crate::invariants::time;
+use crate::mix::Kind;
+use crate::scenario::{Placed, Settled};
+
+/// How long after a fault an order still counts as placed "during" it.
+const AFTERMATH: chrono::Duration = chrono::Duration::seconds(10);
+
+/// One settled order's times.
+struct Timing {
+    placed: DateTime<Utc>,
+    /// Placed to the last step of its saga, in seconds.
+    latency: f64,
+    shipped: Option<DateTime<Utc>>,
+}
+
+fn timing(order: &Value) -> Option<Timing> {
+    let placed = time(&order["placed_at"]).ok()?;
+    let steps = order["timeline"].as_array()?;
+    let last = steps.iter().filter_map(|s| time(&s["at"]).ok()).max()?;
+    let shipped = steps
+        .iter()
+        .find(|s| s["event_type"] == "ShipmentScheduled")
+        .and_then(|s| time(&s["at"]).ok());
+    Some(Timing {
+        placed,
+        latency: (last - placed).num_milliseconds() as f64 / 1000.0,
+        shipped,
+    })
+}
+
+/// The `p` quantile of `values` (sorted here), or NaN when there are none.
+pub fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    values[((values.len() - 1) as f64 * p).round() as usize]
+}
+
+fn p50_p99(mut values: Vec<f64>) -> String {
+    let n = values.len();
+    let p50 = percentile(&mut values, 0.5);
+    let p99 = percentile(&mut values, 0.99);
+    format!("{p50:>6.2} / {p99:>6.2}  ({n})")
+}
+
+/// Prints the per-fault table, the latency split and the processes' lifecycle counts.
+pub fn print(
+    injections: &[Injection],
+    placed: &[Placed],
+    settled: &HashMap<String, Settled>,
+    happenings: &[Happening],
+) {
+    // Orders that wait out their deadline by design (pending charges) say nothing of latency.
+    let timings: Vec<Timing> = placed
+        .iter()
+        .filter(|p| p.plan.kind != Kind::Timeout)
+        .filter_map(|p| settled.get(&p.order_id))
+        .filter_map(|s| timing(&s.order))
+        .collect();
+    let during =
+        |t: &Timing, i: &Injection| t.placed >= i.started && t.placed <= i.ended + AFTERMATH;
+    let done: Vec<&Injection> = injections.iter().filter(|i| i.failed.is_none()).collect();
+
+    let mut kinds: BTreeMap<Fault, Vec<&Injection>> = BTreeMap::new();
+    for i in injections {
+        kinds.entry(i.fault).or_default().push(i);
+    }
+    println!(
+        "\n{:<16} {:>8} {:>6}  {:>22}  {:>26}",
+        "fault", "injected", "failed", "recovery s (p50 / max)", "saga s during (p50 / p99)"
+    );
+    for (fault, all) in &kinds {
+        let ok: Vec<&&Injection> = all.iter().filter(|i| i.failed.is_none()).collect();
+        let mut recoveries: Vec<f64> = ok
+            .iter()
+            .filter_map(|i| {
+                timings
+                    .iter()
+                    .filter(|t| t.placed >= i.ended)
+                    .filter_map(|t| t.shipped)
+                    .min()
+                    .map(|s| (s - i.ended).num_milliseconds() as f64 / 1000.0)
+            })
+            .collect();
+        let max = recoveries.iter().copied().fold(f64::NAN, f64::max);
+        let recovery = format!("{:>6.2} / {max:>6.2}", percentile(&mut recoveries, 0.5));
+        let latencies: Vec<f64> = timings
+            .iter()
+            .filter(|t| ok.iter().any(|i| during(t, i)))
+            .map(|t| t.latency)
+            .collect();
+        println!(
+            "{:<16} {:>8} {:>6}  {recovery:>22}  {:>26}",
+            fault.name(),
+            ok.len(),
+            all.len() - ok.len(),
+            p50_p99(latencies)
+        );
+    }
+    let (inside, outside): (Vec<&Timing>, Vec<&Timing>) = timings
+        .iter()
+        .partition(|t| done.iter().any(|i| during(t, i)));
+    println!(
+        "saga latency s (p50 / p99, orders): during faults {}, outside faults {}",
+        p50_p99(inside.iter().map(|t| t.latency).collect()),
+        p50_p99(outside.iter().map(|t| t.latency).collect())
+    );
+    for i in injections.iter().filter(|i| i.failed.is_some()) {
+        println!(
+            "not injected: {} at {}: {}",
+            i.fault.name(),
+            i.started.format("%H:%M:%S"),
+            i.failed.as_deref().unwrap_or_default()
+        );
+    }
+    let count = |what: Lifecycle| happenings.iter().filter(|h| h.what == what).count();
+    println!(
+        "processes: {} exits injected, {} exits of their own, {} hung on SIGTERM, {} (re)starts",
+        count(Lifecycle::InjectedExit),
+        count(Lifecycle::OwnExit),
+        count(Lifecycle::HungOnTerm),
+        count(Lifecycle::Started)
+    );
+}
