@@ -108,6 +108,16 @@ fn write_shop_event(code: &mut String, events: &[(String, String, String)]) {
         .unwrap();
     }
     code.push_str("            _ => return Ok(None),\n        }))\n    }\n\n");
+    code.push_str(
+        "    /// Whether this build knows events of `event_type` (what a consumer's \
+         `Handler::knows` answers).\n    pub fn is_known(event_type: &str) -> bool {\n        matches!(event_type, ",
+    );
+    let names: Vec<String> = events
+        .iter()
+        .map(|(full, _, _)| format!("{full:?}"))
+        .collect();
+    code.push_str(&names.join(" | "));
+    code.push_str(")\n    }\n\n");
     code.push_str("    /// The event's full Avro name.\n    pub fn name(&self) -> &'static str {\n        match self {\n");
     for (_, ty, _) in events {
         writeln!(

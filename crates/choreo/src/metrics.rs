@@ -4,7 +4,7 @@
 //! metrics in the same [`Metrics::registry`].
 
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
 
@@ -21,6 +21,14 @@ pub struct Metrics {
     pub relay_commit_to_ack_seconds: Histogram,
     /// 1 while this process's relay leads, else 0.
     pub relay_leader: IntGauge,
+    /// Outbox rows the relay parked because they can never be published (see `choreo lag`).
+    pub outbox_parked: IntGauge,
+    /// Outbox rows waiting behind a parked row of their key.
+    pub outbox_held: IntGauge,
+    /// Relay batches (or producer initialisations) that failed and were retried after a backoff.
+    pub relay_failures: IntCounter,
+    /// Transactional producers the relay replaced after a failure.
+    pub relay_producer_restarts: IntCounter,
     /// Messages behind the partition's end, per topic and partition, as this member sees them.
     pub consumer_lag: IntGaugeVec,
     /// Time a handler took for one event, by event type.
@@ -31,6 +39,17 @@ pub struct Metrics {
     pub consumer_duplicates: IntCounter,
     /// Messages sent to a dead-letter topic, by reason.
     pub dead_letters: IntCounterVec,
+    /// Seconds a partition has been retrying the same batch (0 while it flows).
+    pub consumer_stuck_seconds: GaugeVec,
+    /// Events whose `event_type` the handler does not know (a producer ahead of this consumer),
+    /// recorded in the inbox and otherwise passed over.
+    pub consumer_unknown_events: IntCounterVec,
+    /// 1 while the consumer of `group` is a member of its group, else 0.
+    pub consumer_member: IntGaugeVec,
+    /// Consumer sessions started again (a lost group, a dead partition worker).
+    pub consumer_restarts: IntCounterVec,
+    /// Handler panics caught (the batch is rolled back and retried).
+    pub handler_panics: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -64,6 +83,17 @@ impl Metrics {
             .unwrap(),
             relay_leader: IntGauge::new("relay_leader", "1 while this process's relay leads")
                 .unwrap(),
+            outbox_parked: IntGauge::new("outbox_parked", "Outbox rows parked as unpublishable")
+                .unwrap(),
+            outbox_held: IntGauge::new("outbox_held", "Outbox rows waiting behind a parked row")
+                .unwrap(),
+            relay_failures: IntCounter::new("relay_failures_total", "Relay batches that failed")
+                .unwrap(),
+            relay_producer_restarts: IntCounter::new(
+                "relay_producer_restarts_total",
+                "Relay producers replaced after a failure",
+            )
+            .unwrap(),
             consumer_lag: IntGaugeVec::new(
                 Opts::new("consumer_lag", "Messages behind the partition end"),
                 &["topic", "partition"],
@@ -90,6 +120,37 @@ impl Metrics {
                 &["reason"],
             )
             .unwrap(),
+            consumer_stuck_seconds: GaugeVec::new(
+                Opts::new(
+                    "consumer_stuck_seconds",
+                    "Seconds a partition has been retrying one batch (0 while it flows)",
+                ),
+                &["topic", "partition"],
+            )
+            .unwrap(),
+            consumer_unknown_events: IntCounterVec::new(
+                Opts::new(
+                    "consumer_unknown_events_total",
+                    "Events of a type the handler does not know, passed over",
+                ),
+                &["event_type"],
+            )
+            .unwrap(),
+            consumer_member: IntGaugeVec::new(
+                Opts::new(
+                    "consumer_member",
+                    "1 while the consumer is a member of its group",
+                ),
+                &["group"],
+            )
+            .unwrap(),
+            consumer_restarts: IntCounterVec::new(
+                Opts::new("consumer_restarts_total", "Consumer sessions started again"),
+                &["reason"],
+            )
+            .unwrap(),
+            handler_panics: IntCounter::new("handler_panics_total", "Handler panics caught")
+                .unwrap(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -98,11 +159,20 @@ impl Metrics {
             Box::new(metrics.relay_events.clone()),
             Box::new(metrics.relay_commit_to_ack_seconds.clone()),
             Box::new(metrics.relay_leader.clone()),
+            Box::new(metrics.outbox_parked.clone()),
+            Box::new(metrics.outbox_held.clone()),
+            Box::new(metrics.relay_failures.clone()),
+            Box::new(metrics.relay_producer_restarts.clone()),
             Box::new(metrics.consumer_lag.clone()),
             Box::new(metrics.handler_seconds.clone()),
             Box::new(metrics.consumer_applied.clone()),
             Box::new(metrics.consumer_duplicates.clone()),
             Box::new(metrics.dead_letters.clone()),
+            Box::new(metrics.consumer_stuck_seconds.clone()),
+            Box::new(metrics.consumer_unknown_events.clone()),
+            Box::new(metrics.consumer_member.clone()),
+            Box::new(metrics.consumer_restarts.clone()),
+            Box::new(metrics.handler_panics.clone()),
         ];
         for collector in collectors {
             metrics

@@ -2,7 +2,6 @@
 //! process answers) and `/readyz` (its database answers and each consumer has joined its group).
 //! Bind it to port 0 in tests and read the bound address from the listener.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,15 +75,10 @@ async fn ready(State(ops): State<Ops>) -> (StatusCode, String) {
             );
         }
     }
-    if let Some(waiting) = ops
-        .readiness
-        .consumers
-        .iter()
-        .position(|c| !c.joined.load(Ordering::Relaxed))
-    {
+    if let Some(waiting) = ops.readiness.consumers.iter().position(|c| !c.is_member()) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("consumer {waiting} has not joined its group yet\n"),
+            format!("consumer {waiting} is not a member of its group (joining, or lost it)\n"),
         );
     }
     (StatusCode::OK, "ready\n".into())

@@ -7,11 +7,18 @@
 //! the shutdown token is cancelled or a part fails; either way every part is stopped and
 //! awaited, so the batch in hand is committed before the process exits. The listener is bound
 //! in `connect`, so a test can start a service on port 0 and read [`Service::local_addr`].
+//!
+//! Stopping is bounded: every part gets the consumers' grace period to finish its work in hand,
+//! and a process whose parts are still not done [`STOP_DEADLINE`] after the stop began (a part
+//! stuck on a broker or database that does not answer) exits on its own with status 70, so
+//! that SIGTERM always ends the process in time for its supervisor.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use sqlx::postgres::PgPoolOptions;
@@ -26,6 +33,25 @@ use crate::ops::Readiness;
 use crate::outbox::Outbox;
 use crate::relay::{Relay, RelayConfig};
 use crate::{ConfigError, KafkaConfig, RegistryConfig};
+
+/// How long a stopping service may take before the process exits without waiting further: the
+/// consumers' default grace period (20 s) and ten seconds more.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Exits the process if `stopped` is still false `deadline` after the call: a thread of its own,
+/// so a runtime whose workers are all blocked cannot hold it up.
+fn exit_unless_stopped_within(deadline: Duration, stopped: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        std::thread::sleep(deadline);
+        if !stopped.load(Ordering::SeqCst) {
+            tracing::error!(
+                deadline_secs = deadline.as_secs(),
+                "parts still running after the stop deadline; exiting without them"
+            );
+            std::process::exit(70);
+        }
+    });
+}
 
 /// What every service needs to start, from flags or the environment.
 #[derive(Debug, Clone)]
@@ -224,6 +250,14 @@ impl Service {
         });
         tracing::info!(service = %self.settings.name, "running");
 
+        let stopped = Arc::new(AtomicBool::new(false));
+        let watchdog = {
+            let (stop, stopped) = (stop.clone(), stopped.clone());
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                exit_unless_stopped_within(STOP_DEADLINE, stopped);
+            })
+        };
         let mut failure = None;
         while let Some(joined) = parts.join_next().await {
             let (part, result) = match joined {
@@ -247,6 +281,8 @@ impl Service {
             stop.cancel();
         }
         self.pool.close().await;
+        stopped.store(true, Ordering::SeqCst);
+        watchdog.abort();
         failure.map_or(Ok(()), Err)
     }
 }

@@ -201,6 +201,10 @@ impl InventoryHandler {
 }
 
 impl Handler for InventoryHandler {
+    fn knows(&self, event_type: &str) -> bool {
+        ShopEvent::is_known(event_type)
+    }
+
     /// Locks every stock row the batch touches first, in one statement in SKU order, then
     /// applies the events one by one. Partitions are applied in parallel and every order
     /// shares a few hot SKUs: taking the rows event by event, two batches could each hold a

@@ -79,6 +79,10 @@ fn interpret(event: &ShopEvent) -> Option<(&str, Option<Input>, String)> {
 }
 
 impl Handler for OrderHandler {
+    fn knows(&self, event_type: &str) -> bool {
+        ShopEvent::is_known(event_type)
+    }
+
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
         let Some(decoded) =
             ShopEvent::decode(&self.codec, &event.metadata.event_type, &event.value).await?

@@ -79,6 +79,10 @@ fn parse(confirmed: &OrderConfirmed) -> Result<(OrderId, Money), InvalidValue> {
 }
 
 impl Handler for ShippingHandler {
+    fn knows(&self, event_type: &str) -> bool {
+        ShopEvent::is_known(event_type)
+    }
+
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
         let decoded =
             ShopEvent::decode(&self.codec, &event.metadata.event_type, &event.value).await?;

@@ -18,11 +18,13 @@
 
 mod context;
 pub mod dlq;
+mod membership;
 mod runner;
 mod worker;
 
 use std::time::Duration;
 
+pub use membership::{in_group, Membership};
 pub use runner::{Consumer, ConsumerError, ConsumerStats, Faults};
 
 use crate::avro::CodecError;
@@ -42,6 +44,13 @@ pub struct ConsumerConfig {
     pub max_retries: u32,
     /// How long shutdown and revocation wait for batches in hand.
     pub grace: Duration,
+    /// A partition retrying one batch longer than this is reported stuck (a warning, the
+    /// `consumer_stuck_seconds` gauge, and its committed offset's metadata, which `choreo lag`
+    /// shows).
+    pub stuck_after: Duration,
+    /// A member out of its group longer than this (librdkafka did not join again by itself)
+    /// closes its Kafka consumer and starts a new one.
+    pub rejoin_after: Duration,
 }
 
 impl ConsumerConfig {
@@ -53,6 +62,8 @@ impl ConsumerConfig {
             backoff: (Duration::from_millis(50), Duration::from_secs(5)),
             max_retries: 20,
             grace: Duration::from_secs(20),
+            stuck_after: Duration::from_secs(30),
+            rejoin_after: Duration::from_secs(45),
         }
     }
 }
@@ -115,6 +126,15 @@ impl HandlerError {
 
 /// Applies events; one per service and consumer group.
 pub trait Handler: Send + Sync + 'static {
+    /// Whether this build knows events of `event_type` at all. An event it does not know (a
+    /// producer deployed ahead of this consumer) is recorded in the inbox, counted
+    /// (`consumer_unknown_events_total`), logged, and not handed to [`Handler::handle`]. Events it
+    /// knows but has nothing to do with are the handler's to pass over quietly.
+    fn knows(&self, event_type: &str) -> bool {
+        let _ = event_type;
+        true
+    }
+
     /// Applies `event` inside `tx` (the batch's transaction): the effect on the service's state
     /// and any outgoing events ([`crate::outbox::Outbox::add`]). An error rolls the batch back.
     fn handle(

@@ -1,12 +1,22 @@
 //! One partition's worker: takes messages in order, applies them in batches (one database
 //! transaction each), retries transient failures in place, dead-letters permanent ones, and
 //! commits the partition's offset after each batch's transaction commits.
+//!
+//! A handler that panics does not take the worker down: the panic is caught, the batch's
+//! transaction rolls back, and the batch is retried; a batch that panicked is then applied one
+//! message at a time, so a message that panics every time is the only one dead-lettered (as
+//! `handler_panicked`, after the retries). A batch retried longer than `stuck_after` is
+//! reported: a warning, the `consumer_stuck_seconds` gauge, and the partition's committed
+//! offset (the batch's first, which is already the committed position) carrying
+//! `stuck since …` as metadata for `choreo lag`.
 
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
@@ -47,6 +57,8 @@ enum BatchError {
         reason: &'static str,
         error: String,
     },
+    /// The handler panicked somewhere in a batch of several messages.
+    Panicked(String),
     /// A fault point fired.
     Crashed,
 }
@@ -71,7 +83,14 @@ impl<H: Handler> Worker<H> {
                     Err(_) => break,
                 }
             }
-            match self.apply_with_retries(&batch, &stop).await {
+            let outcome = match self.apply_with_retries(&batch, &stop).await {
+                Err(BatchError::Panicked(error)) => {
+                    tracing::warn!(%error, size = batch.len(), "a batch panicked; applying it one message at a time");
+                    self.apply_one_by_one(&batch, &stop).await
+                }
+                other => other,
+            };
+            match outcome {
                 Ok(()) => self.commit_offset(&batch, stop.is_cancelled()),
                 Err(BatchError::Crashed) => {
                     self.crash.cancel();
@@ -81,6 +100,21 @@ impl<H: Handler> Worker<H> {
             }
         }
         let _ = done.send(());
+    }
+
+    /// Applies `batch` message by message, committing each: the one that panics is found and
+    /// retried alone, and everything before it is kept.
+    async fn apply_one_by_one(
+        &self,
+        batch: &[OwnedMessage],
+        stop: &CancellationToken,
+    ) -> Result<(), BatchError> {
+        for message in batch {
+            let one = std::slice::from_ref(message);
+            self.apply_with_retries(one, stop).await?;
+            self.commit_offset(one, stop.is_cancelled());
+        }
+        Ok(())
     }
 
     fn commit_offset(&self, batch: &[OwnedMessage], sync: bool) {
@@ -110,10 +144,19 @@ impl<H: Handler> Worker<H> {
         // Messages taken out of the batch, by offset: (dead-letter reason, error).
         let mut excluded: HashMap<i64, (&'static str, String)> = HashMap::new();
         let mut attempts: u32 = 0;
+        let mut stuck = Stuck::new(batch);
         loop {
-            let error = match self.apply(batch, &excluded, attempts + 1).await {
-                Ok(()) => return Ok(()),
+            let attempt = AssertUnwindSafe(self.apply(batch, &excluded, attempts + 1))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Err(self.panicked(batch, &*panic)));
+            let error = match attempt {
+                Ok(()) => {
+                    stuck.cleared(self);
+                    return Ok(());
+                }
                 Err(BatchError::Crashed) => return Err(BatchError::Crashed),
+                Err(error @ BatchError::Panicked(_)) => return Err(error),
                 Err(BatchError::Poison {
                     offset,
                     reason,
@@ -129,20 +172,55 @@ impl<H: Handler> Worker<H> {
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
             match &error {
                 BatchError::Handler { offset, error } if attempts > self.config.max_retries => {
-                    excluded.insert(*offset, ("retries_exhausted", error.clone()));
+                    let reason = if error.starts_with(PANICKED) {
+                        "handler_panicked"
+                    } else {
+                        "retries_exhausted"
+                    };
+                    excluded.insert(*offset, (reason, error.clone()));
                     attempts = 0;
                     continue;
                 }
                 BatchError::Handler { error, .. } | BatchError::Infrastructure(error) => {
                     tracing::warn!(%error, attempts, "batch failed; retrying");
+                    stuck.still(self, error);
                 }
-                BatchError::Crashed | BatchError::Poison { .. } => unreachable!(),
+                BatchError::Crashed | BatchError::Poison { .. } | BatchError::Panicked(_) => {
+                    unreachable!()
+                }
             }
             let (first, longest) = self.config.backoff;
             tokio::select! {
                 () = tokio::time::sleep(backoff(first, longest, attempts)) => {}
-                () = stop.cancelled() => return Err(error),
+                () = stop.cancelled() => {
+                    stuck.cleared(self);
+                    return Err(error);
+                }
             }
+        }
+    }
+
+    /// What a caught panic means for the batch: a single message is retried like a transient
+    /// failure (and dead-lettered as `handler_panicked` once its retries run out); a larger
+    /// batch is applied again one message at a time, to find the one.
+    fn panicked(&self, batch: &[OwnedMessage], panic: &(dyn std::any::Any + Send)) -> BatchError {
+        let text = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        let error = format!("{PANICKED}{text}");
+        tracing::error!(%error, size = batch.len(), "the handler panicked; the batch was rolled back");
+        self.stats.panics.fetch_add(1, Ordering::Relaxed);
+        if let Some(metrics) = &self.metrics {
+            metrics.handler_panics.inc();
+        }
+        match batch {
+            [only] => BatchError::Handler {
+                offset: only.offset(),
+                error,
+            },
+            _ => BatchError::Panicked(error),
         }
     }
 
@@ -189,6 +267,9 @@ impl<H: Handler> Worker<H> {
                 duplicates += 1;
             }
         }
+        let unknown = self.pass_over_unknown(&mut fresh_messages, &mut events);
+        #[cfg(debug_assertions)]
+        fault::panic_once(&events);
         let started = Instant::now();
         let handled = if events.is_empty() {
             Ok(())
@@ -244,6 +325,9 @@ impl<H: Handler> Worker<H> {
             .dead_lettered
             .fetch_add(letters.len() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .unknown
+            .fetch_add(unknown.len() as u64, Ordering::Relaxed);
         if let Some(metrics) = &self.metrics {
             for event_type in &applied_types {
                 metrics
@@ -252,6 +336,12 @@ impl<H: Handler> Worker<H> {
                     .inc();
             }
             metrics.consumer_duplicates.inc_by(duplicates);
+            for event_type in &unknown {
+                metrics
+                    .consumer_unknown_events
+                    .with_label_values(&[event_type.as_str()])
+                    .inc();
+            }
             for letter in &letters {
                 metrics
                     .dead_letters
@@ -260,6 +350,152 @@ impl<H: Handler> Worker<H> {
             }
         }
         Ok(())
+    }
+}
+
+impl<H: Handler> Worker<H> {
+    /// Takes the events whose type the handler does not know out of `events` (they stay in the
+    /// inbox: applied as nothing) and returns their types; the first of each type in this
+    /// process is logged as a warning, so a producer ahead of its consumers shows.
+    fn pass_over_unknown(
+        &self,
+        messages: &mut Vec<&OwnedMessage>,
+        events: &mut Vec<Incoming>,
+    ) -> Vec<String> {
+        if events
+            .iter()
+            .all(|e| self.handler.knows(&e.metadata.event_type))
+        {
+            return Vec::new();
+        }
+        let mut unknown = Vec::new();
+        let mut index = 0;
+        while index < events.len() {
+            if self.handler.knows(&events[index].metadata.event_type) {
+                index += 1;
+                continue;
+            }
+            let event = events.remove(index);
+            messages.remove(index);
+            if first_of_its_kind(&event.metadata.event_type) {
+                tracing::warn!(
+                    event_type = %event.metadata.event_type,
+                    event_id = %event.metadata.event_id,
+                    group = %self.config.group,
+                    "an event type this consumer does not know: passed over (is its producer ahead?)"
+                );
+            }
+            unknown.push(event.metadata.event_type);
+        }
+        unknown
+    }
+}
+
+/// True the first time `event_type` is seen here as unknown, in this process.
+fn first_of_its_kind(event_type: &str) -> bool {
+    static SEEN: std::sync::Mutex<Option<HashSet<String>>> = std::sync::Mutex::new(None);
+    let mut seen = SEEN.lock().expect("unknown types lock");
+    seen.get_or_insert_with(HashSet::new)
+        .insert(event_type.to_owned())
+}
+
+/// The prefix of a caught panic's error text.
+const PANICKED: &str = "handler panicked: ";
+
+/// A batch that keeps failing: reported once it has failed for `stuck_after`.
+struct Stuck<'b> {
+    first: &'b OwnedMessage,
+    since: Option<Instant>,
+    reported: bool,
+}
+
+impl<'b> Stuck<'b> {
+    fn new(batch: &'b [OwnedMessage]) -> Self {
+        Self {
+            first: batch.first().expect("a batch is never empty"),
+            since: None,
+            reported: false,
+        }
+    }
+
+    fn gauge<H: Handler>(&self, worker: &Worker<H>, seconds: f64) {
+        if let Some(metrics) = &worker.metrics {
+            metrics
+                .consumer_stuck_seconds
+                .with_label_values(&[self.first.topic(), &self.first.partition().to_string()])
+                .set(seconds);
+        }
+    }
+
+    /// The batch failed again with `error`.
+    fn still<H: Handler>(&mut self, worker: &Worker<H>, error: &str) {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        let stuck_for = since.elapsed();
+        if stuck_for < worker.config.stuck_after {
+            return;
+        }
+        self.gauge(worker, stuck_for.as_secs_f64());
+        if self.reported {
+            return;
+        }
+        self.reported = true;
+        let (topic, partition, offset) = (
+            self.first.topic(),
+            self.first.partition(),
+            self.first.offset(),
+        );
+        tracing::warn!(topic, partition, offset, stuck_secs = stuck_for.as_secs(), %error, "partition stuck: one batch keeps failing; the partition is paused, the others flow");
+        let started = chrono::Utc::now()
+            - chrono::Duration::from_std(stuck_for).unwrap_or_else(|_| chrono::Duration::zero());
+        let text: String = format!("stuck since {}: {error}", started.to_rfc3339())
+            .chars()
+            .take(STUCK_NOTE_MAX)
+            .collect();
+        let mut note = TopicPartitionList::new();
+        let mut element = note.add_partition(topic, partition);
+        let noted = element.set_offset(Offset::Offset(offset));
+        element.set_metadata(text);
+        if let Err(error) = noted.and_then(|()| worker.consumer.commit(&note, CommitMode::Async)) {
+            tracing::warn!(%error, topic, partition, "cannot note the stuck partition");
+        }
+    }
+
+    /// The batch went through (or the worker stops): no longer stuck.
+    fn cleared<H: Handler>(&self, worker: &Worker<H>) {
+        if self.since.is_some() {
+            self.gauge(worker, 0.0);
+            if self.reported {
+                tracing::info!(
+                    topic = self.first.topic(),
+                    partition = self.first.partition(),
+                    "partition flows again"
+                );
+            }
+        }
+    }
+}
+
+/// Kafka keeps offset metadata short (`offset.metadata.max.bytes`, 4096 bytes by default).
+const STUCK_NOTE_MAX: usize = 1000;
+
+/// Test-only fault: `CHOREO_FAULT_PANIC_ONCE=<event_type>` makes the first handling of an
+/// event of that type in this process panic. Compiled into debug builds only.
+#[cfg(debug_assertions)]
+mod fault {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::Incoming;
+
+    pub(super) fn panic_once(events: &[Incoming]) {
+        static FIRED: AtomicBool = AtomicBool::new(false);
+        let Ok(wanted) = std::env::var("CHOREO_FAULT_PANIC_ONCE") else {
+            return;
+        };
+        if events.iter().any(|e| e.metadata.event_type == wanted)
+            && !FIRED.swap(true, Ordering::SeqCst)
+        {
+            panic!("CHOREO_FAULT_PANIC_ONCE: a test fault for {wanted}");
+        }
     }
 }
 

@@ -34,19 +34,52 @@ impl Event for Step {
     const TOPIC: &'static str = "test.consumer.unused";
 }
 
-/// Applies steps into `applied`; rejects note "reject"; fails note "flaky" twice first.
+/// An event type no [`Recorder`] knows: a producer ahead of its consumers.
+pub(crate) const FROM_THE_FUTURE: &str = "test.consumer.FromTheFuture";
+
+/// Applies steps into `applied`; rejects note "reject"; fails note "flaky" twice first; panics
+/// on "panic" always and on "panic-once" the first time; fails "stuck" transiently while
+/// `stuck` is set.
 pub(crate) struct Recorder {
     pub codec: Arc<Codec>,
     pub flaky_failures: Mutex<HashMap<i32, u32>>,
+    pub panicked: Mutex<std::collections::HashSet<i32>>,
+    pub stuck: Arc<AtomicBool>,
+}
+
+impl Recorder {
+    pub fn new(codec: Arc<Codec>) -> Self {
+        Self {
+            codec,
+            flaky_failures: Mutex::default(),
+            panicked: Mutex::default(),
+            stuck: Arc::new(AtomicBool::new(true)),
+        }
+    }
 }
 
 impl Handler for Recorder {
+    fn knows(&self, event_type: &str) -> bool {
+        event_type != FROM_THE_FUTURE
+    }
+
     async fn handle(
         &self,
         tx: &mut sqlx::PgConnection,
         event: &Incoming,
     ) -> Result<(), HandlerError> {
         let step: Step = self.codec.decode(&event.value).await?;
+        let first_panic =
+            step.note == "panic-once" && self.panicked.lock().unwrap().insert(step.seq);
+        if step.note == "panic" || first_panic {
+            panic!("step {} of {} panics", step.seq, step.key);
+        }
+        if step.note == "stuck" && self.stuck.load(Ordering::SeqCst) {
+            // A database error: retried for as long as it lasts, never dead-lettered.
+            return Err(HandlerError::Database(sqlx::Error::Protocol(
+                "a row lock that is never released".into(),
+            )));
+        }
         if step.note == "reject" {
             return Err(HandlerError::Rejected(format!(
                 "step {} of {} is not allowed",
@@ -71,16 +104,16 @@ impl Handler for Recorder {
     }
 }
 
-struct Fixture {
-    db: TestDb,
-    topic: String,
-    group: String,
-    codec: Arc<Codec>,
+pub(crate) struct Fixture {
+    pub db: TestDb,
+    pub topic: String,
+    pub group: String,
+    pub codec: Arc<Codec>,
     producer: FutureProducer,
 }
 
 impl Fixture {
-    async fn new(partitions: i32) -> Self {
+    pub async fn new(partitions: i32) -> Self {
         let db = TestDb::create().await;
         sqlx::raw_sql("create table applied (n bigserial primary key, key text not null, seq int not null, event_id uuid not null)")
             .execute(&db.pool)
@@ -97,24 +130,32 @@ impl Fixture {
         }
     }
 
-    fn consumer(&self) -> Consumer<Recorder> {
-        let handler = Recorder {
-            codec: self.codec.clone(),
-            flaky_failures: Mutex::default(),
-        };
-        let config = ConsumerConfig {
+    pub fn config(&self) -> ConsumerConfig {
+        ConsumerConfig {
             batch_size: 50,
             backoff: (Duration::from_millis(10), Duration::from_millis(100)),
             max_retries: 5,
             grace: Duration::from_secs(10),
             ..ConsumerConfig::new(&self.group, &[&self.topic])
-        };
+        }
+    }
+
+    fn consumer(&self) -> Consumer<Recorder> {
+        self.consumer_with(Recorder::new(self.codec.clone()), self.config())
+    }
+
+    pub fn consumer_with(&self, handler: Recorder, config: ConsumerConfig) -> Consumer<Recorder> {
         Consumer::new(&kafka(), self.db.pool.clone(), handler, config)
     }
 
     /// Sends raw bytes with a proper envelope; returns the event id.
     async fn send_raw(&self, key: &str, value: &[u8]) -> uuid::Uuid {
-        let metadata = Metadata::new("test.consumer.Step", key, "consumer-test");
+        self.send_typed("test.consumer.Step", key, value).await
+    }
+
+    /// Sends `value` as an event of `event_type`; returns the event id.
+    pub async fn send_typed(&self, event_type: &str, key: &str, value: &[u8]) -> uuid::Uuid {
+        let metadata = Metadata::new(event_type, key, "consumer-test");
         let headers = metadata.to_headers();
         let owned = headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
             h.insert(Header {
@@ -133,7 +174,7 @@ impl Fixture {
         metadata.event_id
     }
 
-    async fn send(&self, step: &Step) -> uuid::Uuid {
+    pub async fn send(&self, step: &Step) -> uuid::Uuid {
         let value = self.codec.encode_for(&self.topic, step).await.unwrap();
         self.send_raw(&step.key, &value).await
     }
@@ -155,7 +196,7 @@ impl Fixture {
         sent
     }
 
-    async fn applied(&self) -> Vec<(String, i32, uuid::Uuid)> {
+    pub async fn applied(&self) -> Vec<(String, i32, uuid::Uuid)> {
         sqlx::query_as("select key, seq, event_id from applied order by n")
             .fetch_all(&self.db.pool)
             .await
@@ -163,7 +204,7 @@ impl Fixture {
     }
 }
 
-fn spawn(
+pub(crate) fn spawn(
     consumer: Consumer<Recorder>,
     stop: &CancellationToken,
 ) -> tokio::task::JoinHandle<Result<(), choreo::consumer::ConsumerError>> {
@@ -363,14 +404,14 @@ async fn a_graceful_stop_commits_what_was_applied_so_the_next_member_starts_afte
     fx.db.drop().await;
 }
 
-struct Letter {
+pub(crate) struct Letter {
     key: String,
     value: Vec<u8>,
     headers: Vec<(String, String)>,
 }
 
 impl Letter {
-    fn header(&self, name: &str) -> String {
+    pub fn header(&self, name: &str) -> String {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
@@ -379,7 +420,7 @@ impl Letter {
     }
 }
 
-async fn read_all(topic: &str, count: usize) -> Vec<Letter> {
+pub(crate) async fn read_all(topic: &str, count: usize) -> Vec<Letter> {
     let consumer: StreamConsumer =
         choreo::kafka::consumer_config(&kafka(), &unique("dlq-reader"), "consumer-test")
             .create()

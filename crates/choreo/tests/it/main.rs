@@ -4,6 +4,7 @@
 
 mod codec;
 mod consumer;
+mod consumer_faults;
 mod ops;
 mod pipeline;
 mod relay;

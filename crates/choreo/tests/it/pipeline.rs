@@ -128,10 +128,7 @@ async fn ten_thousand_events_over_fifty_keys_arrive_exactly_once_in_key_order_th
                     batch_size: 100,
                     ..ConsumerConfig::new(&group, &[&topic])
                 };
-                let handler = Recorder {
-                    codec: codec.clone(),
-                    flaky_failures: Mutex::default(),
-                };
+                let handler = Recorder::new(codec.clone());
                 let consumer =
                     Consumer::new(&kafka(), pool.clone(), handler, config).with_faults(faults);
                 let stop = CancellationToken::new();
