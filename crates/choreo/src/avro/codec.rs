@@ -25,7 +25,7 @@ use schema_registry_converter::async_impl::schema_registry::{
     get_schema_by_id, post_schema, SrSettings,
 };
 use schema_registry_converter::error::SRCError;
-use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
+use schema_registry_converter::schema_registry_common::{RawError, SchemaType, SuppliedSchema};
 
 use super::wire::{self, WireError};
 use super::{normalize_schema, subject, Event};
@@ -234,11 +234,11 @@ impl Codec {
         let registered = post_schema(&self.settings, subject.clone(), supplied)
             .await
             .map_err(|e| match classify(&e) {
-                Failure::Unavailable => CodecError::RegistryUnavailable {
+                Failure::Refused => CodecError::Rejected {
+                    subject,
                     detail: describe(&e),
                 },
-                Failure::NotFound | Failure::Refused => CodecError::Rejected {
-                    subject,
+                Failure::NotFound | Failure::Unavailable => CodecError::RegistryUnavailable {
                     detail: describe(&e),
                 },
             })?;
@@ -319,11 +319,7 @@ impl Codec {
                 .await
                 .map_err(|e| match classify(&e) {
                     Failure::NotFound => CodecError::UnknownSchemaId { id },
-                    Failure::Unavailable => CodecError::RegistryUnavailable {
-                        detail: describe(&e),
-                    },
-                    Failure::Refused => CodecError::Malformed {
-                        id,
+                    Failure::Unavailable | Failure::Refused => CodecError::RegistryUnavailable {
                         detail: describe(&e),
                     },
                 })?;
@@ -347,16 +343,26 @@ enum Failure {
     Refused,
 }
 
-/// schema_registry_converter reports HTTP statuses in its message; anything that is not a 4xx
-/// answer (connection refused, timeouts, 5xx) is worth retrying.
+/// Confluent's error code for "schema not found" (`GET /schemas/ids/{id}` on an id it never
+/// issued); Apicurio's ccompat API answers the same.
+const SCHEMA_NOT_FOUND: u32 = 40403;
+/// Codes for a registration the registry refuses on its merits: incompatible with the subject
+/// (409) or not a valid schema (42201).
+const INCOMPATIBLE: u32 = 409;
+const INVALID_SCHEMA: u32 = 42201;
+
+/// Only a definite answer is permanent: the registry's own error body saying the schema id does
+/// not exist (reads) or that it refuses the schema itself (registrations). Anything else (a
+/// refused connection, a timeout, 5xx, but also 401/403/429, a 404 from a wrong path or a
+/// registry still starting, a body that is not the registry's) may pass, and is retried.
 fn classify(error: &SRCError) -> Failure {
-    let text = describe(error);
-    if text.contains("status 404") {
-        Failure::NotFound
-    } else if error.retriable || !text.contains("status 4") {
-        Failure::Unavailable
-    } else {
-        Failure::Refused
+    let code = std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<RawError>())
+        .map(|raw| raw.error_code);
+    match code {
+        Some(SCHEMA_NOT_FOUND) => Failure::NotFound,
+        Some(INCOMPATIBLE | INVALID_SCHEMA) => Failure::Refused,
+        _ => Failure::Unavailable,
     }
 }
 
@@ -407,6 +413,41 @@ mod tests {
     fn a_codec_can_be_shared_between_tasks() {
         fn shared<T: Send + Sync + 'static>() {}
         shared::<Codec>();
+    }
+
+    fn answered(status: u16, body: &str) -> SRCError {
+        let message = format!("HTTP request to schema registry failed with status {status}");
+        match serde_json::from_str::<RawError>(body) {
+            Ok(raw) => SRCError::non_retryable_with_cause(raw, &message),
+            Err(_) => SRCError::non_retryable_without_cause(&message),
+        }
+    }
+
+    #[test]
+    fn only_the_registrys_own_schema_not_found_is_permanent() {
+        let missing = answered(
+            404,
+            r#"{"error_code":40403,"message":"Schema 9 not found"}"#,
+        );
+        assert!(matches!(classify(&missing), Failure::NotFound));
+        // A 404 from a wrong path or a proxy has no such body: it is not an answer about the id.
+        let wrong_path = answered(404, "<html>Not Found</html>");
+        assert!(matches!(classify(&wrong_path), Failure::Unavailable));
+        for (status, body) in [
+            (401, r#"{"error_code":401,"message":"Unauthorized"}"#),
+            (403, r#"{"error_code":40301,"message":"Forbidden"}"#),
+            (429, "too many requests"),
+            (500, r#"{"error_code":50001,"message":"store error"}"#),
+        ] {
+            assert!(
+                matches!(classify(&answered(status, body)), Failure::Unavailable),
+                "status {status} must be retried"
+            );
+        }
+        let incompatible = answered(409, r#"{"error_code":409,"message":"incompatible"}"#);
+        assert!(matches!(classify(&incompatible), Failure::Refused));
+        let invalid = answered(422, r#"{"error_code":42201,"message":"invalid schema"}"#);
+        assert!(matches!(classify(&invalid), Failure::Refused));
     }
 
     #[test]

@@ -188,6 +188,61 @@ async fn an_unknown_schema_id_is_a_typed_error() {
     assert!(!err.is_retryable());
 }
 
+/// A registry behind a wrong path (or a proxy, or one still starting) answers 404 without the
+/// registry's own "schema not found" body: that says nothing about the id, so it is retried,
+/// never dead-lettered. So are answers like 401, 403 and 429 from a server that is not (yet) the
+/// registry we expect.
+#[tokio::test]
+async fn a_registry_at_a_wrong_path_is_unavailable_not_an_unknown_schema() {
+    let mut wrong = registry();
+    wrong.url = format!("{}/not-the-registry", wrong.url);
+    let codec = Codec::new(&wrong).expect("codec");
+    let err = codec
+        .decode::<ProbeV1>(&[0, 0, 0, 0, 1, 2, b'x'])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CodecError::RegistryUnavailable { .. }),
+        "{err}"
+    );
+    assert!(err.is_retryable());
+    for status in ["401 Unauthorized", "403 Forbidden", "429 Too Many Requests"] {
+        let url = answering(status).await;
+        let codec = Codec::new(&choreo::config::RegistryConfig { url }).expect("codec");
+        let err = codec
+            .decode::<ProbeV1>(&[0, 0, 0, 0, 1, 2, b'x'])
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{status}: {err}");
+        let err = codec.encode_for("t", &v1()).await.unwrap_err();
+        assert!(err.is_retryable(), "{status} on registration: {err}");
+    }
+}
+
+/// A one-line HTTP server that answers every request with `status` and a JSON error body, as an
+/// auth proxy or a rate limiter in front of the registry would.
+async fn answering(status: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                let _ = socket.read(&mut buffer).await;
+                let code = &status[..3];
+                let body = format!(r#"{{"error_code":{code},"message":"{status}"}}"#);
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
 #[tokio::test]
 async fn a_truncated_or_padded_datum_is_malformed() {
     let codec = codec();
