@@ -9,6 +9,7 @@ use choreo::resilience::{Backoff, BreakerConfig};
 use clap::Parser;
 
 use crate::provider::ProviderConfig;
+use crate::reconciler::ReconcileConfig;
 use crate::worker::WorkerConfig;
 
 /// The payment service: captures an order's amount once its stock is reserved, refunds it when
@@ -68,9 +69,11 @@ pub struct Config {
     #[arg(long, env = "PAYMENT_POLL_MS", default_value_t = 100)]
     pub poll_ms: u64,
 
-    /// A payment whose provider stays unavailable, or whose charge stays pending (the customer
-    /// never authenticates), this long after its creation fails with PROVIDER_UNAVAILABLE.
-    /// Refunds are never given up.
+    /// A payment whose charge is still unsettled this long after its creation (the provider
+    /// stays unavailable, or the customer never authenticates) is voided at the provider and
+    /// fails with PROVIDER_UNAVAILABLE once the provider confirms that no capture exists (a
+    /// capture it holds is kept, or refunded if the order was cancelled). A payment whose
+    /// outcome is unknown is never failed without asking. Refunds are never given up.
     #[arg(long, env = "PAYMENT_GIVE_UP_AFTER_SECS", default_value_t = 120)]
     pub give_up_after_secs: u64,
 
@@ -82,6 +85,21 @@ pub struct Config {
     /// The longest wait between two attempts of one payment, in milliseconds.
     #[arg(long, env = "PAYMENT_RETRY_MAX_MS", default_value_t = 10_000)]
     pub retry_max_ms: u64,
+
+    /// How often the reconciliation compares the provider's ledger with the payments table, in
+    /// milliseconds; a capture whose payment ended failed or voided is refunded, other
+    /// differences are logged and counted (`shop_payment_mismatches_total`). 0 turns it off.
+    #[arg(long, env = "PAYMENT_RECONCILE_MS", default_value_t = 30_000)]
+    pub reconcile_ms: u64,
+
+    /// Charges per page the reconciliation reads from the provider's ledger (1 to 1000).
+    #[arg(
+        long,
+        env = "PAYMENT_RECONCILE_PAGE",
+        default_value_t = 200,
+        value_parser = clap::value_parser!(u16).range(1..=1000)
+    )]
+    pub reconcile_page: u16,
 }
 
 impl Config {
@@ -117,6 +135,16 @@ impl Config {
     }
 }
 
+impl Config {
+    /// How the reconciliation runs; `None` when it is turned off.
+    pub fn reconcile(&self) -> Option<ReconcileConfig> {
+        (self.reconcile_ms > 0).then(|| ReconcileConfig {
+            every: Duration::from_millis(self.reconcile_ms),
+            page: usize::from(self.reconcile_page),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +164,19 @@ mod tests {
         assert_eq!(provider.breaker.window, 20);
         assert_eq!(provider.breaker.failure_threshold, 10);
         assert_eq!(provider.breaker.open_for, Duration::from_secs(5));
+        let reconcile = config.reconcile().expect("on by default");
+        assert_eq!(
+            (reconcile.every, reconcile.page),
+            (Duration::from_secs(30), 200)
+        );
+    }
+
+    #[test]
+    fn reconciliation_can_be_turned_off_and_its_page_is_bounded() {
+        let off = Config::try_parse_from(["payment", "--reconcile-ms", "0"]).unwrap();
+        assert!(off.reconcile().is_none());
+        assert!(Config::try_parse_from(["payment", "--reconcile-page", "1001"]).is_err());
+        assert!(Config::try_parse_from(["payment", "--reconcile-page", "0"]).is_err());
     }
 
     #[test]

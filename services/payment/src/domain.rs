@@ -1,23 +1,31 @@
 //! The payment state machine, pure: [`decide`] takes what is known of an order's payment and one
 //! input (an event consumed, a worker's claim, the provider's answer) and returns the next state
-//! and the effects (events to publish, a retry to schedule). A charge the provider answers
-//! pending (the customer must still authenticate) is asked again later, like one it did not
-//! answer, and given up at the same time. No I/O, no clock: the store loads and
-//! saves [`State`], the handler and the worker turn [`Effect`]s into outbox rows.
+//! and the effects (events to publish, a retry to schedule); [`follow_up`] says what the worker
+//! asks next when a lookup did not settle a payment in doubt; [`reconcile`] compares one charge
+//! of the provider's ledger with our payment. No I/O, no clock: the store loads and saves
+//! [`State`], the handler and the worker turn [`Effect`]s into outbox rows.
 //!
 //! The rules that keep money right: a payment is captured at most once; a capture of a cancelled
 //! order is always refunded, whichever came first; a final state never publishes; nothing is
-//! refunded that was not captured.
+//! refunded that was not captured. And an outcome we did not see is unknown, not failed: once a
+//! charge request may have reached the provider (a timeout, a 5xx, a pending charge, a worker
+//! lost mid-call), the payment is [`Status::InDoubt`] and leaves it only on the provider's
+//! definite word (captured, declined, voided), never by a guess, a cancellation or a timer.
 
 use std::fmt;
+
+pub mod reconcile;
 
 /// Where a payment stands. `None` in [`State::status`] means no payment exists yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
-    /// Waiting for a worker to charge it.
+    /// Waiting for a worker to charge it; no charge request was ever sent.
     Pending,
-    /// A worker is calling the provider.
+    /// A worker is sending the first charge request.
     Charging,
+    /// A charge request may have reached the provider, with no definite answer yet: a worker
+    /// asks the provider (by idempotency key) until it says captured, declined or voided.
+    InDoubt,
     Captured,
     /// Declined, or the provider stayed unavailable; nothing was captured.
     Failed,
@@ -29,9 +37,10 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Pending,
         Status::Charging,
+        Status::InDoubt,
         Status::Captured,
         Status::Failed,
         Status::Voided,
@@ -43,6 +52,7 @@ impl Status {
         match self {
             Status::Pending => "pending",
             Status::Charging => "charging",
+            Status::InDoubt => "in_doubt",
             Status::Captured => "captured",
             Status::Failed => "failed",
             Status::Voided => "voided",
@@ -88,7 +98,8 @@ pub enum FailureReason {
     OrderCancelled,
 }
 
-/// What the provider said about a charge.
+/// What the provider said about a charge: the answer to a charge request, a lookup by
+/// idempotency key or a void by key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChargeResult {
     Captured {
@@ -97,15 +108,24 @@ pub enum ChargeResult {
     Declined {
         code: String,
     },
-    /// Neither captured nor declined yet: the customer must still authenticate. Not an outage,
-    /// but the same wait: ask again later; `give_up` as for `Unavailable`.
+    /// Voided at the provider (we voided it: the order was cancelled, or we gave up): nothing
+    /// was captured and nothing can be under the payment's key. `detail` says why we voided.
+    Voided {
+        detail: String,
+    },
+    /// The charge exists but is neither captured nor declined yet (the customer must still
+    /// authenticate): ask again later, or void it.
     Pending {
         charge_id: String,
-        give_up: bool,
     },
-    /// No answer; `give_up` when the payment has waited long enough (see [`gives_up`]).
+    /// A lookup found no charge under the payment's key.
+    NotFound,
+    /// No answer. `in_doubt`: the request may have reached the provider (a timeout, a 5xx, a
+    /// connection lost after sending); false only when it surely did not (refused connection,
+    /// open breaker, a 4xx). `give_up`: the payment has waited long enough (see [`gives_up`]).
     Unavailable {
         detail: String,
+        in_doubt: bool,
         give_up: bool,
     },
 }
@@ -170,50 +190,27 @@ pub fn decide(state: &State, input: Input) -> (State, Vec<Effect>) {
         }
         (None, Input::Reserved) => next.status = Some(Pending),
         (None, Input::Cancelled) => next.cancelled = true,
+        // Never sent: nothing can have been captured.
         (Some(Pending), Input::Cancelled) => {
             next.cancelled = true;
             next.status = Some(Voided);
             effects.push(cancelled_failure());
         }
-        (Some(Charging), Input::Cancelled) => next.cancelled = true,
+        // The provider may have it: the worker settles it (voiding it, or refunding a capture).
+        (Some(Charging | InDoubt), Input::Cancelled) => next.cancelled = true,
         (Some(Captured), Input::Cancelled) => {
             next.cancelled = true;
             next.status = Some(RefundPending);
         }
-        (Some(Pending | Charging), Input::Claimed) => next.status = Some(Charging),
-        // A stale answer can find the payment back in pending (its lease ran out and a later
-        // attempt was answered unavailable); the provider's answer still counts.
-        (Some(Pending | Charging), Input::Charge(result)) => match result {
-            ChargeResult::Captured { charge_id } => {
-                next.charge_id = Some(charge_id.clone());
-                next.status = Some(if state.cancelled {
-                    RefundPending
-                } else {
-                    Captured
-                });
-                effects.push(Effect::PublishCaptured { charge_id });
-            }
-            ChargeResult::Declined { code } => {
-                next.status = Some(Failed);
-                effects.push(Effect::PublishFailed {
-                    reason: FailureReason::Declined,
-                    detail: Some(code),
-                });
-            }
-            ChargeResult::Pending { charge_id, give_up } => {
-                let detail = format!("charge {charge_id} is pending at the provider");
-                let (status, effect) = not_yet(state, detail, give_up);
-                next.status = Some(status);
-                effects.push(effect);
-            }
-            ChargeResult::Unavailable { detail, give_up } => {
-                let (status, effect) = not_yet(state, detail, give_up);
-                next.status = Some(status);
-                effects.push(effect);
-            }
-        },
-        // A capture that answers after the payment was given up (an overtaken attempt): the
-        // money was taken, and PaymentFailed was already announced; pay it back quietly.
+        (Some(Pending), Input::Claimed) => next.status = Some(Charging),
+        // A worker's lease ran out mid-call: its request may have reached the provider.
+        (Some(Charging | InDoubt), Input::Claimed) => next.status = Some(InDoubt),
+        (Some(status @ (Pending | Charging | InDoubt)), Input::Charge(result)) => {
+            charge_answered(state, status, result, &mut next, &mut effects)
+        }
+        // A capture that answers after the payment was given up or voided (an overtaken
+        // attempt, or one the reconciliation found): the money was taken, and PaymentFailed was
+        // already announced; pay it back quietly.
         (Some(Failed | Voided), Input::Charge(ChargeResult::Captured { charge_id }))
             if state.charge_id.is_none() =>
         {
@@ -233,19 +230,102 @@ pub fn decide(state: &State, input: Input) -> (State, Vec<Effect>) {
     (next, effects)
 }
 
-/// A charge not settled by this call (no answer, or pending): try again later, or stop.
-fn not_yet(state: &State, detail: String, give_up: bool) -> (Status, Effect) {
-    if state.cancelled {
-        // Nobody waits for the payment of a cancelled order: stop trying.
-        (Status::Voided, cancelled_failure())
-    } else if give_up {
-        let effect = Effect::PublishFailed {
-            reason: FailureReason::ProviderUnavailable,
-            detail: Some(detail),
-        };
-        (Status::Failed, effect)
-    } else {
-        (Status::Pending, Effect::RetryLater { detail })
+/// The provider's answer to a payment not yet settled (`status` pending, charging or in doubt).
+fn charge_answered(
+    state: &State,
+    status: Status,
+    result: ChargeResult,
+    next: &mut State,
+    effects: &mut Vec<Effect>,
+) {
+    match result {
+        ChargeResult::Captured { charge_id } => {
+            next.charge_id = Some(charge_id.clone());
+            next.status = Some(if state.cancelled {
+                Status::RefundPending
+            } else {
+                Status::Captured
+            });
+            effects.push(Effect::PublishCaptured { charge_id });
+        }
+        ChargeResult::Declined { code } => {
+            next.status = Some(Status::Failed);
+            effects.push(Effect::PublishFailed {
+                reason: FailureReason::Declined,
+                detail: Some(code),
+            });
+        }
+        ChargeResult::Voided { detail } => {
+            if state.cancelled {
+                next.status = Some(Status::Voided);
+                effects.push(cancelled_failure());
+            } else {
+                next.status = Some(Status::Failed);
+                effects.push(Effect::PublishFailed {
+                    reason: FailureReason::ProviderUnavailable,
+                    detail: Some(detail),
+                });
+            }
+        }
+        ChargeResult::Pending { charge_id } => {
+            next.status = Some(Status::InDoubt);
+            effects.push(Effect::RetryLater {
+                detail: format!("charge {charge_id} is pending at the provider"),
+            });
+        }
+        ChargeResult::NotFound => {
+            next.status = Some(Status::InDoubt);
+            effects.push(Effect::RetryLater {
+                detail: "no charge under the payment's key yet".into(),
+            });
+        }
+        // Surely not sent, and nothing was sent before (the payment was never in doubt):
+        // nothing can have been captured, so it may be voided or given up.
+        ChargeResult::Unavailable {
+            detail,
+            in_doubt: false,
+            give_up,
+        } if status != Status::InDoubt => {
+            if state.cancelled {
+                next.status = Some(Status::Voided);
+                effects.push(cancelled_failure());
+            } else if give_up {
+                next.status = Some(Status::Failed);
+                effects.push(Effect::PublishFailed {
+                    reason: FailureReason::ProviderUnavailable,
+                    detail: Some(detail),
+                });
+            } else {
+                next.status = Some(Status::Pending);
+                effects.push(Effect::RetryLater { detail });
+            }
+        }
+        // The provider may have it: only its word settles it.
+        ChargeResult::Unavailable { detail, .. } => {
+            next.status = Some(Status::InDoubt);
+            effects.push(Effect::RetryLater { detail });
+        }
+    }
+}
+
+/// What the worker asks after a lookup by key found `found` for a payment in doubt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUp {
+    /// Void by key: the order was cancelled, or the payment waited long enough; the void's
+    /// answer (voided, or the capture it could not undo) settles the payment.
+    Void,
+    /// No charge exists and the order still wants one: charge again under the same key.
+    Charge,
+}
+
+/// After a lookup for a payment in doubt: `None` when the lookup's answer is to be recorded as
+/// it is (captured, declined, voided, no answer, or pending while the order still waits).
+pub fn follow_up(state: &State, give_up: bool, found: &ChargeResult) -> Option<FollowUp> {
+    let stop = state.cancelled || give_up;
+    match found {
+        ChargeResult::NotFound | ChargeResult::Pending { .. } if stop => Some(FollowUp::Void),
+        ChargeResult::NotFound => Some(FollowUp::Charge),
+        _ => None,
     }
 }
 

@@ -5,16 +5,21 @@
 //!
 //! The consumer ([`handler`]) never calls the provider: it records what it learns and creates
 //! payments; the [`worker`] claims due payments, calls the provider ([`provider`]) outside any
-//! transaction and records the answer. Both apply the pure state machine in [`domain`]; SQL
-//! lives in [`store`], event building in [`publish`], the read-only HTTP API in [`http`], flags
-//! in [`config`]; [`Application`] puts them together in a [`choreo::service::Service`].
+//! transaction and records the answer, and settles an outcome it did not see by asking the
+//! provider; the [`reconciler`] compares the provider's ledger with the payments table and has
+//! any capture we did not hold refunded. All apply the pure rules in [`domain`]; SQL lives in
+//! [`store`], event building in [`publish`], the read-only HTTP API in [`http`], counters in
+//! [`metrics`], flags in [`config`]; [`Application`] puts them together in a
+//! [`choreo::service::Service`].
 
 pub mod config;
 pub mod domain;
 pub mod handler;
 pub mod http;
+pub mod metrics;
 pub mod provider;
 pub mod publish;
+pub mod reconciler;
 pub mod store;
 pub mod worker;
 
@@ -39,7 +44,9 @@ pub enum StartError {
     #[error(transparent)]
     Service(#[from] ServiceError),
     #[error("building the provider client: {0}")]
-    Provider(#[from] reqwest::Error),
+    Provider(#[from] provider::ClientError),
+    #[error("registering the payment metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// The payment service, connected and bound, ready to run.
@@ -57,14 +64,28 @@ impl Application {
         let mut service = Service::connect(settings, &MIGRATOR).await?;
         let handler = handler::PaymentHandler::new(service.codec.clone(), service.outbox.clone());
         service.consume(handler, &TOPICS);
-        let client = provider::ProviderClient::new(config.provider())?;
+        let metrics = metrics::PaymentMetrics::register(&service.metrics.registry)?;
+        let client = Arc::new(provider::ProviderClient::new(config.provider())?);
         let worker = worker::Worker::new(
             service.pool.clone(),
             service.outbox.clone(),
-            Arc::new(client),
+            client.clone(),
             config.worker(),
+            metrics.clone(),
         );
         service.spawn("payment-worker", |token| worker.run(token));
+        if let Some(reconcile) = config.reconcile() {
+            let reconciler = reconciler::Reconciler::new(
+                service.pool.clone(),
+                service.outbox.clone(),
+                client,
+                reconcile,
+                metrics,
+            );
+            service.spawn("payment-reconciler", |token| reconciler.run(token));
+        } else {
+            tracing::warn!("payment reconciliation is off (PAYMENT_RECONCILE_MS=0)");
+        }
         Ok(Self { service })
     }
 

@@ -39,6 +39,8 @@ pub struct Payment {
     pub provider_reference: Option<String>,
     pub refund_reference: Option<String>,
     pub refunded_minor: i64,
+    /// Why the last provider call did not settle it.
+    pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -68,6 +70,7 @@ struct Row {
     provider_reference: Option<String>,
     refund_reference: Option<String>,
     refunded_minor: i64,
+    last_error: Option<String>,
     created_at: DateTime<Utc>,
 }
 
@@ -91,6 +94,7 @@ impl TryFrom<Row> for Payment {
             provider_reference: row.provider_reference,
             refund_reference: row.refund_reference,
             refunded_minor: row.refunded_minor,
+            last_error: row.last_error,
             created_at: row.created_at,
         })
     }
@@ -98,7 +102,7 @@ impl TryFrom<Row> for Payment {
 
 const COLUMNS: &str = "payment_id, order_id, amount_minor, currency, customer_id, status, \
     cancel_requested, attempts, refund_attempts, provider_reference, refund_reference, \
-    refunded_minor, created_at";
+    refunded_minor, last_error, created_at";
 
 fn rows(rows: Vec<Row>) -> Result<Vec<Payment>, sqlx::Error> {
     rows.into_iter().map(Payment::try_from).collect()
@@ -274,9 +278,10 @@ pub struct Release<'a> {
     pub error: Option<&'a str>,
 }
 
-/// Claims up to `limit` due payments for a worker: pending ones (and charging ones whose
-/// worker's lease ran out) become `charging`, refunds owed stay `refund_pending`; each is leased
-/// for `lease` and its attempt is counted. Payments whose customer is not known yet wait.
+/// Claims up to `limit` due payments for a worker: pending ones become `charging`, charging
+/// ones whose worker's lease ran out become `in_doubt` (its request may have reached the
+/// provider), payments in doubt and refunds owed keep their status; each is leased for `lease`
+/// and its attempt is counted. Payments whose customer is not known yet wait.
 pub async fn claim_due(
     pool: &PgPool,
     limit: usize,
@@ -284,14 +289,16 @@ pub async fn claim_due(
 ) -> Result<Vec<Payment>, sqlx::Error> {
     let claimed: Vec<Row> = sqlx::query_as(&format!(
         "update payments set
-           status = case when status = 'refund_pending' then status else 'charging' end,
+           status = case status when 'pending' then 'charging'
+                                when 'charging' then 'in_doubt'
+                                else status end,
            lease_until = now() + $2::float8 * interval '1 second',
            attempts = attempts + (status <> 'refund_pending')::int,
            refund_attempts = refund_attempts + (status = 'refund_pending')::int,
            updated_at = now()
          where payment_id in (
            select payment_id from payments
-           where status in ('pending', 'charging', 'refund_pending')
+           where status in ('pending', 'charging', 'in_doubt', 'refund_pending')
              and next_attempt_at <= now()
              and (lease_until is null or lease_until < now())
              and customer_id is not null
@@ -305,6 +312,17 @@ pub async fn claim_due(
     .fetch_all(pool)
     .await?;
     rows(claimed)
+}
+
+/// The payments with these ids (unlocked, for reconciliation to compare).
+pub async fn payments_by_id(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Payment>, sqlx::Error> {
+    let found: Vec<Row> = sqlx::query_as(&format!(
+        "select {COLUMNS} from payments where payment_id = any($1)"
+    ))
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    rows(found)
 }
 
 /// The payments of an order (at most one today), as the HTTP API shows them.

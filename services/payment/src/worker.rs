@@ -1,9 +1,14 @@
-//! The worker: claims due payments (pending charges, charges whose worker's lease ran out, refunds
-//! owed), calls the provider for each outside any transaction, then records the answer in a
-//! transaction of its own with the events it causes. Up to `concurrency` calls are in flight.
-//! A charge the provider answers pending (the customer must still authenticate) goes back to
-//! `pending` and is asked again after the retry backoff, like an unavailable provider, but
-//! quietly: it is no outage.
+//! The worker: claims due payments (pending charges, payments in doubt, refunds owed), calls the
+//! provider for each outside any transaction, then records the answer in a transaction of its
+//! own with the events it causes. Up to `concurrency` calls are in flight.
+//!
+//! A charge whose outcome it did not see (a timeout, a 5xx, an answer of pending, a worker lost
+//! mid-call) is in doubt, and is settled only by asking: the worker looks the charge up by its
+//! idempotency key and records what the provider holds (captured, declined, voided). When the
+//! provider holds none and the order still wants one, it charges again under the same key; when
+//! the order was cancelled or the payment waited too long (`give_up_after`), it voids by key, so
+//! the payment fails or is voided only once the provider said that no capture exists (or a
+//! capture it could not void is refunded). A payment is never failed by a timer alone.
 //!
 //! Safe against crashes: the idempotency key of a charge is its payment id and that of a refund
 //! `refund-<payment id>`, so a payment taken over after a lost worker is charged or refunded once.
@@ -22,7 +27,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::domain::{decide, gives_up, ChargeResult, Effect, Input, RefundResult, Status};
+use crate::domain::{
+    decide, follow_up, gives_up, ChargeResult, Effect, FollowUp, Input, RefundResult, Status,
+};
+use crate::metrics::PaymentMetrics;
 use crate::provider::{
     ChargeRequest, Outcome, ProviderClient, ProviderConfig, RefundOutcome, RefundRequest,
 };
@@ -38,7 +46,8 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// How often to look for due payments when nothing wakes the worker.
     pub poll: Duration,
-    /// A charge still unanswered (or pending) this long after the payment was created fails.
+    /// A charge still unsettled (no answer, or pending) this long after the payment was created
+    /// is voided at the provider, and fails once the provider confirms no capture exists.
     pub give_up_after: Duration,
     /// The wait before a payment is tried again (equal jitter: half fixed, half random).
     pub retry: Backoff,
@@ -65,11 +74,11 @@ impl Default for WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// A lease longer than the slowest call `provider` can make (every attempt timing out, every
-    /// backoff at its longest), with a margin.
+    /// A lease longer than the slowest settling `provider` allows (a lookup then a charge or a
+    /// void, every attempt timing out, every backoff at its longest), with a margin.
     pub fn lease_for(provider: &ProviderConfig) -> Duration {
         let attempts = provider.attempts.max(1);
-        (provider.timeout + provider.backoff.max) * attempts + Duration::from_secs(2)
+        (provider.timeout + provider.backoff.max) * attempts * 2 + Duration::from_secs(2)
     }
 
     /// The wait before attempt `attempts + 1`.
@@ -94,6 +103,7 @@ pub struct Worker {
     outbox: Outbox,
     provider: Arc<ProviderClient>,
     config: WorkerConfig,
+    metrics: PaymentMetrics,
 }
 
 impl Worker {
@@ -102,12 +112,14 @@ impl Worker {
         outbox: Outbox,
         provider: Arc<ProviderClient>,
         config: WorkerConfig,
+        metrics: PaymentMetrics,
     ) -> Self {
         Self {
             pool,
             outbox,
             provider,
             config,
+            metrics,
         }
     }
 
@@ -184,10 +196,10 @@ impl Worker {
     /// Calls the provider for one claimed payment and records its answer.
     #[tracing::instrument(skip_all, fields(order_id = %payment.order_id, payment_id = %payment.payment_id))]
     async fn settle(&self, payment: Payment) {
-        let input = if payment.status == Status::RefundPending {
-            Input::Refund(self.refund(&payment).await)
-        } else {
-            Input::Charge(self.charge(&payment).await)
+        let input = match payment.status {
+            Status::RefundPending => Input::Refund(self.refund(&payment).await),
+            Status::InDoubt => Input::Charge(self.ask(&payment).await),
+            _ => Input::Charge(self.charge(&payment).await),
         };
         if let Err(error) = self.record(payment.payment_id, input).await {
             tracing::error!(
@@ -197,26 +209,96 @@ impl Worker {
         }
     }
 
-    async fn charge(&self, payment: &Payment) -> ChargeResult {
-        let request = ChargeRequest {
+    /// The charge request of a payment; the same for every call, so its key means one charge.
+    fn request(payment: &Payment) -> ChargeRequest {
+        ChargeRequest {
             idempotency_key: payment.payment_id.to_string(),
             order_id: payment.order_id.clone(),
             customer_id: payment.customer_id.clone().unwrap_or_default(),
             amount_minor: payment.amount_minor,
             currency: payment.currency.clone(),
-        };
-        match self.provider.charge(&request).await {
+        }
+    }
+
+    async fn charge(&self, payment: &Payment) -> ChargeResult {
+        let outcome = self.provider.charge(&Self::request(payment)).await;
+        self.result(payment, outcome, None)
+    }
+
+    /// Settles a payment in doubt by asking the provider: a lookup by key, then (see
+    /// [`follow_up`]) a void by key or a charge under the same key when the lookup did not
+    /// settle it.
+    async fn ask(&self, payment: &Payment) -> ChargeResult {
+        let give_up = self.waited_too_long(payment);
+        let request = Self::request(payment);
+        let found = self.provider.lookup(&request.idempotency_key).await;
+        let found = self.result(payment, found, None);
+        match follow_up(&payment.state(), give_up, &found) {
+            None => {
+                if is_settled(&found) {
+                    self.metrics.settled("lookup");
+                }
+                found
+            }
+            Some(FollowUp::Charge) => {
+                tracing::info!("no charge under the payment's key: charging again under it");
+                let result = self.charge(payment).await;
+                if is_settled(&result) {
+                    self.metrics.settled("charge");
+                }
+                result
+            }
+            Some(FollowUp::Void) => {
+                let why = if payment.cancel_requested {
+                    "the order was cancelled".to_owned()
+                } else {
+                    format!(
+                        "no capture after {} s ({})",
+                        self.config.give_up_after.as_secs(),
+                        payment.last_error.as_deref().unwrap_or("no answer")
+                    )
+                };
+                tracing::info!(%why, "voiding the charge at the provider");
+                let outcome = self.provider.void(&request).await;
+                let result = self.result(payment, outcome, Some(why));
+                if is_settled(&result) {
+                    self.metrics.settled("void");
+                }
+                result
+            }
+        }
+    }
+
+    /// The provider's `outcome` for `payment` as the domain takes it; `voided_because` says why
+    /// we voided, when we did.
+    fn result(
+        &self,
+        payment: &Payment,
+        outcome: Outcome,
+        voided_because: Option<String>,
+    ) -> ChargeResult {
+        match outcome {
             Outcome::Captured { charge_id } => ChargeResult::Captured { charge_id },
             Outcome::Declined { code, .. } => ChargeResult::Declined { code },
+            Outcome::Voided { charge_id } => ChargeResult::Voided {
+                detail: format!(
+                    "{}; charge {charge_id} voided at the provider",
+                    voided_because.as_deref().unwrap_or("voided")
+                ),
+            },
             Outcome::Pending { charge_id } => {
-                let give_up = self.waited_too_long(payment);
-                tracing::debug!(attempts = payment.attempts, give_up, %charge_id, "charge pending at the provider");
-                ChargeResult::Pending { charge_id, give_up }
+                tracing::debug!(attempts = payment.attempts, %charge_id, "charge pending at the provider");
+                ChargeResult::Pending { charge_id }
             }
-            Outcome::Unavailable { detail } => {
+            Outcome::NotFound => ChargeResult::NotFound,
+            Outcome::Unavailable { detail, in_doubt } => {
                 let give_up = self.waited_too_long(payment);
-                tracing::warn!(attempts = payment.attempts, give_up, %detail, "provider unavailable for a charge");
-                ChargeResult::Unavailable { detail, give_up }
+                tracing::warn!(attempts = payment.attempts, in_doubt, %detail, "no answer from the provider");
+                ChargeResult::Unavailable {
+                    detail,
+                    in_doubt,
+                    give_up,
+                }
             }
         }
     }
@@ -278,10 +360,23 @@ impl Worker {
         crate::publish::events(&self.outbox, &mut tx, &payment, &effects, None).await?;
         tx.commit().await?;
         if state.status != Some(payment.status) {
-            tracing::info!(from = %payment.status, to = ?state.status, "payment settled");
+            if state.status == Some(Status::InDoubt) {
+                self.metrics.in_doubt();
+                tracing::warn!(from = %payment.status, error = ?retry, "charge outcome unknown: the provider will be asked");
+            } else {
+                tracing::info!(from = %payment.status, to = ?state.status, "payment settled");
+            }
         }
         Ok(())
     }
+}
+
+/// Whether a charge result ends the doubt.
+fn is_settled(result: &ChargeResult) -> bool {
+    matches!(
+        result,
+        ChargeResult::Captured { .. } | ChargeResult::Declined { .. } | ChargeResult::Voided { .. }
+    )
 }
 
 /// Waits for a notification; forever when there is no listener (the poll wakes the worker).

@@ -21,17 +21,23 @@ fn captured(id: &str) -> Input {
     })
 }
 
-fn unavailable(give_up: bool) -> Input {
+fn unavailable(in_doubt: bool, give_up: bool) -> Input {
     Input::Charge(ChargeResult::Unavailable {
         detail: "503".into(),
+        in_doubt,
         give_up,
     })
 }
 
-fn pending(give_up: bool) -> Input {
+fn pending() -> Input {
     Input::Charge(ChargeResult::Pending {
         charge_id: "ch_p".into(),
-        give_up,
+    })
+}
+
+fn voided() -> Input {
+    Input::Charge(ChargeResult::Voided {
+        detail: "gave up".into(),
     })
 }
 
@@ -112,11 +118,11 @@ fn a_capture_that_answers_after_the_cancellation_is_announced_and_refunded() {
 }
 
 #[test]
-fn an_unavailable_provider_is_retried_until_the_payment_gives_up() {
-    let (state, effects) = run([Input::Reserved, Input::Claimed, unavailable(false)]);
+fn a_provider_that_surely_got_nothing_is_retried_until_the_payment_gives_up() {
+    let (state, effects) = run([Input::Reserved, Input::Claimed, unavailable(false, false)]);
     assert_eq!(state.status, Some(Status::Pending));
     assert!(matches!(effects.as_slice(), [Effect::RetryLater { .. }]));
-    let (state, effects) = run([Input::Reserved, Input::Claimed, unavailable(true)]);
+    let (state, effects) = run([Input::Reserved, Input::Claimed, unavailable(false, true)]);
     assert_eq!(state.status, Some(Status::Failed));
     assert!(matches!(
         effects.as_slice(),
@@ -128,9 +134,78 @@ fn an_unavailable_provider_is_retried_until_the_payment_gives_up() {
 }
 
 #[test]
-fn a_pending_charge_is_asked_again_until_the_payment_gives_up() {
-    let (state, effects) = run([Input::Reserved, Input::Claimed, pending(false)]);
-    assert_eq!(state.status, Some(Status::Pending));
+fn a_charge_that_may_have_reached_the_provider_is_in_doubt_and_never_given_up_by_a_timer() {
+    let (state, effects) = run([Input::Reserved, Input::Claimed, unavailable(true, true)]);
+    assert_eq!(state.status, Some(Status::InDoubt));
+    assert!(matches!(effects.as_slice(), [Effect::RetryLater { .. }]));
+    // Not even when a later call surely reached nothing: an earlier one may have.
+    let (state, _) = decide(&decide(&state, Input::Claimed).0, unavailable(false, true));
+    assert_eq!(state.status, Some(Status::InDoubt));
+    // Nor when the order is cancelled: the worker must ask first.
+    let (state, effects) = decide(&state, Input::Cancelled);
+    assert_eq!(
+        (state.status, state.cancelled),
+        (Some(Status::InDoubt), true)
+    );
+    assert!(effects.is_empty());
+}
+
+#[test]
+fn a_worker_lost_mid_call_leaves_its_payment_in_doubt() {
+    let (state, _) = run([Input::Reserved, Input::Claimed, Input::Claimed]);
+    assert_eq!(state.status, Some(Status::InDoubt));
+}
+
+#[test]
+fn a_payment_in_doubt_is_settled_by_what_the_provider_says() {
+    let in_doubt = run([Input::Reserved, Input::Claimed, unavailable(true, false)]).0;
+    let (state, effects) = decide(&in_doubt, captured("ch_1"));
+    assert_eq!(state.status, Some(Status::Captured));
+    assert_eq!(
+        effects,
+        [Effect::PublishCaptured {
+            charge_id: "ch_1".into()
+        }]
+    );
+    let (state, _) = decide(&in_doubt, voided());
+    assert_eq!(state.status, Some(Status::Failed));
+    let (state, _) = decide(&in_doubt, Input::Charge(ChargeResult::NotFound));
+    assert_eq!(
+        state.status,
+        Some(Status::InDoubt),
+        "not found is no outcome"
+    );
+}
+
+#[test]
+fn a_lookup_that_does_not_settle_is_followed_by_a_void_or_a_charge_under_the_same_key() {
+    let in_doubt = run([Input::Reserved, Input::Claimed, unavailable(true, false)]).0;
+    let not_found = ChargeResult::NotFound;
+    let pending = ChargeResult::Pending {
+        charge_id: "ch_p".into(),
+    };
+    assert_eq!(
+        follow_up(&in_doubt, false, &not_found),
+        Some(FollowUp::Charge)
+    );
+    assert_eq!(follow_up(&in_doubt, false, &pending), None, "keep asking");
+    assert_eq!(follow_up(&in_doubt, true, &pending), Some(FollowUp::Void));
+    assert_eq!(follow_up(&in_doubt, true, &not_found), Some(FollowUp::Void));
+    let cancelled = decide(&in_doubt, Input::Cancelled).0;
+    assert_eq!(
+        follow_up(&cancelled, false, &not_found),
+        Some(FollowUp::Void)
+    );
+    let found = ChargeResult::Captured {
+        charge_id: "ch_1".into(),
+    };
+    assert_eq!(follow_up(&cancelled, true, &found), None);
+}
+
+#[test]
+fn a_pending_charge_is_in_doubt_until_the_provider_settles_or_voids_it() {
+    let (state, effects) = run([Input::Reserved, Input::Claimed, pending()]);
+    assert_eq!(state.status, Some(Status::InDoubt));
     assert_eq!(state.charge_id, None, "pending is not captured");
     assert_eq!(
         effects,
@@ -138,45 +213,27 @@ fn a_pending_charge_is_asked_again_until_the_payment_gives_up() {
             detail: "charge ch_p is pending at the provider".into()
         }]
     );
-    let (state, effects) = decide(&decide(&state, Input::Claimed).0, pending(true));
+    let (state, effects) = decide(&decide(&state, Input::Claimed).0, voided());
     assert_eq!(state.status, Some(Status::Failed));
     assert_eq!(state.charge_id, None);
-    assert!(matches!(
-        effects.as_slice(),
+    assert_eq!(
+        effects,
         [Effect::PublishFailed {
             reason: FailureReason::ProviderUnavailable,
-            ..
+            detail: Some("gave up".into())
         }]
-    ));
+    );
 }
 
 #[test]
-fn a_pending_charge_of_a_cancelled_order_is_voided_and_never_captured() {
-    // Cancelled between two attempts: voided at once.
-    let (state, effects) = run([
-        Input::Reserved,
-        Input::Claimed,
-        pending(false),
-        Input::Cancelled,
-    ]);
-    assert_eq!(state.status, Some(Status::Voided));
-    assert!(matches!(
-        effects.as_slice(),
-        [
-            Effect::RetryLater { .. },
-            Effect::PublishFailed {
-                reason: FailureReason::OrderCancelled,
-                ..
-            }
-        ]
-    ));
-    // Cancelled while the provider is asked: voided when it answers pending.
-    let (state, effects) = run([
-        Input::Reserved,
-        Input::Claimed,
-        Input::Cancelled,
-        pending(false),
-    ]);
+fn a_pending_charge_of_a_cancelled_order_is_voided_at_the_provider_before_it_is_voided_here() {
+    let (state, effects) = run([Input::Reserved, Input::Claimed, pending(), Input::Cancelled]);
+    assert_eq!(
+        (state.status, state.cancelled),
+        (Some(Status::InDoubt), true)
+    );
+    assert!(matches!(effects.as_slice(), [Effect::RetryLater { .. }]));
+    let (state, effects) = decide(&state, voided());
     assert_eq!(
         (state.status, state.charge_id),
         (Some(Status::Voided), None)
@@ -217,8 +274,11 @@ fn input() -> impl Strategy<Value = Input> {
         Just(Input::Charge(ChargeResult::Declined {
             code: "card_declined".into()
         })),
-        any::<bool>().prop_map(unavailable),
-        any::<bool>().prop_map(pending),
+        (any::<bool>(), any::<bool>())
+            .prop_map(|(in_doubt, give_up)| unavailable(in_doubt, give_up)),
+        Just(pending()),
+        Just(voided()),
+        Just(Input::Charge(ChargeResult::NotFound)),
         "re_[a-c]".prop_map(|refund_id| Input::Refund(RefundResult::Refunded { refund_id })),
         Just(Input::Refund(RefundResult::NotYet {
             detail: "503".into()
@@ -312,5 +372,37 @@ proptest! {
             .filter(|e| matches!(e, Effect::PublishCaptured { .. } | Effect::PublishFailed { .. }))
             .count();
         prop_assert!(outcomes <= 1);
+    }
+
+    #[test]
+    fn no_unknown_outcome_ever_becomes_failed_or_voided_without_the_provider_saying_so(
+        inputs in prop::collection::vec(input(), 0..40),
+    ) {
+        // Once a charge request may have reached the provider, the payment leaves "not settled"
+        // for failed or voided only on the provider's definite word: declined, or voided (by a
+        // void whose answer says nothing was captured).
+        let mut state = State::default();
+        let mut may_exist = false;
+        for input in inputs {
+            let definite_no = matches!(
+                input,
+                Input::Charge(ChargeResult::Declined { .. } | ChargeResult::Voided { .. })
+            );
+            let (next, _) = decide(&state, input.clone());
+            let unsettled = matches!(
+                state.status,
+                Some(Status::Pending | Status::Charging | Status::InDoubt)
+            );
+            if may_exist && unsettled && matches!(next.status, Some(Status::Failed | Status::Voided)) {
+                prop_assert!(definite_no, "{:?} -> {:?} on {:?}", state.status, next.status, input);
+            }
+            if next.status == Some(Status::InDoubt) {
+                may_exist = true;
+            }
+            if let Input::Charge(ChargeResult::Unavailable { in_doubt: true, .. }) = input {
+                may_exist |= unsettled;
+            }
+            state = next;
+        }
     }
 }

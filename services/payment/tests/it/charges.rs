@@ -1,4 +1,5 @@
-//! Charges: captured, declined, retried (unavailable or pending) then given up, never twice.
+//! Charges: captured, declined, retried (unavailable or pending) then given up once the provider
+//! confirms no capture exists, never twice.
 
 use payment::domain::Status;
 use shop_events::{PaymentFailureReason, ShopEvent};
@@ -88,9 +89,11 @@ async fn a_charge_that_stays_pending_is_asked_again_then_given_up() {
     }
     let stats = app.provider_stats().await;
     assert_eq!(
-        stats["charges_pending"], 1,
-        "one charge, asked again by key"
+        (&stats["charges_pending"], &stats["charges_voided"]),
+        (&0.into(), &1.into()),
+        "one charge, asked again by key, voided when given up"
     );
+    assert_eq!(stats["charges_captured"], 0);
     assert_eq!(stats["injected_failures"], 0);
     app.finish().await;
 }

@@ -13,7 +13,9 @@ use choreo::resilience::{Backoff, BreakerConfig};
 use choreo::testing::{handle, incoming, outbox_rows, registry, TestDb};
 use payment::domain::Status;
 use payment::handler::PaymentHandler;
+use payment::metrics::PaymentMetrics;
 use payment::provider::{ProviderClient, ProviderConfig};
+use payment::reconciler::{ReconcileConfig, Reconciler};
 use payment::store::{self, Payment};
 use payment::worker::{Worker, WorkerConfig};
 use shop_events::{
@@ -63,6 +65,48 @@ pub async fn spawn_sim(config: provider_sim::Config) -> Sim {
 }
 
 impl Sim {
+    /// Sets the simulator's faults (`PUT /admin/faults`).
+    pub async fn set_faults(&self, faults: serde_json::Value) {
+        let response = reqwest::Client::new()
+            .put(format!("{}/admin/faults", self.base))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    }
+
+    /// Back to no faults (`DELETE /admin/faults`).
+    pub async fn clear_faults(&self) {
+        let response = reqwest::Client::new()
+            .delete(format!("{}/admin/faults", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    }
+
+    /// Charges `AMOUNT` EUR under `key` directly, as someone other than the worker; returns the
+    /// answer.
+    pub async fn charge(&self, key: &str, order_id: &str, customer_id: &str) -> serde_json::Value {
+        let body = serde_json::json!({
+            "idempotency_key": key,
+            "order_id": order_id,
+            "customer_id": customer_id,
+            "amount_minor": AMOUNT,
+            "currency": "EUR",
+        });
+        reqwest::Client::new()
+            .post(format!("{}/v1/charges", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The simulator's books (`GET /stats`).
     pub async fn stats(&self) -> serde_json::Value {
         reqwest::get(format!("{}/stats", self.base))
@@ -80,6 +124,7 @@ pub struct TestApp {
     pub outbox: Outbox,
     pub handler: PaymentHandler,
     pub sim: Sim,
+    pub metrics: PaymentMetrics,
     worker: Option<(CancellationToken, JoinHandle<()>)>,
     offset: AtomicI64,
 }
@@ -97,6 +142,7 @@ pub async fn spawn_app(sim: provider_sim::Config) -> TestApp {
         outbox,
         handler,
         sim,
+        metrics: PaymentMetrics::default(),
         worker: None,
         offset: AtomicI64::new(0),
     }
@@ -178,6 +224,7 @@ impl TestApp {
             self.outbox.clone(),
             Arc::new(client),
             config,
+            self.metrics.clone(),
         );
         let token = CancellationToken::new();
         let run = worker.run(token.clone());
@@ -185,6 +232,30 @@ impl TestApp {
             run.await.expect("the worker stops cleanly");
         });
         self.worker = Some((token, handle));
+    }
+
+    /// A reconciler over the test's database and simulator, run pass by pass by the test.
+    pub fn reconciler(&self) -> Reconciler {
+        let client = ProviderClient::new(self.provider()).expect("provider client");
+        Reconciler::new(
+            self.db.pool.clone(),
+            self.outbox.clone(),
+            Arc::new(client),
+            ReconcileConfig {
+                page: 2,
+                ..ReconcileConfig::default()
+            },
+            self.metrics.clone(),
+        )
+    }
+
+    /// Provider settings that give up on an answer after `ms`, one attempt per call.
+    pub fn impatient_provider(&self, ms: u64) -> ProviderConfig {
+        ProviderConfig {
+            timeout: Duration::from_millis(ms),
+            attempts: 1,
+            ..self.provider()
+        }
     }
 
     /// Provider settings for the simulator: quick retries, a 5 s timeout.

@@ -5,6 +5,8 @@
 
 mod api;
 mod charges;
+mod doubt;
 mod helpers;
 mod provider_client;
+mod reconciliation;
 mod refunds;

@@ -112,7 +112,7 @@ async fn the_breaker_opens_and_stops_calling_a_failing_provider() {
 
     let first = client.charge(&charge("k1", "cus_1", 100)).await;
     assert!(
-        matches!(first, Outcome::Unavailable { ref detail } if detail.starts_with("circuit open")),
+        matches!(first, Outcome::Unavailable { ref detail, .. } if detail.starts_with("circuit open")),
         "{first:?}"
     );
     assert_eq!(client.breaker_state(), BreakerState::Open);
@@ -195,7 +195,7 @@ async fn an_unreachable_provider_is_unavailable() {
     .unwrap();
     let outcome = client.charge(&charge("k1", "cus_1", 100)).await;
     assert!(
-        matches!(outcome, Outcome::Unavailable { ref detail } if detail.contains("2 attempts")),
+        matches!(outcome, Outcome::Unavailable { ref detail, .. } if detail.contains("2 attempts")),
         "{outcome:?}"
     );
 }

@@ -1,5 +1,5 @@
 //! Cancellations: before the reservation (voided, never charged), while the charge is pending
-//! at the provider (voided, never captured), during a call that then captures (captured, then
+//! at the provider (voided there, then here; never captured), during a call that then captures (captured, then
 //! refunded), and after the capture (refunded).
 
 use std::time::Duration;
@@ -62,7 +62,11 @@ async fn an_order_cancelled_while_its_charge_is_pending_is_voided_and_never_capt
         other => panic!("expected one PaymentFailed, got {other:?}"),
     }
     let stats = app.provider_stats().await;
-    assert_eq!(stats["charges_pending"], 1);
+    assert_eq!(
+        (&stats["charges_pending"], &stats["charges_voided"]),
+        (&0.into(), &1.into()),
+        "voided at the provider before it is voided here"
+    );
     assert_eq!(stats["charges_captured"], 0);
     app.finish().await;
 }
