@@ -6,11 +6,18 @@
 use sqlx::PgPool;
 
 /// (version, description, SQL), in order. Append only.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "outbox and inbox",
-    include_str!("../migrations/0001_outbox_inbox.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "outbox and inbox",
+        include_str!("../migrations/0001_outbox_inbox.sql"),
+    ),
+    (
+        2,
+        "parked outbox rows",
+        include_str!("../migrations/0002_outbox_parked.sql"),
+    ),
+];
 
 /// Serialises concurrent `migrate` calls of replicas starting together.
 const MIGRATION_LOCK: i64 = 0x6368_6f72_656f_0001;

@@ -5,6 +5,21 @@
 //! Events of one key are written under a transaction-scoped lock on that key, so two
 //! transactions writing events of one key commit in the order of their outbox ids, and the relay's
 //! id order is each key's commit order.
+//!
+//! A row the relay can never publish (a topic that does not exist, a value larger than Kafka
+//! accepts) is [parked](park) in `choreo_outbox_parked` with the reason, and the later rows of
+//! its (topic, key) wait in the outbox behind it, in order, while other keys flow. Operators see
+//! parked rows in the `choreo_outbox_parked` / `choreo_outbox_held` gauges and in `choreo lag`,
+//! and after fixing the cause (creating the topic, raising its size limit) [`unpark`] the key:
+//! its rows go back under their original ids, so they are published before the ones that waited.
+//! [`discard_parked`] gives one up instead. In SQL, as `psql` would run it:
+//!
+//! ```sql
+//! with moved as (delete from choreo_outbox_parked where topic = 'shop.orders.v1' and key = '42'
+//!                returning id, topic, key, value, headers, created_at)
+//! insert into choreo_outbox (id, topic, key, value, headers, created_at)
+//! overriding system value select * from moved;
+//! ```
 
 use std::sync::Arc;
 
@@ -90,5 +105,80 @@ pub async fn backlog(conn: &mut PgConnection) -> Result<(i64, f64), sqlx::Error>
          from choreo_outbox",
     )
     .fetch_one(conn)
+    .await
+}
+
+/// Moves outbox row `id` to `choreo_outbox_parked` with `error`, in one statement; `false` when
+/// the row is gone (published or parked by someone else).
+pub async fn park(conn: &mut PgConnection, id: i64, error: &str) -> Result<bool, sqlx::Error> {
+    let moved = sqlx::query(
+        "with moved as (delete from choreo_outbox where id = $1
+                        returning id, topic, key, value, headers, created_at)
+         insert into choreo_outbox_parked (id, topic, key, value, headers, created_at, error)
+         select id, topic, key, value, headers, created_at, $2 from moved",
+    )
+    .bind(id)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(moved.rows_affected() == 1)
+}
+
+/// Moves every parked row of (`topic`, `key`) back into the outbox under its original id (so it
+/// is published before the rows that waited behind it); returns how many.
+pub async fn unpark(conn: &mut PgConnection, topic: &str, key: &str) -> Result<u64, sqlx::Error> {
+    let moved = sqlx::query(
+        "with moved as (delete from choreo_outbox_parked where topic = $1 and key = $2
+                        returning id, topic, key, value, headers, created_at)
+         insert into choreo_outbox (id, topic, key, value, headers, created_at)
+         overriding system value select * from moved",
+    )
+    .bind(topic)
+    .bind(key)
+    .execute(conn)
+    .await?;
+    Ok(moved.rows_affected())
+}
+
+/// Gives up parked row `id` for good (its event is never published); the rows of its key that
+/// waited behind it flow again. `false` when there was no such row.
+pub async fn discard_parked(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx::Error> {
+    let deleted = sqlx::query("delete from choreo_outbox_parked where id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(deleted.rows_affected() == 1)
+}
+
+/// Rows parked, and rows waiting in the outbox behind a parked row of their (topic, key).
+pub async fn parked_and_held(conn: &mut PgConnection) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "select (select count(*) from choreo_outbox_parked),
+                (select count(*) from choreo_outbox o where exists
+                    (select 1 from choreo_outbox_parked p where p.topic = o.topic and p.key = o.key))",
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// A parked row as an operator sees it (its value left out).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+pub struct Parked {
+    pub id: i64,
+    pub topic: String,
+    pub key: String,
+    pub error: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub parked_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The oldest `limit` parked rows, in id order.
+pub async fn parked(conn: &mut PgConnection, limit: i64) -> Result<Vec<Parked>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, topic, key, error, created_at, parked_at from choreo_outbox_parked
+         order by id limit $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
     .await
 }

@@ -4,7 +4,9 @@
 //! session-level advisory lock held by the leader's own connection, which also reads and deletes
 //! the rows. That connection runs with `idle_session_timeout` equal to the lease: a leader that
 //! dies releases the lock at once (its connection closes), and one that hangs or is paused loses
-//! it after the lease, so a standby takes over within the lease plus its retry interval.
+//! it after the lease, so a standby takes over within the lease plus its retry interval. A live
+//! leader waiting on Kafka (a slow commit, a backoff) keeps its session with a ping every third
+//! of the lease ([`lease`]), so a commit slower than the lease is not published twice.
 //!
 //! A paused leader that wakes up is fenced twice. Its database connection is gone, so it can
 //! neither read nor delete rows; and every relay of a service shares one Kafka
@@ -14,23 +16,35 @@
 //! committed but whose rows were not deleted yet (a crash in between) is published again by the
 //! next leader; consumers' inboxes absorb the duplicates.
 //!
-//! No gap: rows are deleted, never skipped past, so a row whose transaction commits late is
-//! simply found by a later batch. Key order: the outbox serialises writers of one key, so a key's
-//! rows have ids in commit order, and a batch is sent in id order by an idempotent producer.
+//! No gap: rows are deleted or parked, never skipped past, so a row whose transaction commits
+//! late is simply found by a later batch. Key order: the outbox serialises writers of one key, so
+//! a key's rows have ids in commit order, and a batch is sent in id order by an idempotent
+//! producer.
+//!
+//! Failures. A producer whose transaction failed is never reused ([`producer`]): the relay drops
+//! it, backs off (exponential with jitter, capped) and creates a new one after pinging its lease,
+//! so a broker that comes back is used again within about a second. A row that can never be
+//! published ([`park`]) is moved to `choreo_outbox_parked`; later rows of its (topic, key) wait
+//! behind it, in order, while other keys flow (see [`crate::outbox`] for how an operator sees
+//! and un-parks them). On shutdown the in-flight batch gets `shutdown_drain` to finish; then it
+//! is abandoned (its rows stay and are published again by the next leader).
+
+mod leader;
+mod lease;
+mod park;
+mod producer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
+use crate::resilience::Backoff;
 
 /// The advisory lock that makes a relay the leader of its database.
 pub const RELAY_LOCK: i64 = 0x6368_6f72_656f_0002;
@@ -48,6 +62,15 @@ pub struct RelayConfig {
     pub lease: Duration,
     /// How often a standby tries to take the lock.
     pub standby_retry: Duration,
+    /// The bound of each Kafka step (initialising a producer, a batch's deliveries, its commit);
+    /// past it the step has failed and the producer is replaced (10 s).
+    pub kafka_timeout: Duration,
+    /// Delays between attempts after consecutive failed batches (100 ms doubling to 5 s).
+    pub backoff: Backoff,
+    /// How long a topic must stay unknown before its rows are parked (30 s).
+    pub unknown_topic_grace: Duration,
+    /// How long a batch in flight at shutdown may still take to finish (2 s).
+    pub shutdown_drain: Duration,
 }
 
 impl RelayConfig {
@@ -58,6 +81,13 @@ impl RelayConfig {
             poll_interval: Duration::from_millis(500),
             lease: Duration::from_secs(5),
             standby_retry: Duration::from_millis(500),
+            kafka_timeout: Duration::from_secs(10),
+            backoff: Backoff {
+                first: Duration::from_millis(100),
+                max: Duration::from_secs(5),
+            },
+            unknown_topic_grace: Duration::from_secs(30),
+            shutdown_drain: Duration::from_secs(2),
         }
     }
 }
@@ -79,8 +109,12 @@ pub struct FaultPoints {
     /// Called after Kafka committed a batch and before its rows are deleted; `true` crashes the
     /// relay there (nothing is deleted).
     pub after_publish: Option<Arc<CrashPoint>>,
-    /// Awaited after a batch was sent and before it is committed: a pause.
+    /// Awaited after a batch was sent and before it is committed, with the whole relay stopped
+    /// (as SIGSTOP would): its lease is not kept meanwhile.
     pub before_commit: Option<Arc<dyn Fn() -> PauseFuture + Send + Sync>>,
+    /// Awaited while a batch is in flight, as a slow broker would make the relay wait: the relay
+    /// is alive and keeps its lease meanwhile.
+    pub slow_broker: Option<Arc<dyn Fn() -> PauseFuture + Send + Sync>>,
 }
 
 /// Told the ids of a published batch; `true` crashes the relay there.
@@ -99,6 +133,12 @@ pub struct RelayStats {
     pub terms: AtomicU64,
     /// Time spent sending and committing batches to Kafka, in microseconds, over all batches.
     pub publish_micros: AtomicU64,
+    /// Batches (or producer initialisations) that failed.
+    pub failures: AtomicU64,
+    /// Transactional producers created (a new one after each failure).
+    pub producers: AtomicU64,
+    /// Rows this relay parked.
+    pub parked: AtomicU64,
 }
 
 /// A relay for one service database.
@@ -111,7 +151,8 @@ pub struct Relay {
     metrics: Option<Arc<Metrics>>,
 }
 
-struct Row {
+/// An outbox row as the relay reads it.
+pub(crate) struct Row {
     id: i64,
     created_at: chrono::DateTime<chrono::Utc>,
     topic: String,
@@ -132,7 +173,8 @@ impl Relay {
         }
     }
 
-    /// Reports to `metrics` (leadership, events, commit-to-ack latency, outbox backlog).
+    /// Reports to `metrics` (leadership, events, commit-to-ack latency, outbox backlog, parked
+    /// and held rows, failures and producer restarts).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
@@ -149,7 +191,8 @@ impl Relay {
     }
 
     /// Waits for leadership, then relays until `shutdown`; after losing leadership (its
-    /// connection ended, or it was fenced) it goes back to standby.
+    /// connection ended, or it was fenced) it goes back to standby. Returns within
+    /// `shutdown_drain` (plus a blocking slice) of `shutdown`, whatever Kafka does.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), RelayError> {
         loop {
             let Some(conn) = self.acquire(&shutdown).await? else {
@@ -159,7 +202,17 @@ impl Relay {
             self.stats.terms.fetch_add(1, Ordering::Relaxed);
             self.metrics.iter().for_each(|m| m.relay_leader.set(1));
             tracing::info!(service = %self.config.service, "relay leads");
-            let result = self.lead(conn, &shutdown).await;
+            let drained = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(self.config.shutdown_drain).await;
+            };
+            let result = tokio::select! {
+                result = self.lead(conn, &shutdown) => result,
+                () = drained => {
+                    tracing::warn!("relay abandoned its batch in flight at shutdown");
+                    Ok(())
+                }
+            };
             self.stats.is_leader.store(false, Ordering::Relaxed);
             self.metrics.iter().for_each(|m| m.relay_leader.set(0));
             match result {
@@ -207,218 +260,4 @@ impl Relay {
             .await?;
         Ok(leader.then_some(conn))
     }
-
-    async fn lead(
-        &self,
-        mut conn: PgConnection,
-        shutdown: &CancellationToken,
-    ) -> Result<(), RelayError> {
-        let producer = self.transactional_producer().await?;
-        let mut listener = PgListener::connect(&self.database_url).await?;
-        listener.listen("choreo_outbox").await?;
-        let mut sampled: Option<std::time::Instant> = None;
-        loop {
-            if shutdown.is_cancelled() {
-                return Ok(());
-            }
-            if let Some(metrics) = self
-                .metrics
-                .as_ref()
-                .filter(|_| sampled.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)))
-            {
-                let (backlog, oldest) = crate::outbox::backlog(&mut conn).await?;
-                metrics.outbox_backlog.set(backlog);
-                metrics.outbox_oldest_age_seconds.set(oldest);
-                sampled = Some(std::time::Instant::now());
-            }
-            let rows = fetch(&mut conn, self.config.batch_size).await?;
-            if rows.is_empty() {
-                tokio::select! {
-                    notification = listener.recv() => { notification?; }
-                    () = tokio::time::sleep(self.config.poll_interval) => {}
-                    () = shutdown.cancelled() => return Ok(()),
-                }
-                continue;
-            }
-            let started = std::time::Instant::now();
-            self.publish(&producer, &rows).await?;
-            self.stats
-                .publish_micros
-                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            if self
-                .faults
-                .after_publish
-                .as_ref()
-                .is_some_and(|crash| crash(&ids))
-            {
-                return Err(RelayError::Crashed);
-            }
-            sqlx::query("delete from choreo_outbox where id = any($1)")
-                .bind(&ids)
-                .execute(&mut conn)
-                .await?;
-            self.stats
-                .published
-                .fetch_add(ids.len() as u64, Ordering::Relaxed);
-            if let Some(metrics) = &self.metrics {
-                let now = chrono::Utc::now();
-                metrics.relay_events.inc_by(ids.len() as u64);
-                for row in &rows {
-                    let latency = (now - row.created_at).to_std().unwrap_or_default();
-                    metrics
-                        .relay_commit_to_ack_seconds
-                        .observe(latency.as_secs_f64());
-                }
-            }
-            self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    async fn transactional_producer(&self) -> Result<FutureProducer, RelayError> {
-        let mut config = crate::kafka::producer_config(
-            &self.kafka,
-            &format!("choreo-relay-{}", self.config.service),
-        );
-        config
-            .set(
-                "transactional.id",
-                format!("choreo-relay-{}", self.config.service),
-            )
-            .set("transaction.timeout.ms", "60000")
-            // A batch that begins while the broker still writes the previous commit's markers
-            // gets CONCURRENT_TRANSACTIONS on AddPartitionsToTxn; the default 100 ms backoff
-            // before the retry was the largest part of the relay's tail latency.
-            .set("retry.backoff.ms", "5")
-            .set("linger.ms", "0")
-            .set("batch.size", "1000000");
-        let producer: FutureProducer = config.create()?;
-        let init = producer.clone();
-        blocking(move || init.init_transactions(Duration::from_secs(30))).await?;
-        Ok(producer)
-    }
-
-    /// Sends `rows` in one Kafka transaction, retrying the whole batch when Kafka asks for an
-    /// abort; a fenced or fatal producer error ends this leadership.
-    async fn publish(&self, producer: &FutureProducer, rows: &[Row]) -> Result<(), RelayError> {
-        loop {
-            producer.begin_transaction()?;
-            let mut deliveries = Vec::with_capacity(rows.len());
-            let mut send_error = None;
-            for row in rows {
-                let headers = row.headers.iter().fold(
-                    OwnedHeaders::new_with_capacity(row.headers.len()),
-                    |h, (k, v)| {
-                        h.insert(Header {
-                            key: k,
-                            value: Some(v.as_bytes()),
-                        })
-                    },
-                );
-                let record = FutureRecord::to(&row.topic)
-                    .key(&row.key)
-                    .payload(&row.value)
-                    .headers(headers);
-                match producer.send_result(record) {
-                    Ok(delivery) => deliveries.push(delivery),
-                    Err((error, _)) => {
-                        send_error = Some(error);
-                        break;
-                    }
-                }
-            }
-            if let Some(pause) = &self.faults.before_commit {
-                pause().await;
-            }
-            // Wait for every acknowledgement before committing: rdkafka's commit_transaction
-            // first flushes by polling the producer in 100 ms steps, and with the delivery
-            // reports served by the producer's own thread each step would run to its end. With
-            // nothing left in flight (see `settle_out_queue`) that flush returns at once.
-            let mut failure = send_error;
-            for delivery in deliveries {
-                let error = match delivery.await {
-                    Ok(Ok(_)) => continue,
-                    Ok(Err((error, _))) => error,
-                    Err(_) => KafkaError::Canceled,
-                };
-                failure.get_or_insert(error);
-            }
-            let committed = match failure {
-                Some(error) => Err(error),
-                None => {
-                    let commit = producer.clone();
-                    blocking(move || {
-                        settle_out_queue(&commit);
-                        commit.commit_transaction(Duration::from_secs(30))
-                    })
-                    .await
-                }
-            };
-            let error = match committed {
-                Ok(()) => return Ok(()),
-                Err(KafkaError::Transaction(error)) if error.is_fatal() => {
-                    return Err(KafkaError::Transaction(error).into())
-                }
-                Err(error) => error,
-            };
-            // Anything else leaves the transaction abortable: abort it and send the batch again
-            // (an abort that fails, e.g. because this producer was fenced, ends the leadership).
-            tracing::warn!(%error, "relay batch aborted; sending it again");
-            let abort = producer.clone();
-            blocking(move || abort.abort_transaction(Duration::from_secs(30))).await?;
-        }
-    }
-}
-
-/// An outbox row as read: id, insert time, topic, key, value, headers.
-type RowTuple = (
-    i64,
-    chrono::DateTime<chrono::Utc>,
-    String,
-    String,
-    Vec<u8>,
-    sqlx::types::Json<Vec<(String, String)>>,
-);
-
-async fn fetch(conn: &mut PgConnection, limit: i64) -> Result<Vec<Row>, sqlx::Error> {
-    let rows: Vec<RowTuple> = sqlx::query_as(
-        "select id, created_at, topic, key, value, headers from choreo_outbox order by id limit $1",
-    )
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, created_at, topic, key, value, headers)| Row {
-            id,
-            created_at,
-            topic,
-            key,
-            value,
-            headers: headers.0,
-        })
-        .collect())
-}
-
-/// Waits (briefly) until librdkafka counts no message of the batch as outstanding.
-///
-/// A delivery future resolves inside librdkafka's delivery callback, a moment before the message
-/// leaves the producer's out-queue count. rust-rdkafka's `commit_transaction` flushes first, and
-/// a flush that finds a message still counted polls for up to 100 ms: that race cost most
-/// batches tens of milliseconds. The count drops within microseconds, so this waits for it
-/// (bounded, so that a queue kept busy by other events only falls back to the flush).
-fn settle_out_queue(producer: &FutureProducer) {
-    let deadline = std::time::Instant::now() + Duration::from_millis(50);
-    while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_micros(50));
-    }
-}
-
-/// librdkafka's transactional calls block; keep them off the async workers.
-async fn blocking<T: Send + 'static>(
-    call: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
-) -> Result<T, KafkaError> {
-    tokio::task::spawn_blocking(call)
-        .await
-        .unwrap_or(Err(KafkaError::Canceled))
 }

@@ -17,13 +17,13 @@ use crate::{create_topic, kafka, unique, TestDb};
 
 /// One event as a consumer saw it.
 #[derive(Debug, Clone, PartialEq)]
-struct Seen {
-    key: String,
-    event_id: String,
-    value: String,
+pub(crate) struct Seen {
+    pub key: String,
+    pub event_id: String,
+    pub value: String,
 }
 
-fn relay_config() -> RelayConfig {
+pub(crate) fn relay_config() -> RelayConfig {
     RelayConfig {
         lease: Duration::from_secs(2),
         standby_retry: Duration::from_millis(200),
@@ -33,7 +33,7 @@ fn relay_config() -> RelayConfig {
 }
 
 /// Writes one event per (key, value) in its own transaction; returns their metadata in order.
-async fn enqueue(db: &TestDb, topic: &str, events: &[(&str, String)]) -> Vec<Metadata> {
+pub(crate) async fn enqueue(db: &TestDb, topic: &str, events: &[(&str, String)]) -> Vec<Metadata> {
     let mut written = Vec::new();
     for (key, value) in events {
         let mut tx = db.pool.begin().await.unwrap();
@@ -48,7 +48,7 @@ async fn enqueue(db: &TestDb, topic: &str, events: &[(&str, String)]) -> Vec<Met
 }
 
 /// Reads `topic` from the start (read-committed) until `done` holds for what was seen.
-async fn read_until(topic: &str, done: impl Fn(&[Seen]) -> bool) -> Vec<Seen> {
+pub(crate) async fn read_until(topic: &str, done: impl Fn(&[Seen]) -> bool) -> Vec<Seen> {
     let consumer: StreamConsumer =
         choreo::kafka::consumer_config(&kafka(), &unique("relay-reader"), "relay-test")
             .set("isolation.level", "read_committed")
@@ -75,14 +75,14 @@ async fn read_until(topic: &str, done: impl Fn(&[Seen]) -> bool) -> Vec<Seen> {
     seen
 }
 
-async fn outbox_len(db: &TestDb) -> i64 {
+pub(crate) async fn outbox_len(db: &TestDb) -> i64 {
     sqlx::query_scalar("select count(*) from choreo_outbox")
         .fetch_one(&db.pool)
         .await
         .unwrap()
 }
 
-async fn wait_for(what: &str, condition: impl AsyncFn() -> bool) {
+pub(crate) async fn wait_for(what: &str, condition: impl AsyncFn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !condition().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -90,7 +90,7 @@ async fn wait_for(what: &str, condition: impl AsyncFn() -> bool) {
     }
 }
 
-fn spawn(
+pub(crate) fn spawn(
     relay: Relay,
     shutdown: &CancellationToken,
 ) -> tokio::task::JoinHandle<Result<(), RelayError>> {
