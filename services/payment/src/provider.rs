@@ -331,7 +331,8 @@ impl ProviderClient {
                 return Err(Failure {
                     detail,
                     rejected: true,
-                    in_doubt,
+                    // A conflict may say a charge exists under the key already.
+                    in_doubt: in_doubt || status == reqwest::StatusCode::CONFLICT,
                 });
             }
             return response.json::<R>().await.map_err(|e| {

@@ -99,20 +99,11 @@ async fn a_payment_whose_provider_stays_down_stays_in_doubt_until_the_provider_s
 async fn a_cancelled_payment_whose_worker_was_lost_after_the_capture_is_refunded() {
     let mut app = spawn_app(provider_sim::Config::for_tests()).await;
     let order_id = app.reserved_order("cus_ned").await;
-    let payment_id = app.payment(&order_id).await.payment_id;
     // A worker charged it, then died before recording the answer; its lease ran out.
+    let payment_id = app.lose_the_worker_of(&order_id).await;
     app.sim
         .charge(&payment_id.to_string(), &order_id, "cus_ned")
         .await;
-    sqlx::query(
-        "update payments set status = 'charging', attempts = 1,
-                lease_until = now() - interval '1 second'
-         where payment_id = $1",
-    )
-    .bind(payment_id)
-    .execute(&app.db.pool)
-    .await
-    .unwrap();
     app.feed(&order_id, &order_cancelled(&order_id)).await;
 
     let patient = WorkerConfig {
@@ -136,17 +127,8 @@ async fn a_cancelled_payment_whose_worker_was_lost_after_the_capture_is_refunded
 async fn a_cancelled_payment_whose_worker_was_lost_before_sending_is_voided_without_a_charge() {
     let mut app = spawn_app(provider_sim::Config::for_tests()).await;
     let order_id = app.reserved_order("cus_ola").await;
-    let payment_id = app.payment(&order_id).await.payment_id;
     // A worker claimed it and died before its request left; its lease ran out.
-    sqlx::query(
-        "update payments set status = 'charging', attempts = 1,
-                lease_until = now() - interval '1 second'
-         where payment_id = $1",
-    )
-    .bind(payment_id)
-    .execute(&app.db.pool)
-    .await
-    .unwrap();
+    app.lose_the_worker_of(&order_id).await;
     app.feed(&order_id, &order_cancelled(&order_id)).await;
 
     app.start_worker(worker_config(), app.provider());

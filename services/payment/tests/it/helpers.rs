@@ -234,6 +234,22 @@ impl TestApp {
         self.worker = Some((token, handle));
     }
 
+    /// Leaves the order's payment as a worker that died mid-call leaves it: charging, one
+    /// attempt, its lease run out. Returns the payment id.
+    pub async fn lose_the_worker_of(&self, order_id: &str) -> uuid::Uuid {
+        let payment_id = self.payment(order_id).await.payment_id;
+        sqlx::query(
+            "update payments set status = 'charging', attempts = 1,
+                    lease_until = now() - interval '1 second'
+             where payment_id = $1",
+        )
+        .bind(payment_id)
+        .execute(&self.db.pool)
+        .await
+        .unwrap();
+        payment_id
+    }
+
     /// A reconciler over the test's database and simulator, run pass by pass by the test.
     pub fn reconciler(&self) -> Reconciler {
         let client = ProviderClient::new(self.provider()).expect("provider client");
