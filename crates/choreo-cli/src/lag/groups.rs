@@ -22,6 +22,10 @@ pub struct PartitionLag {
     /// Records between the committed offset and the end: counted when at most [`COUNTED`]
     /// offsets, else the offset difference (commit markers included).
     pub lag: i64,
+    /// The committed offset's metadata: a consumer runner whose batch keeps failing writes
+    /// `stuck since <time>: <error>` there; empty while the partition flows.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub note: String,
 }
 
 /// One consumer group.
@@ -154,6 +158,7 @@ fn committed(
             committed,
             end,
             lag: (end - committed).max(0),
+            note: element.metadata().to_owned(),
         });
     }
     lags.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));

@@ -124,6 +124,13 @@ fn render(groups: &[GroupLag], databases: &[Database], backlogs: &[Backlog]) -> 
             ["TOPIC", "PARTITION", "COMMITTED", "END", "LAG"],
             &rows,
         );
+        for stuck in group.partitions.iter().filter(|p| !p.note.is_empty()) {
+            let _ = writeln!(
+                out,
+                "  STUCK {}/{} at offset {}: {}",
+                stuck.topic, stuck.partition, stuck.committed, stuck.note
+            );
+        }
     }
     out.push('\n');
     if databases.is_empty() {
@@ -181,6 +188,7 @@ mod tests {
                 committed: 7,
                 end: 10,
                 lag: 3,
+                note: String::new(),
             }],
             total_lag: 3,
         }];
