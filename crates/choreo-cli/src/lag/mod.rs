@@ -26,7 +26,19 @@ total. Lag is in records: a transaction's commit marker takes an offset, so an i
 one offset behind with nothing to read; lags of up to 1000 offsets are counted by reading them,
 larger ones are offset differences. The CLI's own readers (groups named choreo-cli.*) commit nothing and are skipped. Per
 database: the events waiting in choreo_outbox and the age of the oldest; a database without
-that table or one that does not answer is reported as such, and the others still are.";
+that table or one that does not answer is reported as such, and the others still are.
+
+Parked rows: an outbox row the relay can never publish (its topic does not exist, its value is
+larger than Kafka accepts) is moved to choreo_outbox_parked, and the later rows of its key wait
+behind it (held) while other keys flow. Each is listed with its reason. Once the cause is fixed,
+un-park the key: its rows go back under their ids, ahead of the held ones:
+
+  with moved as (delete from choreo_outbox_parked where topic = 'T' and key = 'K'
+                 returning id, topic, key, value, headers, created_at)
+  insert into choreo_outbox (id, topic, key, value, headers, created_at)
+  overriding system value select * from moved;
+
+or give one row up: delete from choreo_outbox_parked where id = N;";
 
 /// Arguments of `choreo lag`.
 #[derive(Debug, clap::Args)]
@@ -124,13 +136,6 @@ fn render(groups: &[GroupLag], databases: &[Database], backlogs: &[Backlog]) -> 
             ["TOPIC", "PARTITION", "COMMITTED", "END", "LAG"],
             &rows,
         );
-        for stuck in group.partitions.iter().filter(|p| !p.note.is_empty()) {
-            let _ = writeln!(
-                out,
-                "  STUCK {}/{} at offset {}: {}",
-                stuck.topic, stuck.partition, stuck.committed, stuck.note
-            );
-        }
     }
     out.push('\n');
     if databases.is_empty() {
@@ -146,6 +151,34 @@ fn render(groups: &[GroupLag], databases: &[Database], backlogs: &[Backlog]) -> 
         .map(|(db, backlog)| [db.name.clone(), backlog.to_string()])
         .collect();
     table(&mut out, ["DATABASE", "BACKLOG"], &rows);
+    let parked: Vec<[String; 5]> = databases
+        .iter()
+        .zip(backlogs)
+        .flat_map(|(db, backlog)| {
+            match backlog {
+                Backlog::Ok { parked_rows, .. } => parked_rows.as_slice(),
+                _ => &[],
+            }
+            .iter()
+            .map(|row| {
+                [
+                    db.name.clone(),
+                    row.id.to_string(),
+                    row.topic.clone(),
+                    row.key.clone(),
+                    row.error.clone(),
+                ]
+            })
+        })
+        .collect();
+    if !parked.is_empty() {
+        out.push_str("\nparked outbox rows (never publishable; later rows of their key wait; see --help to un-park)\n");
+        table(
+            &mut out,
+            ["DATABASE", "ID", "TOPIC", "KEY", "ERROR"],
+            &parked,
+        );
+    }
     out
 }
 
@@ -188,7 +221,6 @@ mod tests {
                 committed: 7,
                 end: 10,
                 lag: 3,
-                note: String::new(),
             }],
             total_lag: 3,
         }];
@@ -206,5 +238,39 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("gateway   no choreo_outbox table"), "{text}");
+    }
+
+    #[test]
+    fn parked_rows_are_counted_and_listed_with_their_reason() {
+        let databases = vec![Database {
+            name: "order".into(),
+            url: String::new(),
+        }];
+        let parked = choreo::outbox::Parked {
+            id: 41,
+            topic: "shop.orders.v1".into(),
+            key: "o-1".into(),
+            error: "Message production error: MessageSizeTooLarge".into(),
+            created_at: chrono::Utc::now(),
+            parked_at: chrono::Utc::now(),
+        };
+        let backlog = Backlog::Ok {
+            backlog: 3,
+            oldest_age_seconds: 1.0,
+            parked: 1,
+            held: 2,
+            parked_rows: vec![parked],
+        };
+        let text = render(&[], &databases, &[backlog]);
+        assert!(
+            text.contains("3 event(s), oldest 1.0s; 1 PARKED, 2 held behind them"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "order     41  shop.orders.v1  o-1  Message production error: MessageSizeTooLarge"
+            ),
+            "{text}"
+        );
     }
 }

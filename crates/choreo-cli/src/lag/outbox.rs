@@ -1,8 +1,10 @@
 //! The database side of `choreo lag`: each service's outbox backlog and the age of its oldest
-//! row. A database without an outbox, or one that does not answer, is reported as such.
+//! row, and the rows its relay parked because they can never be published (with the rows held
+//! behind them). A database without an outbox, or one that does not answer, is reported as such.
 
 use std::time::Duration;
 
+use choreo::outbox::Parked;
 use serde::Serialize;
 use sqlx::Connection;
 
@@ -43,13 +45,23 @@ pub fn from_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<Databas
     databases
 }
 
+/// The most parked rows listed per database (all are counted).
+pub const PARKED_LISTED: i64 = 20;
+
 /// What was found in one database.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Backlog {
     Ok {
+        /// Rows waiting in the outbox, held ones included.
         backlog: i64,
         oldest_age_seconds: f64,
+        /// Rows parked as unpublishable.
+        parked: i64,
+        /// Rows waiting behind a parked row of their key.
+        held: i64,
+        /// The oldest parked rows (at most [`PARKED_LISTED`]).
+        parked_rows: Vec<Parked>,
     },
     NoOutbox,
     Unreachable {
@@ -63,7 +75,16 @@ impl std::fmt::Display for Backlog {
             Backlog::Ok {
                 backlog,
                 oldest_age_seconds,
-            } => write!(f, "{backlog} event(s), oldest {oldest_age_seconds:.1}s"),
+                parked,
+                held,
+                ..
+            } => {
+                write!(f, "{backlog} event(s), oldest {oldest_age_seconds:.1}s")?;
+                if *parked > 0 {
+                    write!(f, "; {parked} PARKED, {held} held behind them")?;
+                }
+                Ok(())
+            }
             Backlog::NoOutbox => write!(f, "no choreo_outbox table"),
             Backlog::Unreachable { error } => write!(f, "unreachable: {error}"),
         }
@@ -79,9 +100,24 @@ pub async fn backlog(database: &Database, timeout: Duration) -> Backlog {
             .await?;
         let found = if exists {
             let (backlog, oldest_age_seconds) = choreo::outbox::backlog(&mut conn).await?;
+            let parking: bool =
+                sqlx::query_scalar("select to_regclass('choreo_outbox_parked') is not null")
+                    .fetch_one(&mut conn)
+                    .await?;
+            let ((parked, held), parked_rows) = if parking {
+                (
+                    choreo::outbox::parked_and_held(&mut conn).await?,
+                    choreo::outbox::parked(&mut conn, PARKED_LISTED).await?,
+                )
+            } else {
+                ((0, 0), Vec::new())
+            };
             Backlog::Ok {
                 backlog,
                 oldest_age_seconds,
+                parked,
+                held,
+                parked_rows,
             }
         } else {
             Backlog::NoOutbox

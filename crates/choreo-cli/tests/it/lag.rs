@@ -107,3 +107,77 @@ fn lag_against_an_unreachable_cluster_exits_1_naming_the_brokers() {
         stderr(&output)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_shows_parked_outbox_rows_and_the_rows_held_behind_them() {
+    let db = TestDb::create().await;
+    let mut tx = db.pool.begin().await.unwrap();
+    let mut ids = Vec::new();
+    for (key, value) in [("k", "bad"), ("k", "held"), ("j", "free")] {
+        let metadata = Metadata::new("t.T", key, "test");
+        let id = choreo::outbox::add_encoded(
+            &mut tx,
+            "shop.nowhere.v1",
+            key,
+            value.as_bytes(),
+            &metadata,
+        )
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    tx.commit().await.unwrap();
+    let mut conn = db.pool.acquire().await.unwrap();
+    assert!(choreo::outbox::park(&mut conn, ids[0], "unknown topic")
+        .await
+        .unwrap());
+
+    let with_db = format!("test={}", db.url);
+    let args = [
+        "lag",
+        "--group",
+        "none",
+        "--database",
+        &with_db,
+        "--timeout",
+        "5",
+    ];
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let report = &json_lines(&choreo(&json_args))[0];
+    let outbox = &report["outboxes"][0];
+    assert_eq!(outbox["backlog"], 2, "{report}");
+    assert_eq!(outbox["parked"], 1, "{report}");
+    assert_eq!(outbox["held"], 1, "{report}");
+    assert_eq!(outbox["parked_rows"][0]["id"], ids[0], "{report}");
+    assert_eq!(
+        outbox["parked_rows"][0]["error"], "unknown topic",
+        "{report}"
+    );
+
+    let output = choreo(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("2 event(s)"), "{text}");
+    assert!(text.contains("1 PARKED, 1 held behind them"), "{text}");
+    assert!(
+        text.contains("shop.nowhere.v1  k    unknown topic"),
+        "{text}"
+    );
+
+    // Un-parked, the row is back under its id, ahead of the one that waited.
+    assert_eq!(
+        choreo::outbox::unpark(&mut conn, "shop.nowhere.v1", "k")
+            .await
+            .unwrap(),
+        1
+    );
+    let back: Vec<i64> =
+        sqlx::query_scalar("select id from choreo_outbox where key = 'k' order by id")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!(back, [ids[0], ids[1]]);
+    drop(conn);
+    db.drop().await;
+}
