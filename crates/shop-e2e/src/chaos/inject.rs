@@ -4,6 +4,7 @@
 //! [`Injector::restore`] undoes whatever a fault may have left behind (a frozen broker, a
 //! stopped registry, provider faults), also after an error or a Ctrl-C.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,41 @@ pub struct Injection {
     pub target: String,
     /// Why it could not be injected, if it could not.
     pub failed: Option<String>,
+    /// Where to see that it took effect (the panic in the service's log).
+    pub evidence: Option<Evidence>,
+}
+
+/// A line a fault leaves in a log once it took effect.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    pub log: PathBuf,
+    pub from: u64,
+    pub needle: &'static str,
+}
+
+impl Evidence {
+    /// Whether the line is in the log since the fault.
+    pub fn seen(&self) -> bool {
+        std::fs::read(&self.log).is_ok_and(|bytes| {
+            let from = (self.from as usize).min(bytes.len());
+            String::from_utf8_lossy(&bytes[from..]).contains(self.needle)
+        })
+    }
+}
+
+/// What `run` did: its target, and its evidence when it leaves some.
+struct Done {
+    target: String,
+    evidence: Option<Evidence>,
+}
+
+impl From<String> for Done {
+    fn from(target: String) -> Self {
+        Self {
+            target,
+            evidence: None,
+        }
+    }
 }
 
 pub struct Injector {
@@ -57,20 +93,21 @@ impl Injector {
     /// Injects `step`'s fault and returns when the fault is over.
     pub async fn inject(&self, step: &Step) -> Injection {
         let started = Utc::now();
-        let (target, failed) = match self.run(step).await {
-            Ok(target) => (target, None),
-            Err(e) => (String::new(), Some(format!("{e:#}"))),
+        let (done, failed) = match self.run(step).await {
+            Ok(done) => (done, None),
+            Err(e) => (String::new().into(), Some(format!("{e:#}"))),
         };
         Injection {
             fault: step.fault,
             started,
             ended: Utc::now(),
-            target,
+            target: done.target,
             failed,
+            evidence: done.evidence,
         }
     }
 
-    async fn run(&self, step: &Step) -> anyhow::Result<String> {
+    async fn run(&self, step: &Step) -> anyhow::Result<Done> {
         let pick = step.pick as usize;
         match step.fault {
             Fault::Kill | Fault::Term => {
@@ -82,7 +119,7 @@ impl Injector {
                 let mut fleet = self.fleet.lock().await;
                 let i = pick % fleet.members.len();
                 fleet.signal(i, signal)?;
-                Ok(fleet.members[i].spec.name.clone())
+                Ok(fleet.members[i].spec.name.clone().into())
             }
             Fault::KillReplicas => {
                 let service = ["inventory", "payment"][pick % 2];
@@ -91,7 +128,7 @@ impl Injector {
                 for &i in &all {
                     fleet.signal(i, "KILL")?;
                 }
-                Ok(format!("{service} ×{}", all.len()))
+                Ok(format!("{service} ×{}", all.len()).into())
             }
             Fault::FreezeConsumer => {
                 let (i, pid, name) = {
@@ -105,36 +142,34 @@ impl Injector {
                 tokio::time::sleep(PAST_SESSION).await;
                 let still = self.fleet.lock().await.members[i].pid();
                 process::signal(still, "CONT")?;
-                Ok(format!("{name} for {PAST_SESSION:?}"))
+                Ok(format!("{name} for {PAST_SESSION:?}").into())
             }
             Fault::BrokerPause => {
-                pause_broker(PAST_SESSION + Duration::from_secs(1)).await?;
-                Ok(format!(
-                    "kafka for {:?}",
-                    PAST_SESSION + Duration::from_secs(1)
-                ))
+                let how_long = PAST_SESSION + Duration::from_secs(1);
+                pause_broker(how_long).await?;
+                Ok(format!("kafka for {how_long:?}").into())
             }
             Fault::BrokerRestart => {
                 stack(&["restart", "kafka"]).await?;
-                Ok("kafka".into())
+                Ok(String::from("kafka").into())
             }
             Fault::BrokerFlap => {
                 pause_broker(PAST_SESSION).await?;
                 stack(&["restart", "kafka"]).await?;
                 stack(&["restart", "kafka"]).await?;
-                Ok(format!("kafka paused {PAST_SESSION:?}, restarted twice"))
+                Ok(format!("kafka paused {PAST_SESSION:?}, restarted twice").into())
             }
             Fault::PgRestart => {
                 stack(&["restart", "postgres", "--immediate"]).await?;
-                Ok("postgres (immediate)".into())
+                Ok(String::from("postgres (immediate)").into())
             }
-            Fault::RelayLock => self.terminate_relay_locks().await,
+            Fault::RelayLock => Ok(self.terminate_relay_locks().await?.into()),
             Fault::RegistryCold => {
                 stack(&["stop", "registry"]).await?;
                 let outcome = self.restart_cold(pick).await;
                 tokio::time::sleep(REGISTRY_AWAY).await;
                 stack(&["start", "registry"]).await?;
-                outcome
+                Ok(outcome?.into())
             }
             Fault::ProviderSlow => {
                 let after = self.provider_timeout + Duration::from_millis(1500);
@@ -142,23 +177,32 @@ impl Injector {
                     .await?;
                 tokio::time::sleep(PROVIDER_FAULT).await;
                 self.clear_provider_faults().await?;
-                Ok(format!("answers after {after:?} for {PROVIDER_FAULT:?}"))
+                Ok(format!("answers after {after:?} for {PROVIDER_FAULT:?}").into())
             }
             Fault::ProviderFlaky => {
                 self.provider_faults(json!({"failure_rate": 0.7})).await?;
                 tokio::time::sleep(PROVIDER_FAULT).await;
                 self.clear_provider_faults().await?;
-                Ok(format!("70 % 503 for {PROVIDER_FAULT:?}"))
+                Ok(format!("70 % 503 for {PROVIDER_FAULT:?}").into())
             }
             Fault::Panic => {
                 let (service, event_type) = PANICS[pick % PANICS.len()];
                 let mut fleet = self.fleet.lock().await;
                 let i = fleet.of(service)[0];
+                let log = fleet.members[i].spec.log.clone();
+                let from = std::fs::metadata(&log).map_or(0, |m| m.len());
                 fleet.restart_with(
                     i,
                     vec![("CHOREO_FAULT_PANIC_ONCE".into(), event_type.into())],
                 )?;
-                Ok(format!("{service} panics once on {event_type}"))
+                Ok(Done {
+                    target: format!("{service} panics once on {event_type}"),
+                    evidence: Some(Evidence {
+                        log,
+                        from,
+                        needle: "CHOREO_FAULT_PANIC_ONCE: a test fault",
+                    }),
+                })
             }
         }
     }

@@ -55,7 +55,7 @@ fn p50_p99(mut values: Vec<f64>) -> String {
     let n = values.len();
     let p50 = percentile(&mut values, 0.5);
     let p99 = percentile(&mut values, 0.99);
-    format!("{p50:>6.2} / {p99:>6.2}  ({n})")
+    format!("{p50:>6.2} / {p99:>6.2} {:>7}", format!("({n})"))
 }
 
 /// Prints the per-fault table, the latency split and the processes' lifecycle counts.
@@ -81,8 +81,8 @@ pub fn print(
         kinds.entry(i.fault).or_default().push(i);
     }
     println!(
-        "\n{:<16} {:>8} {:>6}  {:>22}  {:>26}",
-        "fault", "injected", "failed", "recovery s (p50 / max)", "saga s during (p50 / p99)"
+        "\n{:<16} {:>8} {:>6}  {:>22}  {:>30}  took effect",
+        "fault", "injected", "failed", "recovery s (p50 / max)", "saga s during (p50 / p99, n)",
     );
     for (fault, all) in &kinds {
         let ok: Vec<&&Injection> = all.iter().filter(|i| i.failed.is_none()).collect();
@@ -104,8 +104,18 @@ pub fn print(
             .filter(|t| ok.iter().any(|i| during(t, i)))
             .map(|t| t.latency)
             .collect();
+        let watched: Vec<bool> = ok
+            .iter()
+            .filter_map(|i| i.evidence.as_ref().map(|e| e.seen()))
+            .collect();
+        let effect = if watched.is_empty() {
+            String::new()
+        } else {
+            let seen = watched.iter().filter(|s| **s).count();
+            format!("{seen} of {} (seen in the log)", watched.len())
+        };
         println!(
-            "{:<16} {:>8} {:>6}  {recovery:>22}  {:>26}",
+            "{:<16} {:>8} {:>6}  {recovery:>22}  {:>30}  {effect}",
             fault.name(),
             ok.len(),
             all.len() - ok.len(),
