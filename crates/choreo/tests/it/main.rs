@@ -8,6 +8,7 @@ mod consumer_faults;
 mod ops;
 mod pipeline;
 mod relay;
+mod relay_broker;
 mod relay_faults;
 mod stack;
 
