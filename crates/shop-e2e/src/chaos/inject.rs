@@ -216,14 +216,24 @@ impl Injector {
         Ok(format!("{} restarted cold", fleet.members[i].spec.name))
     }
 
+    /// Cuts the lock connection of each relay of the shop's own databases (never another
+    /// database on the same server, such as a test's).
     async fn terminate_relay_locks(&self) -> anyhow::Result<String> {
+        let mut ours = Vec::new();
+        for service in super::verify::CONSUMERS {
+            let url = process::var(&format!("DATABASE_URL_{}", service.to_uppercase()))?;
+            let name = url.rsplit('/').next().unwrap_or_default();
+            ours.push(name.split('?').next().unwrap_or_default().to_owned());
+        }
         let mut pg: sqlx::PgConnection = sqlx::Connection::connect(&self.admin_url).await?;
         let held: Vec<(i32, String)> = sqlx::query_as(
             "select l.pid, d.datname::text from pg_locks l join pg_database d on d.oid = l.database
               where l.locktype = 'advisory' and l.granted and l.objsubid = 1
-                and ((l.classid::bigint << 32) | l.objid::bigint) = $1",
+                and ((l.classid::bigint << 32) | l.objid::bigint) = $1
+                and d.datname = any($2)",
         )
         .bind(choreo::relay::RELAY_LOCK)
+        .bind(&ours)
         .fetch_all(&mut pg)
         .await?;
         if held.is_empty() {
