@@ -143,7 +143,7 @@ impl Run {
         let seen = self.events_of(placed).await?;
         let count = counter(&seen);
         report.messages = seen.len();
-        report.distinct_events = count.values().map(HashSet::len).sum();
+        report.distinct_events = count.0.values().map(HashSet::len).sum();
         verdicts.push(Verdict::new(
             "each saga's events published once on the topics",
             published_once(placed, settled, &count),
@@ -200,16 +200,8 @@ impl Run {
     /// The order service applied each event about an order once: its timeline records every
     /// event it applies. The last ones (a PaymentFailed that reports a voided charge) may
     /// still be on their way when the saga counts as settled, so wait for the counts.
-    async fn applied_once(
-        &self,
-        placed: &[Placed],
-        count: &HashMap<(String, String), HashSet<String>>,
-    ) -> anyhow::Result<()> {
-        let count = |order: &str, ty: &str| {
-            count
-                .get(&(order.to_owned(), ty.to_owned()))
-                .map_or(0, HashSet::len)
-        };
+    async fn applied_once(&self, placed: &[Placed], counts: &Counts) -> anyhow::Result<()> {
+        let count = |order: &str, ty: &str| counts.of(order, ty);
         let mut unchecked: Vec<&str> = placed.iter().map(|p| p.order_id.as_str()).collect();
         let give_up = Instant::now() + Duration::from_secs(60);
         let mut breaches = Breaches::default();
@@ -251,8 +243,18 @@ impl Run {
     }
 }
 
-/// Orders per (order id, short event type): the distinct event ids seen.
-fn counter(seen: &[Seen]) -> HashMap<(String, String), HashSet<String>> {
+/// The distinct event ids seen per (order id, short event type).
+struct Counts(HashMap<(String, String), HashSet<String>>);
+
+impl Counts {
+    fn of(&self, order: &str, ty: &str) -> usize {
+        self.0
+            .get(&(order.to_owned(), ty.to_owned()))
+            .map_or(0, HashSet::len)
+    }
+}
+
+fn counter(seen: &[Seen]) -> Counts {
     let mut events: HashMap<(String, String), HashSet<String>> = HashMap::new();
     for event in seen {
         let short = event
@@ -266,7 +268,7 @@ fn counter(seen: &[Seen]) -> HashMap<(String, String), HashSet<String>> {
             .or_default()
             .insert(event.event_id.clone());
     }
-    events
+    Counts(events)
 }
 
 /// Each saga ended as its kind allows and (with a slack) by its deadline.
@@ -360,13 +362,9 @@ fn money(
 fn published_once(
     placed: &[Placed],
     settled: &HashMap<String, Settled>,
-    count: &HashMap<(String, String), HashSet<String>>,
+    counts: &Counts,
 ) -> anyhow::Result<()> {
-    let count = |order: &str, ty: &str| {
-        count
-            .get(&(order.to_owned(), ty.to_owned()))
-            .map_or(0, HashSet::len)
-    };
+    let count = |order: &str, ty: &str| counts.of(order, ty);
     let mut breaches = Breaches::default();
     for p in placed {
         let id = p.order_id.as_str();
