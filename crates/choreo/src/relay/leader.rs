@@ -130,14 +130,7 @@ impl Relay {
             Ok(flight) => flight,
             Err(error) => return Ok(Err(Failure::Transaction(error))),
         };
-        let slow = self.faults.slow_broker.clone();
-        let settle = async {
-            if let Some(slow) = slow {
-                slow().await;
-            }
-            txn.settle(flight).await
-        };
-        let failed = keep_alive(conn, self.config.lease, settle).await?;
+        let failed = keep_alive(conn, self.config.lease, txn.settle(flight)).await?;
         if let Some(pause) = &self.faults.before_commit {
             pause().await;
         }

@@ -112,9 +112,6 @@ pub struct FaultPoints {
     /// Awaited after a batch was sent and before it is committed, with the whole relay stopped
     /// (as SIGSTOP would): its lease is not kept meanwhile.
     pub before_commit: Option<Arc<dyn Fn() -> PauseFuture + Send + Sync>>,
-    /// Awaited while a batch is in flight, as a slow broker would make the relay wait: the relay
-    /// is alive and keeps its lease meanwhile.
-    pub slow_broker: Option<Arc<dyn Fn() -> PauseFuture + Send + Sync>>,
 }
 
 /// Told the ids of a published batch; `true` crashes the relay there.

@@ -1,6 +1,6 @@
 //! The relay against librdkafka's in-process mock cluster, whose broker can be slowed down,
-//! taken down and brought back without touching the shared one: a broker slower than the lease
-//! still gets each batch once, and one that comes back is used again within seconds.
+//! taken down and brought back without touching the shared one: a commit slower than the lease
+//! is published once, and a broker that comes back is used again within seconds.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -48,7 +48,7 @@ async fn values(kafka: &KafkaConfig, topic: &str, count: usize) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_broker_slower_than_the_lease_gets_each_batch_once() {
+async fn a_commit_slower_than_the_lease_is_published_once() {
     let db = TestDb::create().await;
     let (mock, kafka, topic) = mock_cluster();
     let config = RelayConfig {
