@@ -126,6 +126,7 @@ impl Relay {
         rows: &[Row],
     ) -> Result<Result<(), Failure>, RelayError> {
         let started = Instant::now();
+        self.stats.attempts.fetch_add(1, Ordering::Relaxed);
         let flight = match txn.send(rows) {
             Ok(flight) => flight,
             Err(error) => return Ok(Err(Failure::Transaction(error))),

@@ -130,6 +130,8 @@ pub struct RelayStats {
     pub terms: AtomicU64,
     /// Time spent sending and committing batches to Kafka, in microseconds, over all batches.
     pub publish_micros: AtomicU64,
+    /// Batches sent to Kafka (published or not).
+    pub attempts: AtomicU64,
     /// Batches (or producer initialisations) that failed.
     pub failures: AtomicU64,
     /// Transactional producers created (a new one after each failure).

@@ -1,6 +1,7 @@
 //! The relay against librdkafka's in-process mock cluster, whose broker can be slowed down,
 //! taken down and brought back without touching the shared one: a commit slower than the lease
-//! is published once, and a broker that comes back is used again within seconds.
+//! is published once, a broker that comes back is used again within seconds, and one that
+//! hangs does not hold up shutdown.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -124,5 +125,46 @@ async fn a_broker_that_was_down_is_used_again_within_seconds_of_coming_back() {
     assert_eq!(values(&kafka, &topic, 2).await, ["before", "during"]);
     shutdown.cancel();
     task.await.unwrap().unwrap();
+    db.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_relay_stops_within_its_drain_while_its_batch_hangs_in_kafka() {
+    let db = TestDb::create().await;
+    let (mock, kafka, topic) = mock_cluster();
+    let config = relay_config();
+    let bound = config.shutdown_drain + Duration::from_secs(1);
+    let relay = Relay::new(&db.url, &kafka, config);
+    let stats = relay.stats();
+    let shutdown = CancellationToken::new();
+    let task = spawn(relay, &shutdown);
+    wait_for("a producer", async || {
+        stats.producers.load(Ordering::Relaxed) == 1
+    })
+    .await;
+
+    // The broker answers nothing for a minute; the relay sends a batch into it.
+    mock.broker_round_trip_time(-1, Duration::from_secs(60))
+        .unwrap();
+    enqueue(&db, &topic, &[("k", "stuck".into())]).await;
+    wait_for("a batch in flight", async || {
+        stats.attempts.load(Ordering::Relaxed) == 1
+    })
+    .await;
+
+    let stopping = Instant::now();
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the relay stops")
+        .unwrap()
+        .unwrap();
+    let took = stopping.elapsed();
+    assert!(took < bound, "stopped in {took:?}");
+    assert_eq!(
+        outbox_len(&db).await,
+        1,
+        "the row waits for the next leader"
+    );
     db.drop().await;
 }
