@@ -25,14 +25,19 @@ enum Failure {
 
 /// The leader's state between batches.
 struct Term {
+    /// The producer, until a transaction of it fails; then none until a new one is initialised.
     producer: Option<Txn>,
+    /// Failures since the last published batch (the backoff's exponent).
     failures: u32,
     parking: Parking,
+    /// The next batch stops before this row (to publish what precedes a row to be parked).
     limit: Option<usize>,
+    /// When the gauges were last sampled.
     sampled: Option<Instant>,
 }
 
 impl Relay {
+    /// Relays while `conn` holds the lock: returns on shutdown, fails when the lease is lost.
     pub(super) async fn lead(
         &self,
         mut conn: PgConnection,
