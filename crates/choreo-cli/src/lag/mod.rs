@@ -136,6 +136,13 @@ fn render(groups: &[GroupLag], databases: &[Database], backlogs: &[Backlog]) -> 
             ["TOPIC", "PARTITION", "COMMITTED", "END", "LAG"],
             &rows,
         );
+        for stuck in group.partitions.iter().filter(|p| !p.note.is_empty()) {
+            let _ = writeln!(
+                out,
+                "  STUCK {}/{} at offset {}: {}",
+                stuck.topic, stuck.partition, stuck.committed, stuck.note
+            );
+        }
     }
     out.push('\n');
     if databases.is_empty() {
@@ -221,6 +228,7 @@ mod tests {
                 committed: 7,
                 end: 10,
                 lag: 3,
+                note: String::new(),
             }],
             total_lag: 3,
         }];
@@ -238,6 +246,30 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("gateway   no choreo_outbox table"), "{text}");
+    }
+
+    #[test]
+    fn a_stuck_partition_shows_its_note() {
+        let stuck = PartitionLag {
+            topic: "shop.orders.v1".into(),
+            partition: 4,
+            committed: 120,
+            end: 180,
+            lag: 60,
+            note: "stuck since 2026-12-04T16:00:00+00:00: database: lock timeout".into(),
+        };
+        let groups = vec![GroupLag {
+            group: "inventory".into(),
+            state: "Stable".into(),
+            members: 1,
+            partitions: vec![stuck],
+            total_lag: 60,
+        }];
+        let text = render(&groups, &[], &[]);
+        assert!(
+            text.contains("  STUCK shop.orders.v1/4 at offset 120: stuck since 2026-12-04T16:00:00+00:00: database: lock timeout"),
+            "{text}"
+        );
     }
 
     #[test]
