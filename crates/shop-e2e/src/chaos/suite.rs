@@ -211,6 +211,17 @@ async fn under_fire(
     ));
     let mut verdicts = vec![
         Verdict::new(
+            "every planned fault injected",
+            breaches(injections.iter().filter_map(|i| {
+                let why = i.failed.as_ref()?;
+                Some(format!(
+                    "{} at {}: {why}",
+                    i.fault.name(),
+                    i.started.format("%H:%M:%S")
+                ))
+            })),
+        ),
+        Verdict::new(
             "every order request answered (retried under its key)",
             breaches(
                 load.unanswered

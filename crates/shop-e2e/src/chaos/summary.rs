@@ -147,3 +147,17 @@ pub fn print(
         count(Lifecycle::Started)
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_from_the_sorted_values() {
+        let mut values = vec![5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(percentile(&mut values, 0.5), 3.0);
+        assert_eq!(percentile(&mut values, 0.99), 5.0);
+        assert_eq!(percentile(&mut values, 0.0), 1.0);
+        assert!(percentile(&mut [], 0.5).is_nan());
+    }
+}
