@@ -14,13 +14,15 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use super::fleet::Fleet;
+use super::fleet::{Fleet, SERVICES};
 use super::schedule::{Fault, Step};
 use crate::client::Shop;
 use crate::process;
 
 /// Past the consumers' 10 s session timeout (`choreo::kafka::consumer_config`).
 const PAST_SESSION: Duration = Duration::from_secs(12);
+/// Between the services a kill or term fault hits one after the other.
+const BETWEEN_SERVICES: Duration = Duration::from_secs(3);
 /// How long the provider faults and the registry outage last.
 const PROVIDER_FAULT: Duration = Duration::from_secs(10);
 const REGISTRY_AWAY: Duration = Duration::from_secs(10);
@@ -116,10 +118,20 @@ impl Injector {
                 } else {
                     "TERM"
                 };
-                let mut fleet = self.fleet.lock().await;
-                let i = pick % fleet.members.len();
-                fleet.signal(i, signal)?;
-                Ok(fleet.members[i].spec.name.clone().into())
+                // Each service once (its first process; replicas fall to kill-replicas), in
+                // an order the pick rotates, a few seconds apart.
+                let mut hit = Vec::new();
+                for n in 0..SERVICES.len() {
+                    let service = SERVICES[(pick + n) % SERVICES.len()];
+                    if n > 0 {
+                        tokio::time::sleep(BETWEEN_SERVICES).await;
+                    }
+                    let mut fleet = self.fleet.lock().await;
+                    let i = fleet.of(service)[0];
+                    fleet.signal(i, signal)?;
+                    hit.push(service);
+                }
+                Ok(hit.join(", ").into())
             }
             Fault::KillReplicas => {
                 let service = ["inventory", "payment"][pick % 2];

@@ -1,7 +1,7 @@
 //! The faults and a seeded schedule of them, pure: the same seed, length and kinds give the same
 //! schedule. A schedule starts with a quiet warm-up (the baseline latency), then every chosen
 //! kind once in a seeded order, then seeded picks until the run's end, each fault separated from
-//! the next by a pause in which the shop must recover (all thirteen once take about 200 s). The injector runs the steps one after the
+//! the next by a pause in which the shop must recover (all thirteen once take about 230 s). The injector runs the steps one after the
 //! other, so a fault that takes longer than planned pushes the rest back.
 
 use std::time::Duration;
@@ -11,9 +11,10 @@ use crate::mix::Seeded;
 /// A kind of fault the suite injects into the running shop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Fault {
-    /// SIGKILL one service process; the supervisor starts it again.
+    /// SIGKILL each service's process in turn, 3 s apart; the supervisor starts each again.
     Kill,
-    /// SIGTERM one service process (SIGKILL if it has not exited within 30 s); started again.
+    /// SIGTERM each service's process in turn (SIGKILL if one has not exited within 30 s);
+    /// each started again.
     Term,
     /// SIGKILL every process (both replicas) of inventory or of payment at once.
     KillReplicas,
@@ -88,7 +89,8 @@ impl Fault {
     /// About how long the fault lasts, for planning (the broker's own stop and start vary).
     pub fn planned(self) -> Duration {
         Duration::from_secs(match self {
-            Fault::Kill | Fault::Term | Fault::KillReplicas | Fault::RelayLock => 2,
+            Fault::KillReplicas | Fault::RelayLock => 2,
+            Fault::Kill | Fault::Term => 13,
             Fault::Panic => 4,
             Fault::PgRestart => 5,
             Fault::ProviderSlow | Fault::ProviderFlaky => 10,
