@@ -149,6 +149,10 @@ impl Run {
             published_once(placed, settled, &count),
         ));
         verdicts.push(Verdict::new(
+            "each producer published an order's events in their causal order",
+            published_in_order(&seen),
+        ));
+        verdicts.push(Verdict::new(
             "the order service applied each event once",
             self.applied_once(placed, &count).await,
         ));
@@ -391,4 +395,76 @@ fn published_once(
         }
     }
     breaches.outcome()
+}
+
+/// Pairs of events of one topic and key where the first must come before the second.
+const CAUSAL: [(&str, &str); 4] = [
+    ("OrderPlaced", "OrderConfirmed"),
+    ("OrderPlaced", "OrderCancelled"),
+    ("InventoryReserved", "InventoryReleased"),
+    ("PaymentCaptured", "PaymentRefunded"),
+];
+
+/// On each topic, an order's events come in the order their producer decided them (the relay
+/// never reorders two events of one key): by their first appearance, a cause before its effect.
+fn published_in_order(seen: &[Seen]) -> anyhow::Result<()> {
+    let mut first: HashMap<(&str, &str), usize> = HashMap::new();
+    for (at, event) in seen.iter().enumerate() {
+        let short = event.event_type.rsplit('.').next().unwrap_or_default();
+        first.entry((event.key.as_str(), short)).or_insert(at);
+    }
+    let mut breaches = Breaches::default();
+    for ((key, ty), at) in &first {
+        for (cause, effect) in CAUSAL {
+            if *ty != effect {
+                continue;
+            }
+            if let Some(before) = first.get(&(*key, cause)) {
+                breaches.check(before < at, || {
+                    format!("{key}: {effect} published before {cause}")
+                });
+            }
+        }
+    }
+    breaches.outcome()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(key: &str, ty: &str) -> Seen {
+        Seen {
+            topic: "shop.orders.v1".into(),
+            key: key.into(),
+            event_type: format!("shop.order.{ty}"),
+            event_id: uuid::Uuid::now_v7().to_string(),
+            occurred_at: None,
+            timestamp_ms: None,
+            dlq_reason: None,
+        }
+    }
+
+    #[test]
+    fn a_cancellation_after_its_order_is_in_order_even_between_other_keys() {
+        let seen = [
+            event("a", "OrderPlaced"),
+            event("b", "OrderPlaced"),
+            event("b", "OrderConfirmed"),
+            event("a", "OrderCancelled"),
+            // The relay may publish a row again after a crash: a later duplicate is fine.
+            event("a", "OrderPlaced"),
+        ];
+        assert!(published_in_order(&seen).is_ok());
+    }
+
+    #[test]
+    fn an_effect_published_before_its_cause_is_a_breach() {
+        let seen = [event("a", "OrderCancelled"), event("a", "OrderPlaced")];
+        let error = published_in_order(&seen).unwrap_err().to_string();
+        assert!(
+            error.contains("a: OrderCancelled published before OrderPlaced"),
+            "{error}"
+        );
+    }
 }
