@@ -33,8 +33,18 @@ use shop_e2e::chaos::suite::{self, Options};
   panic            a service restarted with CHOREO_FAULT_PANIC_ONCE=<an event type it applies>
 
 Every kind runs once first (in a seeded order), then seeded picks until --secs is up.
-The stack's shared parts (broker, PostgreSQL, registry) are hit too: do not run it while
-others test against the same stack."
+
+Processes: the five services scripts/shop started are taken over (stopped by pid file, started
+again as children with the same environment, port, log and pid file) and supervised: whatever
+exits is started again, and counted. One replica of inventory and of payment is added
+(--replicas) and stopped at the end; the services stay running. The stack's shared parts
+(broker, PostgreSQL, registry) are hit too: do not run it while others test against the
+same stack.
+
+At the end: every accepted order final, then each invariant judged from the outside (the
+services' APIs, the provider's ledger, the topics, the inboxes and outboxes, the groups, the
+readiness checks), the per-fault figures, and a last line `N passed, M failed` (exit 1 if
+M > 0)."
 )]
 struct Args {
     /// Seconds of load (faults are planned within them; the first round of every kind always
