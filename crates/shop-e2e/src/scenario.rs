@@ -15,7 +15,7 @@ use futures::stream::{self, StreamExt};
 use serde_json::Value;
 
 use crate::client::Shop;
-use crate::invariants::{Report, Strictness};
+use crate::invariants::{Endings, Report, Strictness};
 use crate::mix::{Kind, Planned, Skus};
 use crate::topics::{marks, Marks, SHOP_TOPICS};
 
@@ -353,7 +353,11 @@ impl Run {
         strict: bool,
     ) -> anyhow::Result<Report> {
         let rules = Strictness {
-            endings: strict,
+            endings: if strict {
+                Endings::Strict
+            } else {
+                Endings::Counted
+            },
             deadline_slack: Some(chrono::Duration::seconds(2)),
         };
         let (report, verdicts) = self.verdicts(placed, settled, rules).await?;
