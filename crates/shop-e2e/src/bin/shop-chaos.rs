@@ -19,7 +19,7 @@ use shop_e2e::chaos::suite::{self, Options};
              from the outside at the end (see scripts/chaos)",
     after_help = "Faults (--faults, comma-separated; all by default):
   kill             SIGKILL each service in turn, 3 s apart (the harness restarts each)
-  term             SIGTERM each service in turn, 3 s apart (SIGKILL after 30 s; restarted)
+  term             SIGTERM each service in turn, 3 s apart (SIGKILL after 35 s; restarted)
   kill-replicas    SIGKILL every process of inventory or of payment at once
   freeze-consumer  SIGSTOP a consumer process for 12 s (past its 10 s session), then SIGCONT
   broker-pause     SIGSTOP the broker for 13 s, then SIGCONT

@@ -8,7 +8,8 @@
 //!
 //! Supervision is a tick: a process that exited is logged, counted (as injected when the
 //! harness killed or stopped it, else as an exit of its own) and started again, at most once a
-//! second; a process still running 30 s after its SIGTERM gets SIGKILL (counted as hung).
+//! second; a process still running 35 s after its SIGTERM (its stop deadline and 5 s more) gets
+//! SIGKILL (counted as hung).
 
 use std::path::PathBuf;
 use std::process::Child;
@@ -21,8 +22,9 @@ use crate::process::{self, Spec};
 
 /// The services the harness runs, in start order.
 pub const SERVICES: [&str; 5] = ["order", "inventory", "payment", "shipping", "gateway"];
-/// How long a SIGTERM may take before the supervisor sends SIGKILL.
-pub const TERM_GRACE: Duration = Duration::from_secs(30);
+/// How long a SIGTERM may take before the supervisor sends SIGKILL: a service's own stop
+/// deadline and 5 s more (a process still there then is hung, a defect).
+pub const TERM_GRACE: Duration = Duration::from_secs(choreo::service::STOP_DEADLINE.as_secs() + 5);
 
 /// One process of a service.
 pub struct Member {
@@ -57,7 +59,7 @@ pub enum Lifecycle {
     InjectedExit,
     /// Exited on its own (a consumer that could not rejoin, a crash).
     OwnExit,
-    /// Still running 30 s after SIGTERM: killed.
+    /// Still running 35 s after SIGTERM (its stop deadline and 5 s more): killed.
     HungOnTerm,
     Started,
 }

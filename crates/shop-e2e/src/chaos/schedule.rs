@@ -13,7 +13,7 @@ use crate::mix::Seeded;
 pub enum Fault {
     /// SIGKILL each service's process in turn, 3 s apart; the supervisor starts each again.
     Kill,
-    /// SIGTERM each service's process in turn (SIGKILL if one has not exited within 30 s);
+    /// SIGTERM each service's process in turn (SIGKILL if one has not exited within 35 s);
     /// each started again.
     Term,
     /// SIGKILL every process (both replicas) of inventory or of payment at once.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use super::fleet::Fleet;
+use super::fleet::{Fleet, Lifecycle};
 use super::inject::{Injection, Injector};
 use super::load::{self, Gauge};
 use super::schedule::{self, Fault};
@@ -243,6 +243,19 @@ async fn under_fire(
             })),
         ),
     ];
+    let hung: Vec<String> = injector
+        .fleet
+        .lock()
+        .await
+        .log
+        .iter()
+        .filter(|h| h.what == Lifecycle::HungOnTerm)
+        .map(|h| format!("{} at {}", h.name, h.at.format("%H:%M:%S")))
+        .collect();
+    verdicts.push(Verdict::new(
+        "every SIGTERM finished within the stop deadline",
+        breaches(hung.into_iter()),
+    ));
     let settled = settling.settled;
     let over: Vec<Placed> = placed
         .iter()
