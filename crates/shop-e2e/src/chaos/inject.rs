@@ -143,18 +143,27 @@ impl Injector {
                 Ok(format!("{service} ×{}", all.len()).into())
             }
             Fault::FreezeConsumer => {
-                let (i, pid, name) = {
+                let (i, pid, name, log) = {
                     let fleet = self.fleet.lock().await;
                     let consumers = fleet.consumers();
                     let i = consumers[pick % consumers.len()];
                     let m = &fleet.members[i];
-                    (i, m.pid(), m.spec.name.clone())
+                    (i, m.pid(), m.spec.name.clone(), m.spec.log.clone())
                 };
+                let from = std::fs::metadata(&log).map_or(0, |m| m.len());
                 process::signal(pid, "STOP")?;
                 tokio::time::sleep(PAST_SESSION).await;
                 let still = self.fleet.lock().await.members[i].pid();
                 process::signal(still, "CONT")?;
-                Ok(format!("{name} for {PAST_SESSION:?}").into())
+                // On waking, librdkafka finds its session gone (a zombie member no more).
+                Ok(Done {
+                    target: format!("{name} for {PAST_SESSION:?}"),
+                    evidence: Some(Evidence {
+                        log,
+                        from,
+                        needle: "session timed out",
+                    }),
+                })
             }
             Fault::BrokerPause => {
                 let how_long = PAST_SESSION + Duration::from_secs(1);
@@ -181,7 +190,7 @@ impl Injector {
                 let outcome = self.restart_cold(pick).await;
                 tokio::time::sleep(REGISTRY_AWAY).await;
                 stack(&["start", "registry"]).await?;
-                Ok(outcome?.into())
+                outcome
             }
             Fault::ProviderSlow => {
                 let after = self.provider_timeout + Duration::from_millis(1500);
@@ -219,13 +228,23 @@ impl Injector {
         }
     }
 
-    /// Restarts a consumer process while the registry is away (its schema cache starts empty).
-    async fn restart_cold(&self, pick: usize) -> anyhow::Result<String> {
+    /// Restarts a consumer process while the registry is away (its schema cache starts empty);
+    /// the evidence is the codec's "unreachable" error in its log.
+    async fn restart_cold(&self, pick: usize) -> anyhow::Result<Done> {
         let mut fleet = self.fleet.lock().await;
         let consumers = fleet.consumers();
         let i = consumers[pick % consumers.len()];
+        let log = fleet.members[i].spec.log.clone();
+        let from = std::fs::metadata(&log).map_or(0, |m| m.len());
         fleet.restart_with(i, Vec::new())?;
-        Ok(format!("{} restarted cold", fleet.members[i].spec.name))
+        Ok(Done {
+            target: format!("{} restarted cold", fleet.members[i].spec.name),
+            evidence: Some(Evidence {
+                log,
+                from,
+                needle: "the schema registry is unreachable or failing",
+            }),
+        })
     }
 
     /// Cuts the lock connection of each relay of the shop's own databases (never another

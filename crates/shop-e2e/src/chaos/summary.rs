@@ -112,7 +112,7 @@ pub fn print(
             String::new()
         } else {
             let seen = watched.iter().filter(|s| **s).count();
-            format!("{seen} of {} (seen in the log)", watched.len())
+            format!("{seen} of {} seen in the log", watched.len())
         };
         println!(
             "{:<16} {:>8} {:>6}  {recovery:>22}  {:>30}  {effect}",
