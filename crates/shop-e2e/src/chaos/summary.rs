@@ -1,6 +1,6 @@
 //! The run's figures: per fault kind how many were injected, how long until the shop served
 //! again (the first order placed after the fault ended that was shipped, counted from the
-//! fault's end), and the saga latency (placed to the last step on the order's timeline) of
+//! fault's end; not measured when the next fault started first), and the saga latency (placed to the last step on the order's timeline) of
 //! orders placed during a fault (or in the 10 s after it) and outside, as p50/p99.
 
 use std::collections::BTreeMap;
@@ -42,13 +42,15 @@ fn timing(order: &Value) -> Option<Timing> {
     })
 }
 
-/// The `p` quantile of `values` (sorted here), or NaN when there are none.
+/// The `p` quantile of `values` (sorted here) by the nearest-rank method, or NaN when there
+/// are none.
 pub fn percentile(values: &mut [f64], p: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
     values.sort_by(f64::total_cmp);
-    values[((values.len() - 1) as f64 * p).round() as usize]
+    let rank = (p * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
 }
 
 fn p50_p99(mut values: Vec<f64>) -> String {
@@ -81,24 +83,36 @@ pub fn print(
         kinds.entry(i.fault).or_default().push(i);
     }
     println!(
-        "\n{:<16} {:>8} {:>6}  {:>22}  {:>30}  took effect",
-        "fault", "injected", "failed", "recovery s (p50 / max)", "saga s during (p50 / p99, n)",
+        "\n{:<16} {:>8} {:>6}  {:>27}  {:>30}  took effect",
+        "fault", "injected", "failed", "recovery s (p50 / max, n)", "saga s during (p50 / p99, n)",
     );
     for (fault, all) in &kinds {
         let ok: Vec<&&Injection> = all.iter().filter(|i| i.failed.is_none()).collect();
+        // Only until the next fault starts: a recovery that one hides is not measured.
         let mut recoveries: Vec<f64> = ok
             .iter()
             .filter_map(|i| {
+                let next = injections
+                    .iter()
+                    .map(|n| n.started)
+                    .filter(|&at| at >= i.ended)
+                    .min();
                 timings
                     .iter()
                     .filter(|t| t.placed >= i.ended)
                     .filter_map(|t| t.shipped)
+                    .filter(|&at| next.is_none_or(|next| at < next))
                     .min()
                     .map(|s| (s - i.ended).num_milliseconds() as f64 / 1000.0)
             })
             .collect();
+        let measured = recoveries.len();
         let max = recoveries.iter().copied().fold(f64::NAN, f64::max);
-        let recovery = format!("{:>6.2} / {max:>6.2}", percentile(&mut recoveries, 0.5));
+        let recovery = format!(
+            "{:>6.2} / {max:>6.2} {:>4}",
+            percentile(&mut recoveries, 0.5),
+            format!("({measured})")
+        );
         let latencies: Vec<f64> = timings
             .iter()
             .filter(|t| ok.iter().any(|i| during(t, i)))
@@ -115,7 +129,7 @@ pub fn print(
             format!("{seen} of {} seen in the log", watched.len())
         };
         println!(
-            "{:<16} {:>8} {:>6}  {recovery:>22}  {:>30}  {effect}",
+            "{:<16} {:>8} {:>6}  {recovery:>27}  {:>30}  {effect}",
             fault.name(),
             ok.len(),
             all.len() - ok.len(),
@@ -159,5 +173,6 @@ mod tests {
         assert_eq!(percentile(&mut values, 0.99), 5.0);
         assert_eq!(percentile(&mut values, 0.0), 1.0);
         assert!(percentile(&mut [], 0.5).is_nan());
+        assert_eq!(percentile(&mut [2.0, 1.0], 0.5), 1.0);
     }
 }
