@@ -1,8 +1,9 @@
 //! The faults and a seeded schedule of them, pure: the same seed, length and kinds give the same
 //! schedule. A schedule starts with a quiet warm-up (the baseline latency), then every chosen
 //! kind once in a seeded order, then seeded picks until the run's end, each fault separated from
-//! the next by a pause in which the shop must recover (all thirteen once take about 230 s). The injector runs the steps one after the
-//! other, so a fault that takes longer than planned pushes the rest back.
+//! the next by a pause in which the shop must recover (all thirteen once take about 280 s). The
+//! injector runs the steps one after the other, so a fault that takes longer than planned
+//! pushes the rest back.
 
 use std::time::Duration;
 
@@ -100,17 +101,18 @@ impl Fault {
         })
     }
 
-    /// True for faults of the stack's shared parts (broker, database, registry).
-    pub fn hits_the_stack(self) -> bool {
-        matches!(
-            self,
-            Fault::BrokerPause
-                | Fault::BrokerRestart
-                | Fault::BrokerFlap
-                | Fault::PgRestart
-                | Fault::RelayLock
-                | Fault::RegistryCold
-        )
+    /// The shortest quiet time after the fault, so that the shop can be seen to serve again
+    /// before the next one: longer after faults that make consumers rejoin their groups.
+    pub fn recovery(self) -> Duration {
+        Duration::from_secs(match self {
+            Fault::Kill
+            | Fault::KillReplicas
+            | Fault::BrokerPause
+            | Fault::BrokerRestart
+            | Fault::BrokerFlap
+            | Fault::RegistryCold => 12,
+            _ => 4,
+        })
     }
 }
 
@@ -129,8 +131,8 @@ pub const WARM_UP: Duration = Duration::from_secs(10);
 pub const COOL_DOWN: Duration = Duration::from_secs(10);
 
 /// A schedule of `kinds` over a run of `length`: each kind once first (even past `length`: a
-/// run proves every kind it was asked for), then seeded picks while they fit; a pause of 4 to
-/// 8 s after each fault.
+/// run proves every kind it was asked for), then seeded picks while they fit; after each fault
+/// a pause of its [`Fault::recovery`] and up to 4 s more.
 pub fn plan(seed: u64, length: Duration, kinds: &[Fault]) -> Vec<Step> {
     let mut random = Seeded::new(seed ^ 0x00c4_a05c);
     let mut first: Vec<Fault> = kinds.to_vec();
@@ -154,7 +156,7 @@ pub fn plan(seed: u64, length: Duration, kinds: &[Fault]) -> Vec<Step> {
             fault,
             pick: random.below(u64::from(u32::MAX)),
         });
-        at += fault.planned() + Duration::from_secs(4 + random.below(5));
+        at += fault.planned() + fault.recovery() + Duration::from_secs(random.below(5));
     }
     steps
 }
@@ -188,7 +190,8 @@ mod tests {
         let steps = plan(3, length, &Fault::ALL);
         assert!(!steps.is_empty());
         for pair in steps.windows(2) {
-            assert!(pair[1].at >= pair[0].at + pair[0].fault.planned());
+            let quiet = pair[0].fault.planned() + pair[0].fault.recovery();
+            assert!(pair[1].at >= pair[0].at + quiet);
         }
         assert!(steps[0].at >= WARM_UP);
         let last = steps.last().unwrap();
