@@ -68,6 +68,12 @@ impl Verdict {
 #[derive(Default)]
 pub struct Breaches(Vec<String>);
 
+impl FromIterator<String> for Breaches {
+    fn from_iter<I: IntoIterator<Item = String>>(items: I) -> Self {
+        Self(items.into_iter().collect())
+    }
+}
+
 impl Breaches {
     pub fn check(&mut self, holds: bool, what: impl FnOnce() -> String) {
         if !holds {

@@ -8,19 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use tokio::task::JoinSet;
 
 use crate::client::Shop;
 use crate::mix::Planned;
 use crate::scenario::{place_one, Patience, Placed};
-
-/// An order the shop accepted, and when its client had the answer.
-#[derive(Debug, Clone)]
-pub struct Accepted {
-    pub placed: Placed,
-    pub at: DateTime<Utc>,
-}
 
 /// An order whose client gave up, with the key to ask again under.
 #[derive(Debug, Clone)]
@@ -33,24 +25,16 @@ pub struct Unanswered {
 
 #[derive(Debug, Default)]
 pub struct Load {
-    pub accepted: Vec<Accepted>,
+    pub accepted: Vec<Placed>,
     pub unanswered: Vec<Unanswered>,
 }
 
 /// Clients waiting for an answer at once at most; the rate drops when the shop stalls longer.
 const IN_FLIGHT: usize = 1024;
 
-async fn attempt(
-    shop: &Shop,
-    i: usize,
-    plan: Planned,
-    key: String,
-) -> Result<Accepted, Unanswered> {
+async fn attempt(shop: &Shop, i: usize, plan: Planned, key: String) -> Result<Placed, Unanswered> {
     match place_one(shop, i, plan.clone(), &key, Patience::CHAOS).await {
-        Ok(placed) => Ok(Accepted {
-            placed,
-            at: Utc::now(),
-        }),
+        Ok(placed) => Ok(placed),
         Err(e) => Err(Unanswered {
             i,
             plan,
@@ -107,7 +91,7 @@ pub async fn resolve(shop: &Shop, unanswered: Vec<Unanswered>) -> Load {
     collect(tasks).await
 }
 
-async fn collect(mut tasks: JoinSet<Result<Accepted, Unanswered>>) -> Load {
+async fn collect(mut tasks: JoinSet<Result<Placed, Unanswered>>) -> Load {
     let mut load = Load::default();
     while let Some(done) = tasks.join_next().await {
         match done {

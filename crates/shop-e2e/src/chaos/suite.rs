@@ -18,10 +18,10 @@ use super::load::{self, Gauge};
 use super::schedule::{self, Fault};
 use super::{summary, verify};
 use crate::client::Shop;
-use crate::invariants::{Endings, Strictness, Verdict};
+use crate::invariants::{Breaches, Endings, Strictness, Verdict};
 use crate::mix::plan;
 use crate::scenario::{Placed, Run};
-use crate::topics::{dead_letter_topics, marks};
+use crate::topics::{dead_letter_topics, marks, Marks};
 
 /// What a run is asked to do.
 #[derive(Debug, Clone)]
@@ -109,6 +109,42 @@ pub async fn run(options: Options) -> anyhow::Result<Vec<Verdict>> {
     outcome
 }
 
+/// What the end checks compare with: the groups that read each topic and where their
+/// dead-letter topics ended before the run.
+struct Baseline {
+    /// (topic, group, its DLQ topic) of the shop's own groups (a replay's are not checked).
+    readers: Vec<(String, String, String)>,
+    dead_letters: Marks,
+}
+
+impl Baseline {
+    async fn take(run: &Run) -> anyhow::Result<Self> {
+        let kafka = run.kafka.clone();
+        let readers: Vec<(String, String, String)> =
+            tokio::task::spawn_blocking(move || dead_letter_topics(&kafka))
+                .await??
+                .into_iter()
+                .filter(|(_, group, _)| verify::CONSUMERS.contains(&group.as_str()))
+                .collect();
+        let mut baseline = Self {
+            readers,
+            dead_letters: Marks::default(),
+        };
+        baseline.dead_letters = baseline.dead_letter_marks(run).await?;
+        Ok(baseline)
+    }
+
+    async fn dead_letter_marks(&self, run: &Run) -> anyhow::Result<Marks> {
+        let kafka = run.kafka.clone();
+        let names: Vec<String> = self.readers.iter().map(|(_, _, d)| d.clone()).collect();
+        tokio::task::spawn_blocking(move || {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            marks(&kafka, &names)
+        })
+        .await?
+    }
+}
+
 async fn under_fire(
     options: &Options,
     shop: &Shop,
@@ -117,26 +153,18 @@ async fn under_fire(
 ) -> anyhow::Result<Vec<Verdict>> {
     shop.ensure_running().await?;
     let run = Run::prepare(shop).await?;
-    // (topic, group, its DLQ topic) of the shop's own groups (a replay's are not checked).
-    let readers: Vec<(String, String, String)> = {
-        let kafka = run.kafka.clone();
-        tokio::task::spawn_blocking(move || dead_letter_topics(&kafka))
-            .await??
-            .into_iter()
-            .filter(|(_, group, _)| verify::CONSUMERS.contains(&group.as_str()))
-            .collect()
-    };
-    let dlq_names: Vec<String> = readers.iter().map(|(_, _, dlq)| dlq.clone()).collect();
-    let dlq_marks = || {
-        let (kafka, names) = (run.kafka.clone(), dlq_names.clone());
-        tokio::task::spawn_blocking(move || {
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            marks(&kafka, &names)
-        })
-    };
-    let dlq_before = dlq_marks().await??;
+    let baseline = Baseline::take(&run).await?;
+    let (load, injections) = fire(options, &run, injector, steps).await?;
+    judge(options, &run, injector, &baseline, load, &injections).await
+}
 
-    // Load and faults.
+/// Steady load while the schedule runs; the load once every client has its answer.
+async fn fire(
+    options: &Options,
+    run: &Run,
+    injector: &Injector,
+    steps: &[schedule::Step],
+) -> anyhow::Result<(load::Load, Vec<Injection>)> {
     let budget = options.secs as usize + 900;
     let planned = plan(
         options.seed,
@@ -146,7 +174,7 @@ async fn under_fire(
     );
     let gauge = Arc::new(Gauge::default());
     let loading = {
-        let (shop, gauge, rate) = (shop.clone(), gauge.clone(), options.rate);
+        let (shop, gauge, rate) = (run.shop.clone(), gauge.clone(), options.rate);
         tokio::spawn(async move { load::run(&shop, planned, rate, gauge).await })
     };
     let t0 = Instant::now();
@@ -193,57 +221,32 @@ async fn under_fire(
             "{} orders unanswered; asking again under their keys",
             load.unanswered.len()
         ));
-        let again = load::resolve(shop, std::mem::take(&mut load.unanswered)).await;
+        let again = load::resolve(&run.shop, std::mem::take(&mut load.unanswered)).await;
         load.accepted.extend(again.accepted);
         load.unanswered = again.unanswered;
     }
-    let placed: Vec<Placed> = load.accepted.iter().map(|a| a.placed.clone()).collect();
-    note(&format!("{} orders accepted; settling", placed.len()));
-
-    // Every accepted order final.
-    let settling = run
-        .settle_until(&placed, Duration::from_secs(options.settle_secs))
-        .await;
     note(&format!(
-        "{} of {} sagas over",
-        settling.settled.len(),
-        placed.len()
+        "{} orders accepted; settling",
+        load.accepted.len()
     ));
-    let mut verdicts = vec![
-        Verdict::new(
-            "every planned fault injected",
-            breaches(injections.iter().filter_map(|i| {
-                let why = i.failed.as_ref()?;
-                Some(format!(
-                    "{} at {}: {why}",
-                    i.fault.name(),
-                    i.started.format("%H:%M:%S")
-                ))
-            })),
-        ),
-        Verdict::new(
-            "every order request answered (retried under its key)",
-            breaches(
-                load.unanswered
-                    .iter()
-                    .map(|u| format!("order {} ({:?}): {}", u.i, u.plan.kind, u.error)),
-            ),
-        ),
-        Verdict::new(
-            "every accepted order's saga ended (shipped, or cancelled and compensated)",
-            breaches(settling.open.iter().map(|id| {
-                format!(
-                    "{id} still open{}",
-                    settling
-                        .last_error
-                        .as_deref()
-                        .map(|e| format!(" (last error: {e})"))
-                        .unwrap_or_default()
-                )
-            })),
-        ),
-    ];
-    let hung: Vec<String> = injector
+    Ok((load, injections))
+}
+
+/// Waits until every accepted order is final, judges every invariant and prints the figures.
+async fn judge(
+    options: &Options,
+    run: &Run,
+    injector: &Injector,
+    baseline: &Baseline,
+    load: load::Load,
+    injections: &[Injection],
+) -> anyhow::Result<Vec<Verdict>> {
+    let (shop, placed) = (&run.shop, &load.accepted);
+    let settling = run
+        .settle_until(placed, Duration::from_secs(options.settle_secs))
+        .await;
+    println!("{} of {} sagas over", settling.settled.len(), placed.len());
+    let hung: Breaches = injector
         .fleet
         .lock()
         .await
@@ -252,10 +255,44 @@ async fn under_fire(
         .filter(|h| h.what == Lifecycle::HungOnTerm)
         .map(|h| format!("{} at {}", h.name, h.at.format("%H:%M:%S")))
         .collect();
-    verdicts.push(Verdict::new(
-        "every SIGTERM finished within the stop deadline",
-        breaches(hung.into_iter()),
-    ));
+    let mut verdicts = vec![
+        Verdict::new(
+            "every planned fault injected",
+            injections
+                .iter()
+                .filter_map(|i| {
+                    let why = i.failed.as_ref()?;
+                    let at = i.started.format("%H:%M:%S");
+                    Some(format!("{} at {at}: {why}", i.fault.name()))
+                })
+                .collect::<Breaches>()
+                .outcome(),
+        ),
+        Verdict::new(
+            "every order request answered (retried under its key)",
+            load.unanswered
+                .iter()
+                .map(|u| format!("order {} ({:?}): {}", u.i, u.plan.kind, u.error))
+                .collect::<Breaches>()
+                .outcome(),
+        ),
+        Verdict::new(
+            "every accepted order's saga ended (shipped, or cancelled and compensated)",
+            settling
+                .open
+                .iter()
+                .map(|id| match &settling.last_error {
+                    Some(e) => format!("{id} still open (last error: {e})"),
+                    None => format!("{id} still open"),
+                })
+                .collect::<Breaches>()
+                .outcome(),
+        ),
+        Verdict::new(
+            "every SIGTERM finished within the stop deadline",
+            hung.outcome(),
+        ),
+    ];
     let settled = settling.settled;
     let over: Vec<Placed> = placed
         .iter()
@@ -269,13 +306,14 @@ async fn under_fire(
     let (report, saga) = run.verdicts(&over, &settled, rules).await?;
     verdicts.extend(saga);
     verdicts.push(verify::ledger(shop, &over, &settled).await);
-    let pairs: Vec<(String, String)> = readers
+    let pairs: Vec<(String, String)> = baseline
+        .readers
         .iter()
         .map(|(topic, group, _)| (topic.clone(), group.clone()))
         .collect();
     verdicts.extend(verify::inboxes(&report.events, &pairs).await);
-    let dlq_after = dlq_marks().await??;
-    verdicts.push(verify::dead_letters(&run.kafka, &dlq_before, &dlq_after).await);
+    let dead_letters = baseline.dead_letter_marks(run).await?;
+    verdicts.push(verify::dead_letters(&run.kafka, &baseline.dead_letters, &dead_letters).await);
     verdicts.push(verify::outboxes(CATCH_UP).await);
     let (expected, urls) = {
         let fleet = injector.fleet.lock().await;
@@ -310,15 +348,6 @@ async fn under_fire(
         report.messages, report.distinct_events
     );
     let happenings = injector.fleet.lock().await.log.clone();
-    summary::print(&injections, &over, &settled, &happenings);
+    summary::print(injections, &over, &settled, &happenings);
     Ok(verdicts)
-}
-
-/// A verdict's outcome from a list of breaches.
-fn breaches(items: impl Iterator<Item = String>) -> anyhow::Result<()> {
-    let mut b = crate::invariants::Breaches::default();
-    for item in items {
-        b.add(item);
-    }
-    b.outcome()
 }
