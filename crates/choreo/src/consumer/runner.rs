@@ -199,6 +199,7 @@ impl<H: Handler> Consumer<H> {
             crash: CancellationToken::new(),
             held: Held::new(),
         };
+        let mut errors = ErrorLog::default();
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let end = loop {
@@ -220,7 +221,7 @@ impl<H: Handler> Consumer<H> {
             let message = match message {
                 Ok(message) => message.detach(),
                 Err(error) => {
-                    tracing::warn!(%error, "consumer error");
+                    errors.report(&error);
                     continue;
                 }
             };
@@ -391,6 +392,28 @@ impl<H: Handler> Consumer<H> {
             }
         }
         Ok(())
+    }
+}
+
+/// Consumer errors (a broker away reports one every few hundred milliseconds) logged at most
+/// once every ten seconds, with how many were left out.
+#[derive(Default)]
+struct ErrorLog {
+    last: Option<Instant>,
+    left_out: u64,
+}
+
+impl ErrorLog {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn report(&mut self, error: &KafkaError) {
+        if self.last.is_some_and(|at| at.elapsed() < Self::EVERY) {
+            self.left_out += 1;
+            return;
+        }
+        tracing::warn!(%error, left_out = self.left_out, "consumer error");
+        self.last = Some(Instant::now());
+        self.left_out = 0;
     }
 }
 
