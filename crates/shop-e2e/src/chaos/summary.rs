@@ -53,11 +53,20 @@ pub fn percentile(values: &mut [f64], p: f64) -> f64 {
     values[rank.clamp(1, values.len()) - 1]
 }
 
+/// Seconds with two decimals, or `-` for none (NaN: nothing was measured).
+fn secs(value: f64) -> String {
+    if value.is_nan() {
+        "-".into()
+    } else {
+        format!("{value:.2}")
+    }
+}
+
 fn p50_p99(mut values: Vec<f64>) -> String {
     let n = values.len();
-    let p50 = percentile(&mut values, 0.5);
-    let p99 = percentile(&mut values, 0.99);
-    format!("{p50:>6.2} / {p99:>6.2} {:>7}", format!("({n})"))
+    let p50 = secs(percentile(&mut values, 0.5));
+    let p99 = secs(percentile(&mut values, 0.99));
+    format!("{p50:>6} / {p99:>6} {:>7}", format!("({n})"))
 }
 
 /// Prints the per-fault table, the latency split and the processes' lifecycle counts.
@@ -109,8 +118,9 @@ pub fn print(
         let measured = recoveries.len();
         let max = recoveries.iter().copied().fold(f64::NAN, f64::max);
         let recovery = format!(
-            "{:>6.2} / {max:>6.2} {:>4}",
-            percentile(&mut recoveries, 0.5),
+            "{:>6} / {:>6} {:>4}",
+            secs(percentile(&mut recoveries, 0.5)),
+            secs(max),
             format!("({measured})")
         );
         let latencies: Vec<f64> = timings
