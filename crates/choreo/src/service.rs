@@ -53,6 +53,15 @@ fn exit_unless_stopped_within(deadline: Duration, stopped: Arc<AtomicBool>) {
     });
 }
 
+/// Sets its flag when dropped.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// What every service needs to start, from flags or the environment.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
@@ -251,6 +260,9 @@ impl Service {
         tracing::info!(service = %self.settings.name, "running");
 
         let stopped = Arc::new(AtomicBool::new(false));
+        // Set when `run` returns or its future is dropped (a test's runtime ending): only a run
+        // still stuck in its parts is cut short.
+        let _done = SetOnDrop(stopped.clone());
         let watchdog = {
             let (stop, stopped) = (stop.clone(), stopped.clone());
             tokio::spawn(async move {
@@ -281,7 +293,6 @@ impl Service {
             stop.cancel();
         }
         self.pool.close().await;
-        stopped.store(true, Ordering::SeqCst);
         watchdog.abort();
         failure.map_or(Ok(()), Err)
     }
