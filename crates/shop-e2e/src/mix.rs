@@ -80,8 +80,16 @@ pub struct Skus {
     pub scarce: String,
 }
 
+/// A tag for one run's SKUs: 8 random hex digits. (The first 8 digits of a UUIDv7 are its
+/// clock, the same for every run started within the same 65 seconds: the end-to-end test and
+/// the chaos run right after it shared their stock that way.)
+pub fn run_tag() -> String {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    id[id.len() - 8..].to_uppercase()
+}
+
 impl Skus {
-    /// SKUs of one run (`tag`: up to 8 of A-Z 0-9), so runs never share stock.
+    /// SKUs of one run (`tag`: up to 8 of A-Z 0-9, see [`run_tag`]), so runs never share stock.
     pub fn for_run(tag: &str) -> Self {
         Self {
             stocked: ["A", "B", "C"]
@@ -145,6 +153,15 @@ pub fn plan(seed: u64, n: usize, tag: &str, skus: &Skus) -> Vec<Planned> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_started_together_get_their_own_skus() {
+        let tags: std::collections::HashSet<String> = (0..1000).map(|_| run_tag()).collect();
+        assert_eq!(tags.len(), 1000, "no two runs share a tag");
+        assert!(tags
+            .iter()
+            .all(|t| t.len() == 8 && t.chars().all(|c| c.is_ascii_hexdigit())));
+    }
 
     #[test]
     fn the_same_seed_plans_the_same_orders() {

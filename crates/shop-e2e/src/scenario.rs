@@ -208,7 +208,7 @@ impl Run {
     /// Stocks the run's SKUs and notes where the topics end now.
     pub async fn prepare(shop: &Shop) -> anyhow::Result<Self> {
         let kafka = choreo::KafkaConfig::from_env().context("KAFKA_BROKERS")?;
-        let tag = uuid::Uuid::now_v7().simple().to_string()[..8].to_uppercase();
+        let tag = crate::mix::run_tag();
         let skus = Skus::for_run(&tag);
         for (i, sku) in skus.stocked.iter().enumerate() {
             shop.stock_up(sku, 1000 + 250 * i as i64, 100_000).await?;

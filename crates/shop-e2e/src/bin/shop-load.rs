@@ -381,7 +381,7 @@ async fn main() -> anyhow::Result<()> {
     let shop = Shop::from_env()?;
     shop.ensure_running().await?;
     let kafka = choreo::KafkaConfig::from_env().context("KAFKA_BROKERS")?;
-    let tag = uuid::Uuid::now_v7().simple().to_string()[..8].to_uppercase();
+    let tag = shop_e2e::mix::run_tag();
     let skus: Vec<String> = (0..8).map(|i| format!("LOAD-{tag}-{i}")).collect();
     for sku in &skus {
         shop.stock_up(sku, 1000, 1_000_000).await?;
