@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use choreo::envelope::Metadata;
-use choreo::relay::{FaultPoints, Relay, RelayConfig, RelayError};
+use choreo::relay::{FaultPoints, Relay, RelayConfig, RelayError, RelayStats};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use tokio_util::sync::CancellationToken;
@@ -88,6 +88,20 @@ pub(crate) async fn wait_for(what: &str, condition: impl AsyncFn() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Runs `relay` until the returned token is cancelled: its stats, that token, and its task.
+pub(crate) fn start(
+    relay: Relay,
+) -> (
+    Arc<RelayStats>,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), RelayError>>,
+) {
+    let stats = relay.stats();
+    let shutdown = CancellationToken::new();
+    let task = spawn(relay, &shutdown);
+    (stats, shutdown, task)
 }
 
 pub(crate) fn spawn(
@@ -297,18 +311,13 @@ async fn a_paused_leader_loses_its_lease_and_is_fenced_when_it_resumes() {
         })),
         ..FaultPoints::default()
     };
-    let zombie = Relay::new(&db.url, &kafka(), config.clone()).with_faults(pause);
-    let zombie_stats = zombie.stats();
-    let zombie_stop = CancellationToken::new();
-    let zombie_task = spawn(zombie, &zombie_stop);
+    let (zombie_stats, zombie_stop, zombie_task) =
+        start(Relay::new(&db.url, &kafka(), config.clone()).with_faults(pause));
     let written = enqueue(&db, &topic, &[("k", "one".into()), ("k", "two".into())]).await;
     paused.notified().await;
 
     // While it sleeps, PostgreSQL ends its silent session and the standby takes the lead.
-    let standby = Relay::new(&db.url, &kafka(), config);
-    let standby_stats = standby.stats();
-    let standby_stop = CancellationToken::new();
-    let standby_task = spawn(standby, &standby_stop);
+    let (standby_stats, standby_stop, standby_task) = start(Relay::new(&db.url, &kafka(), config));
     wait_for("the standby to lead", async || {
         standby_stats.is_leader.load(Ordering::Relaxed)
     })

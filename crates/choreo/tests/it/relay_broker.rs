@@ -11,9 +11,8 @@ use choreo::KafkaConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
-use tokio_util::sync::CancellationToken;
 
-use crate::relay::{enqueue, outbox_len, relay_config, spawn, wait_for};
+use crate::relay::{enqueue, outbox_len, relay_config, start, wait_for};
 use crate::{unique, TestDb};
 
 /// A one-broker mock cluster with a topic of one partition.
@@ -56,10 +55,7 @@ async fn a_commit_slower_than_the_lease_is_published_once() {
         lease: Duration::from_secs(1),
         ..relay_config()
     };
-    let relay = Relay::new(&db.url, &kafka, config);
-    let stats = relay.stats();
-    let shutdown = CancellationToken::new();
-    let task = spawn(relay, &shutdown);
+    let (stats, shutdown, task) = start(Relay::new(&db.url, &kafka, config));
     wait_for("a producer", async || {
         stats.producers.load(Ordering::Relaxed) == 1
     })
@@ -94,10 +90,7 @@ async fn a_broker_that_was_down_is_used_again_within_seconds_of_coming_back() {
         kafka_timeout: Duration::from_secs(2),
         ..relay_config()
     };
-    let relay = Relay::new(&db.url, &kafka, config);
-    let stats = relay.stats();
-    let shutdown = CancellationToken::new();
-    let task = spawn(relay, &shutdown);
+    let (stats, shutdown, task) = start(Relay::new(&db.url, &kafka, config));
     enqueue(&db, &topic, &[("k", "before".into())]).await;
     wait_for("an empty outbox", async || outbox_len(&db).await == 0).await;
 
@@ -134,10 +127,7 @@ async fn a_relay_stops_within_its_drain_while_its_batch_hangs_in_kafka() {
     let (mock, kafka, topic) = mock_cluster();
     let config = relay_config();
     let bound = config.shutdown_drain + Duration::from_secs(1);
-    let relay = Relay::new(&db.url, &kafka, config);
-    let stats = relay.stats();
-    let shutdown = CancellationToken::new();
-    let task = spawn(relay, &shutdown);
+    let (stats, shutdown, task) = start(Relay::new(&db.url, &kafka, config));
     wait_for("a producer", async || {
         stats.producers.load(Ordering::Relaxed) == 1
     })

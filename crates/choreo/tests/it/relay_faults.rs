@@ -12,7 +12,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use tokio_util::sync::CancellationToken;
 
-use crate::relay::{enqueue, outbox_len, read_until, relay_config, spawn, wait_for};
+use crate::relay::{enqueue, outbox_len, read_until, relay_config, spawn, start, wait_for};
 use crate::{create_topic, kafka, unique, TestDb};
 
 async fn parked(db: &TestDb) -> Vec<(String, String, String)> {
@@ -163,10 +163,7 @@ async fn a_relay_stops_within_its_drain_while_kafka_cannot_be_reached() {
     enqueue(&db, "test.relay.unreachable", &[("k", "v".into())]).await;
     let config = relay_config();
     let bound = config.shutdown_drain + Duration::from_secs(1);
-    let relay = Relay::new(&db.url, &nowhere, config);
-    let stats = relay.stats();
-    let shutdown = CancellationToken::new();
-    let task = spawn(relay, &shutdown);
+    let (stats, shutdown, task) = start(Relay::new(&db.url, &nowhere, config));
     wait_for("a leader", async || stats.is_leader.load(Ordering::Relaxed)).await;
 
     let stopping = Instant::now();
@@ -211,10 +208,7 @@ async fn a_relay_that_could_not_reach_kafka_publishes_within_seconds_once_it_can
         kafka_timeout: Duration::from_secs(1),
         ..relay_config()
     };
-    let relay = Relay::new(&db.url, &through_proxy, config);
-    let stats = relay.stats();
-    let shutdown = CancellationToken::new();
-    let task = spawn(relay, &shutdown);
+    let (stats, shutdown, task) = start(Relay::new(&db.url, &through_proxy, config));
     wait_for("failures while Kafka is away", async || {
         stats.failures.load(Ordering::Relaxed) >= 3
     })
