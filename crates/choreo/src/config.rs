@@ -4,9 +4,13 @@
 //! [`load_env_file`] reads it so that tools and tests find the stack without anything exported by
 //! hand. Variables already set in the environment always win over the file, which is how a
 //! deployment points the same binaries at another cluster.
+//!
+//! Durations are read with [`parse_duration`]: whole seconds (`3600`) or a number with a unit
+//! (`500ms`, `90s`, `15m`, `24h`, `8d`), the same in every variable that holds one.
 
 use std::env;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The variable that names an env file explicitly.
 pub const ENV_FILE_VAR: &str = "CHOREO_ENV_FILE";
@@ -51,6 +55,54 @@ fn required(var: &'static str) -> Result<String, ConfigError> {
         Ok(value) if !value.trim().is_empty() => Ok(value.trim().to_owned()),
         _ => Err(ConfigError::Missing { var }),
     }
+}
+
+/// A duration written as whole seconds (`3600`) or as a whole number with one unit: `ms`, `s`,
+/// `m`, `h` or `d` (`500ms`, `90s`, `15m`, `24h`, `8d`). `why` of the error says what is wrong.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let digits = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| {
+        "expected a whole number with an optional unit, e.g. 90s, 15m, 24h, 8d".to_owned()
+    })?;
+    let unit_secs: u64 = match unit.trim() {
+        "ms" => return Ok(Duration::from_millis(number)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => return Err(format!("unknown unit `{other}` (use ms, s, m, h or d)")),
+    };
+    number
+        .checked_mul(unit_secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| "too long".to_owned())
+}
+
+/// Parses `value` of `var` as a duration (see [`parse_duration`]); a value below `at_least` is
+/// refused, with `why_at_least` as the reason.
+pub fn duration_at_least(
+    var: &'static str,
+    value: &str,
+    at_least: Duration,
+    why_at_least: &str,
+) -> Result<Duration, ConfigError> {
+    let invalid = |why: String| ConfigError::Invalid {
+        var,
+        value: value.to_owned(),
+        why,
+    };
+    let duration = parse_duration(value).map_err(invalid)?;
+    if duration < at_least {
+        return Err(invalid(format!(
+            "must be at least {}s: {why_at_least}",
+            at_least.as_secs()
+        )));
+    }
+    Ok(duration)
 }
 
 /// Where the Kafka cluster is.
@@ -139,6 +191,34 @@ mod tests {
     fn a_broker_with_a_bad_port_is_rejected() {
         let err = KafkaConfig::parse("localhost:90920").unwrap_err();
         assert!(err.to_string().contains("not a port number"), "{err}");
+    }
+
+    #[test]
+    fn durations_are_seconds_or_a_number_with_a_unit() {
+        let secs = |s| parse_duration(s).map(|d| d.as_secs());
+        assert_eq!(secs("3600"), Ok(3600));
+        assert_eq!(secs("90s"), Ok(90));
+        assert_eq!(secs("15m"), Ok(900));
+        assert_eq!(secs(" 24h "), Ok(86_400));
+        assert_eq!(secs("8d"), Ok(691_200));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        for bad in ["", "h", "1.5h", "-1", "8 days", "1w"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_duration_below_its_floor_is_refused_with_the_reason() {
+        let err =
+            duration_at_least("X", "30m", Duration::from_secs(3600), "redeliveries").unwrap_err();
+        assert!(
+            err.to_string().contains("at least 3600s: redeliveries"),
+            "{err}"
+        );
+        assert_eq!(
+            duration_at_least("X", "2h", Duration::from_secs(3600), "").unwrap(),
+            Duration::from_secs(7200)
+        );
     }
 
     #[test]

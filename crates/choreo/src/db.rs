@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "parked outbox rows",
         include_str!("../migrations/0002_outbox_parked.sql"),
     ),
+    (
+        3,
+        "inbox by applied_at",
+        include_str!("../migrations/0003_inbox_applied_at.sql"),
+    ),
 ];
 
 /// Serialises concurrent `migrate` calls of replicas starting together.

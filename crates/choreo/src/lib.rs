@@ -3,8 +3,9 @@
 //! envelope of headers every event carries ([`envelope`]), the transactional outbox
 //! ([`outbox`]) and its leader-elected relay ([`relay`]), the inbox ([`inbox`]) and the consumer
 //! runner with its dead letters ([`consumer`]), trace context, metrics and the operations
-//! endpoint ([`telemetry`], [`metrics`], [`ops`]), a circuit breaker and backoff for outside
-//! calls ([`resilience`]), the frame of a service process ([`service`]), and shutdown on SIGTERM ([`shutdown`]).
+//! endpoint ([`telemetry`], [`metrics`], [`ops`]), the pruning of tables that must stay small
+//! ([`prune`]), a circuit breaker and backoff for outside calls ([`resilience`]), the frame of a
+//! service process ([`service`]), and shutdown on SIGTERM ([`shutdown`]).
 //!
 //! No shop logic lives here: a service that is not part of the shop can use this crate as is.
 
@@ -18,6 +19,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod ops;
 pub mod outbox;
+pub mod prune;
 pub mod relay;
 pub mod resilience;
 pub mod service;

@@ -1,7 +1,7 @@
 //! Prometheus metrics of the backbone, one set per service process, served by [`crate::ops`].
 //!
-//! The relay, the consumer runner and the outbox gauges update them; a service registers its own
-//! metrics in the same [`Metrics::registry`].
+//! The relay, the consumer runner, the outbox gauges and the inbox's pruner update them; a
+//! service registers its own metrics in the same [`Metrics::registry`].
 
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -50,6 +50,10 @@ pub struct Metrics {
     pub consumer_restarts: IntCounterVec,
     /// Handler panics caught (the batch is rolled back and retried).
     pub handler_panics: IntCounter,
+    /// Rows in the inbox, counted by its pruner once per cycle.
+    pub inbox_rows: IntGauge,
+    /// Inbox rows the pruner deleted (older than the retention).
+    pub inbox_pruned: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -151,6 +155,13 @@ impl Metrics {
             .unwrap(),
             handler_panics: IntCounter::new("handler_panics_total", "Handler panics caught")
                 .unwrap(),
+            inbox_rows: IntGauge::new("inbox_rows", "Rows in the inbox (counted once per prune)")
+                .unwrap(),
+            inbox_pruned: IntCounter::new(
+                "inbox_pruned_total",
+                "Inbox rows deleted as older than the retention",
+            )
+            .unwrap(),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -173,6 +184,8 @@ impl Metrics {
             Box::new(metrics.consumer_member.clone()),
             Box::new(metrics.consumer_restarts.clone()),
             Box::new(metrics.handler_panics.clone()),
+            Box::new(metrics.inbox_rows.clone()),
+            Box::new(metrics.inbox_pruned.clone()),
         ];
         for collector in collectors {
             metrics

@@ -1,6 +1,7 @@
 //! The frame of one service process: its database (pool and migrations, the backbone's and its
-//! own), the codec and outbox, the relay, its consumers, any background loops it needs, and one
-//! HTTP listener serving its routes beside `/metrics`, `/healthz` and `/readyz`.
+//! own), the codec and outbox, the relay, its consumers (with the pruner that keeps their inbox
+//! small, [`crate::prune`]), any background loops it needs, and one HTTP listener serving its
+//! routes beside `/metrics`, `/healthz` and `/readyz`.
 //!
 //! A service's `main` reads [`ServiceSettings`], calls [`Service::connect`], registers its
 //! consumer ([`Service::consume`]) and loops ([`Service::spawn`]), then [`Service::run`]s until
@@ -31,6 +32,7 @@ use crate::consumer::{Consumer, ConsumerConfig, ConsumerStats, Handler};
 use crate::metrics::Metrics;
 use crate::ops::Readiness;
 use crate::outbox::Outbox;
+use crate::prune::{PruneConfig, Pruner};
 use crate::relay::{Relay, RelayConfig};
 use crate::{ConfigError, KafkaConfig, RegistryConfig};
 
@@ -74,11 +76,15 @@ pub struct ServiceSettings {
     pub registry: RegistryConfig,
     /// The most connections in the pool.
     pub max_connections: u32,
+    /// How the inbox is pruned when the service consumes (`CHOREO_INBOX_RETENTION`, default 8
+    /// days, at least an hour; see [`crate::prune`] for why it must outlast any redelivery).
+    pub inbox_pruning: PruneConfig,
 }
 
 impl ServiceSettings {
     /// Settings for `name` from the environment: `DATABASE_URL`, or else `DATABASE_URL_<NAME>`
-    /// (which `scripts/stack` writes to `.stack/env`), `KAFKA_BROKERS`, `SCHEMA_REGISTRY_URL`.
+    /// (which `scripts/stack` writes to `.stack/env`), `KAFKA_BROKERS`, `SCHEMA_REGISTRY_URL`,
+    /// `CHOREO_INBOX_RETENTION`.
     pub fn from_env(name: &str, http_addr: SocketAddr) -> Result<Self, ConfigError> {
         let per_service = format!("DATABASE_URL_{}", name.to_uppercase());
         let database_url = std::env::var("DATABASE_URL")
@@ -95,6 +101,7 @@ impl ServiceSettings {
             kafka: KafkaConfig::from_env()?,
             registry: RegistryConfig::from_env()?,
             max_connections: 16,
+            inbox_pruning: PruneConfig::inbox_from_env()?,
         })
     }
 }
@@ -131,6 +138,7 @@ pub struct Service {
     consumers: Vec<Arc<ConsumerStats>>,
     parts: Vec<(String, Starter)>,
     relay: bool,
+    inbox_pruner: bool,
 }
 
 impl Service {
@@ -166,6 +174,7 @@ impl Service {
             consumers: Vec::new(),
             parts: Vec::new(),
             relay: true,
+            inbox_pruner: false,
         })
     }
 
@@ -185,7 +194,8 @@ impl Service {
         self.consume_with(handler, ConsumerConfig::new(&self.settings.name, topics))
     }
 
-    /// [`Service::consume`] with a consumer configuration of the caller's.
+    /// [`Service::consume`] with a consumer configuration of the caller's. The first consumer
+    /// also starts the inbox's pruner (one per process, whatever the number of consumers).
     pub fn consume_with<H: Handler>(
         &mut self,
         handler: H,
@@ -198,6 +208,15 @@ impl Service {
         self.spawn("consumer", move |token| async move {
             consumer.run(token).await.map_err(|e| e.to_string())
         });
+        if !self.inbox_pruner {
+            self.inbox_pruner = true;
+            let pruner = Pruner::inbox(
+                self.pool.clone(),
+                self.settings.inbox_pruning,
+                &self.metrics,
+            );
+            self.spawn("inbox-pruner", move |token| pruner.run(token));
+        }
         stats
     }
 
