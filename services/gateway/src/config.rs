@@ -1,6 +1,9 @@
 //! The gateway's command line and configuration: every setting is a flag and an environment
 //! variable (12-factor), documented in `--help`; the JWT secret is wrapped so it is never
 //! printed. `gateway token` signs a token for local use with the same secret.
+//!
+//! Durations in `..._MS` variables are milliseconds; `GATEWAY_IDEMPOTENCY_RETENTION` takes the
+//! backbone's duration syntax (`86400`, `90m`, `24h`, `7d`; see `choreo::config::parse_duration`).
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -133,6 +136,54 @@ pub struct Config {
         global = true
     )]
     pub breaker_open_ms: u64,
+
+    /// Order placements (`POST /orders`) the gateway handles at once at most. One more is
+    /// refused at once with 503 and `Retry-After: 1` (counted in
+    /// `gateway_shed_total{reason="in_flight"}`) instead of queueing in front of a saturated
+    /// order service.
+    #[arg(
+        long,
+        env = "GATEWAY_MAX_IN_FLIGHT",
+        default_value_t = 512,
+        value_parser = clap::value_parser!(u32).range(1..),
+        global = true
+    )]
+    pub max_in_flight: u32,
+
+    /// How old the oldest open saga (an order placed but not yet confirmed or cancelled) may get
+    /// before new orders are refused with 503 and `Retry-After: 2`
+    /// (`gateway_shed_total{reason="saga_backlog"}`), in milliseconds. The gateway reads it from
+    /// the order service's `GET /admission` twice a second; while that fails it does not shed.
+    #[arg(
+        long,
+        env = "GATEWAY_SAGA_BUDGET_MS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub saga_budget_ms: u64,
+
+    /// How long an Idempotency-Key is remembered (24h, as Stripe does); a retry after that is a
+    /// new request. Older keys are deleted every minute, never one whose request is still in
+    /// flight. At least an hour.
+    #[arg(
+        long,
+        env = "GATEWAY_IDEMPOTENCY_RETENTION",
+        default_value = "24h",
+        value_parser = parse_idempotency_retention,
+        global = true
+    )]
+    pub idempotency_retention: Duration,
+}
+
+/// An idempotency retention of at least an hour.
+fn parse_idempotency_retention(value: &str) -> Result<Duration, String> {
+    choreo::config::duration_at_least(
+        "GATEWAY_IDEMPOTENCY_RETENTION",
+        value,
+        Duration::from_secs(3600),
+        "a client retrying later would place a second order",
+    )
+    .map_err(|e| e.to_string())
 }
 
 impl Config {
@@ -156,6 +207,10 @@ impl Config {
 
     pub fn breaker_open_for(&self) -> Duration {
         Duration::from_millis(self.breaker_open_ms)
+    }
+
+    pub fn saga_budget(&self) -> Duration {
+        Duration::from_millis(self.saga_budget_ms)
     }
 }
 
@@ -183,6 +238,38 @@ mod tests {
         assert_eq!(cli.config.rate_burst.get(), 200);
         assert_eq!(cli.config.breaker_window, 20);
         assert_eq!(cli.config.breaker_failures, 10);
+        assert_eq!(cli.config.max_in_flight, 512);
+        assert_eq!(cli.config.saga_budget(), Duration::from_secs(5));
+        assert_eq!(
+            cli.config.idempotency_retention,
+            Duration::from_secs(24 * 3600)
+        );
+    }
+
+    #[test]
+    fn an_idempotency_retention_is_read_in_any_unit_and_at_least_an_hour() {
+        let parse = |value: &str| {
+            Cli::try_parse_from([
+                "gateway",
+                "--jwt-secret",
+                "s",
+                "--idempotency-retention",
+                value,
+            ])
+            .map(|cli| cli.config.idempotency_retention)
+        };
+        assert_eq!(parse("2d").unwrap(), Duration::from_secs(2 * 86_400));
+        assert_eq!(parse("3600").unwrap(), Duration::from_secs(3600));
+        let err = parse("10m").unwrap_err().to_string();
+        assert!(err.contains("second order"), "{err}");
+        assert!(parse("0").is_err());
+        assert!(parse("soon").is_err());
+    }
+
+    #[test]
+    fn at_least_one_order_may_be_in_flight() {
+        let zero = Cli::try_parse_from(["gateway", "--jwt-secret", "s", "--max-in-flight", "0"]);
+        assert!(zero.is_err());
     }
 
     #[test]

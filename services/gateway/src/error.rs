@@ -1,9 +1,10 @@
 //! The one error type of the HTTP boundary, [`ApiError`], and the one place it becomes a status
 //! code and a JSON body `{"error": "...", "field": "..."}`.
 //!
-//! Caller mistakes are shown with a clear message (and the field at fault); upstream trouble is
-//! shown as 503/504 with `Retry-After`; infrastructure errors are logged with their context and
-//! answered with a bare 500 that leaks nothing.
+//! Caller mistakes are shown with a clear message (and the field at fault); upstream trouble, and
+//! a new order shed while the shop is saturated, are shown as 503/504 with `Retry-After`;
+//! infrastructure errors are logged with their context and answered with a bare 500 that leaks
+//! nothing.
 
 use std::time::Duration;
 
@@ -48,6 +49,9 @@ pub enum ApiError {
     RequestInFlight,
     #[error("too many requests")]
     RateLimited { retry_after: Duration },
+    /// The shop is saturated: new orders are shed until it catches up.
+    #[error("the shop is busy; retry later")]
+    Overloaded { retry_after: Duration },
     /// An upstream answered with a 4xx: shown to the caller as it is.
     #[error("upstream answered {status}")]
     Upstream4xx {
@@ -77,6 +81,7 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::RequestInFlight => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream4xx { status, .. } => *status,
             Self::Upstream(UpstreamError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -86,7 +91,9 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::RateLimited { retry_after } => Some(*retry_after),
+            Self::RateLimited { retry_after } | Self::Overloaded { retry_after } => {
+                Some(*retry_after)
+            }
             Self::Upstream(e) => Some(e.retry_after()),
             Self::RequestInFlight => Some(Duration::from_secs(1)),
             _ => None,

@@ -4,10 +4,18 @@
 //! [`Store::begin`] claims a key (or finds its stored answer, a request in flight, or another
 //! body under the same key); [`Store::complete`] stores the answer; [`Store::release`] lets a
 //! retry try again after an upstream failure, with the same order id. HTTP lives in the routes.
+//!
+//! Keys are kept for `GATEWAY_IDEMPOTENCY_RETENTION` (24 h, as Stripe does): [`pruner`] deletes
+//! older ones every minute with the backbone's chunked pruner (`choreo::prune`), but never a key
+//! whose request is still in flight (`locked_until` in the future), and reports
+//! `gateway_idempotency_keys_rows` and `gateway_idempotency_keys_pruned_total`.
 
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
+use choreo::metrics::Metrics;
+use choreo::prune::{PruneConfig, Pruner, Table};
+use prometheus::{IntCounter, IntGauge};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -160,6 +168,42 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+/// The idempotency table for the pruner: keys created before the retention, unless a request
+/// holds one right now. The subquery locks what it picks (skipping rows a request holds), and
+/// the outer condition is checked again on the row as it is when deleted.
+pub const TABLE: Table = Table {
+    name: "idempotency_keys",
+    delete_chunk: "delete from idempotency_keys k where (k.customer_id, k.idempotency_key) in (
+            select customer_id, idempotency_key from idempotency_keys
+            where created_at < now() - make_interval(secs => $1)
+              and (locked_until is null or locked_until <= now())
+            limit $2 for update skip locked)
+          and (k.locked_until is null or k.locked_until <= now())",
+    count: "select count(*) from idempotency_keys",
+};
+
+/// The pruner of the idempotency keys older than `retention`, with its metrics registered in
+/// `metrics`' registry.
+pub fn pruner(pool: PgPool, retention: Duration, metrics: &Metrics) -> prometheus::Result<Pruner> {
+    let rows = IntGauge::new(
+        "gateway_idempotency_keys_rows",
+        "Rows in idempotency_keys (counted once per prune)",
+    )?;
+    let pruned = IntCounter::new(
+        "gateway_idempotency_keys_pruned_total",
+        "Idempotency keys deleted as older than the retention",
+    )?;
+    metrics.registry.register(Box::new(rows.clone()))?;
+    metrics.registry.register(Box::new(pruned.clone()))?;
+    Ok(Pruner::new(
+        pool,
+        TABLE,
+        PruneConfig::new(retention),
+        rows,
+        pruned,
+    ))
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! The shop's HTTP gateway, the only public entry: it authenticates clients (bearer JWTs),
 //! rate-limits them, validates what they send, and forwards to the order, payment and shipping
-//! services, each behind a timeout and a circuit breaker. It owns no shop state; its own
-//! database holds only the idempotency keys of `POST /orders`.
+//! services, each behind a timeout and a circuit breaker. It sheds new orders with 503 while the
+//! shop is saturated ([`shed`]). It owns no shop state; its own database holds only the
+//! idempotency keys of `POST /orders`, pruned after their retention ([`idempotency`]).
 //!
 //! [`Application::build`] binds the listener (port 0 in tests) and [`Application::run_until`]
-//! serves until the shutdown token is cancelled. `main.rs` only reads the config and calls them.
+//! serves, with the background loops (the saga-backlog poll, the idempotency pruner), until the
+//! shutdown token is cancelled. `main.rs` only reads the config and calls them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,14 +36,17 @@ pub mod limit;
 pub mod observe;
 pub mod openapi;
 pub mod routes;
+pub mod shed;
 pub mod upstream;
 
 pub use config::Config;
 
 use auth::JwtKeys;
+use choreo::prune::Pruner;
 use idempotency::Store;
 use limit::RateLimiter;
 use observe::HttpMetrics;
+use shed::{Admission, SagaWatch, ShedMetrics};
 use upstream::Upstream;
 
 /// What every handler shares.
@@ -53,10 +58,13 @@ pub struct AppState {
     pub orders: Arc<Upstream>,
     pub payments: Arc<Upstream>,
     pub shipments: Arc<Upstream>,
+    /// Whether a new order goes in (load shedding).
+    pub admission: Arc<Admission>,
 }
 
 impl AppState {
-    pub fn new(config: &Config, pool: PgPool) -> anyhow::Result<Self> {
+    /// The shared state; registers the shedding metrics in `metrics`.
+    pub fn new(config: &Config, pool: PgPool, metrics: &Metrics) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(config.upstream_timeout())
             .build()
@@ -85,6 +93,11 @@ impl AppState {
             orders: upstream("order", &config.order_url),
             payments: upstream("payment", &config.payment_url),
             shipments: upstream("shipping", &config.shipping_url),
+            admission: Arc::new(Admission::new(
+                config.max_in_flight,
+                config.saga_budget(),
+                ShedMetrics::register(metrics).context("register the shedding metrics")?,
+            )),
         })
     }
 }
@@ -94,7 +107,11 @@ impl AppState {
 pub fn router(state: AppState, metrics: Arc<Metrics>, readiness: Readiness) -> Router {
     let http_metrics = HttpMetrics::register(&metrics).expect("gateway metric names are unique");
     let api = Router::new()
-        .route("/orders", post(routes::orders::place))
+        .route(
+            "/orders",
+            post(routes::orders::place)
+                .route_layer(middleware::from_fn_with_state(state.clone(), shed::shed)),
+        )
         .route("/orders/{id}", get(routes::orders::get))
         .route("/orders/{id}/cancel", post(routes::orders::cancel))
         .route_layer(middleware::from_fn_with_state(state.clone(), limit::limit))
@@ -117,6 +134,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     port: u16,
+    pruner: Pruner,
+    sagas: SagaWatch,
 }
 
 impl Application {
@@ -134,8 +153,16 @@ impl Application {
             .run(&pool)
             .await
             .context("apply the gateway's migrations")?;
-        let state = AppState::new(&config, pool.clone())?;
         let metrics = Arc::new(Metrics::new("gateway"));
+        let state = AppState::new(&config, pool.clone(), &metrics)?;
+        let pruner = idempotency::pruner(pool.clone(), config.idempotency_retention, &metrics)
+            .context("register the idempotency pruner's metrics")?;
+        let sagas = SagaWatch {
+            admission: state.admission.clone(),
+            client: reqwest::Client::new(),
+            order_url: config.order_url.clone(),
+            timeout: config.upstream_timeout(),
+        };
         let readiness = Readiness {
             database: Some(pool),
             consumers: vec![],
@@ -148,6 +175,8 @@ impl Application {
             listener,
             router: router(state, metrics, readiness),
             port,
+            pruner,
+            sagas,
         })
     }
 
@@ -155,15 +184,27 @@ impl Application {
         self.port
     }
 
-    /// Serves until `shutdown` is cancelled, then lets requests in hand finish.
+    /// Serves, and runs the background loops, until `shutdown` is cancelled; then lets
+    /// requests in hand finish and waits for the loops to stop.
     pub async fn run_until(self, shutdown: CancellationToken) -> std::io::Result<()> {
         tracing::info!(port = self.port, "gateway listening");
-        axum::serve(
+        let background = shutdown.child_token();
+        let mut loops = tokio::task::JoinSet::new();
+        loops.spawn(self.sagas.run(background.clone()));
+        let pruner = self.pruner;
+        let token = background.clone();
+        loops.spawn(async move {
+            let _ = pruner.run(token).await;
+        });
+        let served = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+        .await;
+        background.cancel();
+        while loops.join_next().await.is_some() {}
+        served
     }
 }

@@ -32,6 +32,10 @@ struct Fake {
     failing: AtomicBool,
     delay_ms: AtomicUsize,
     last_request_id: Mutex<Option<String>>,
+    /// What GET /admission says of the oldest open saga, in seconds.
+    oldest_open_secs: Mutex<f64>,
+    /// GET /admission answers 500.
+    admission_failing: AtomicBool,
 }
 
 async fn fake_place(
@@ -120,6 +124,17 @@ async fn fake_cancel(
     (StatusCode::ACCEPTED, Json(order.clone()))
 }
 
+async fn fake_admission(State(fake): State<Arc<Fake>>) -> (StatusCode, Json<Value>) {
+    if fake.admission_failing.load(Ordering::SeqCst) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({})));
+    }
+    let oldest = *fake.oldest_open_secs.lock().unwrap();
+    (
+        StatusCode::OK,
+        Json(json!({"open_sagas": 3, "oldest_open_secs": oldest})),
+    )
+}
+
 async fn fake_list(Query(query): Query<HashMap<String, String>>) -> Json<Value> {
     Json(json!([{ "order_id": query["order_id"], "status": "captured" }]))
 }
@@ -139,6 +154,7 @@ async fn spawn_fake() -> (Arc<Fake>, String) {
         .route("/orders/{id}/cancel", post(fake_cancel))
         .route("/payments", get(fake_list))
         .route("/shipments", get(fake_list))
+        .route("/admission", get(fake_admission))
         .with_state(fake.clone());
     let address = serve(router).await;
     (fake, format!("http://{address}"))
@@ -171,6 +187,9 @@ async fn spawn_app(tune: impl FnOnce(&mut Config)) -> TestApp {
         breaker_window: 20,
         breaker_failures: 10,
         breaker_open_ms: 5000,
+        max_in_flight: 512,
+        saga_budget_ms: 5000,
+        idempotency_retention: Duration::from_secs(24 * 3600),
     };
     tune(&mut config);
     let app = Application::build(config)
@@ -219,6 +238,18 @@ impl TestApp {
     async fn placed_order_id(&self, customer: &str) -> String {
         let placed = json_of(self.place(customer, an_order(), None).await).await;
         placed["order_id"].as_str().expect("an order id").to_owned()
+    }
+
+    /// The Prometheus text of `/metrics`.
+    async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     async fn stop(self) {
@@ -638,6 +669,155 @@ async fn the_operations_endpoints_and_the_api_document_are_served() {
     assert_eq!(
         json_of(doc).await["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_order_beyond_the_in_flight_bound_is_shed_at_once_with_503_and_retry_after() {
+    let app = spawn_app(|config| config.max_in_flight = 1).await;
+    app.fake.delay_ms.store(1500, Ordering::SeqCst);
+    let first = {
+        let request = app.post("/orders", "cus_alice").json(&an_order());
+        tokio::spawn(async move { request.send().await.unwrap() })
+    };
+    while app.fake.place_calls.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let started = Instant::now();
+    let shed = app.place("cus_bob", an_order(), Some("bob-1")).await;
+
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(shed.headers()["retry-after"], "1");
+    assert!(json_of(shed).await["error"]
+        .as_str()
+        .unwrap()
+        .contains("busy"));
+    assert_eq!(app.fake.place_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(first.await.unwrap().status(), StatusCode::CREATED);
+    // The slot is free again, and the shed request left its key unclaimed.
+    let retried = app.place("cus_bob", an_order(), Some("bob-1")).await;
+    assert_eq!(retried.status(), StatusCode::CREATED);
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"choreo_gateway_shed_total{reason="in_flight",service="gateway"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"choreo_gateway_in_flight{service="gateway"} 0"#),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn new_orders_are_shed_while_the_oldest_saga_is_over_budget_and_taken_again_after() {
+    let app = spawn_app(|config| config.saga_budget_ms = 5000).await;
+    *app.fake.oldest_open_secs.lock().unwrap() = 12.5;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let shed = loop {
+        let response = app.place("cus_alice", an_order(), None).await;
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            break response;
+        }
+        assert!(Instant::now() < deadline, "never shed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(shed.headers()["retry-after"], "2");
+    let calls = app.fake.place_calls.load(Ordering::SeqCst);
+    // Reads are not shed.
+    let id = uuid::Uuid::now_v7();
+    let read = app.get(&format!("/orders/{id}"), "cus_alice").send().await;
+    assert_eq!(read.unwrap().status(), StatusCode::NOT_FOUND);
+
+    *app.fake.oldest_open_secs.lock().unwrap() = 1.0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = app.place("cus_alice", an_order(), None).await;
+        if response.status() == StatusCode::CREATED {
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(Instant::now() < deadline, "never taken again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.fake.place_calls.load(Ordering::SeqCst), calls + 1);
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"choreo_gateway_oldest_open_saga_seconds{service="gateway"} 1"#),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreadable_saga_backlog_sheds_nothing() {
+    let app = spawn_app(|_| {}).await;
+    app.fake.admission_failing.store(true, Ordering::SeqCst);
+    *app.fake.oldest_open_secs.lock().unwrap() = 60.0;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let response = app.place("cus_alice", an_order(), None).await;
+
+    assert_eq!(response.status(), StatusCode::CREATED);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn idempotency_keys_older_than_the_retention_are_pruned_unless_a_request_holds_them() {
+    // The application's own pruner keeps a month, so only the one below prunes these rows.
+    let app =
+        spawn_app(|config| config.idempotency_retention = Duration::from_secs(30 * 86_400)).await;
+    let placed = app.place("cus_alice", an_order(), Some("fresh")).await;
+    assert_eq!(placed.status(), StatusCode::CREATED);
+    for (key, locked_for_secs, answered) in [
+        ("answered-1", None, true),
+        ("answered-2", None, true),
+        ("abandoned", Some(-60.0), false),
+        ("held", Some(60.0), false),
+    ] {
+        sqlx::query(
+            "insert into idempotency_keys
+                 (customer_id, idempotency_key, request_hash, order_id, locked_until,
+                  response_status, response_body, created_at)
+             values ('cus_old', $1, '\\x00', gen_random_uuid(),
+                     now() + make_interval(secs => $2), $3, $4, now() - interval '2 days')",
+        )
+        .bind(key)
+        .bind(locked_for_secs)
+        .bind(answered.then_some(201_i16))
+        .bind(answered.then_some(b"{}".to_vec()))
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    }
+    let metrics = choreo::metrics::Metrics::new("gateway");
+    let pruner = gateway::idempotency::pruner(
+        app.db.pool.clone(),
+        Duration::from_secs(24 * 3600),
+        &metrics,
+    )
+    .unwrap();
+
+    let cycle = pruner.cycle(&CancellationToken::new()).await.unwrap();
+
+    assert_eq!((cycle.deleted, cycle.rows), (3, 2));
+    let left: Vec<String> =
+        sqlx::query_scalar("select idempotency_key from idempotency_keys order by 1")
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(left, ["fresh", "held"]);
+    let text = metrics.render();
+    assert!(
+        text.contains(r#"choreo_gateway_idempotency_keys_rows{service="gateway"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"choreo_gateway_idempotency_keys_pruned_total{service="gateway"} 3"#),
+        "{text}"
     );
     app.stop().await;
 }

@@ -1,6 +1,7 @@
 //! The order service's HTTP API, internal to the shop (the gateway is the public entry):
 //! `POST /orders`, `POST /orders/{id}/cancel`, `GET /orders/{id}` with the saga's timeline,
-//! `GET /orders/summary`, and the catalogue (`GET /catalog`, `PUT /catalog/{sku}`). Errors are
+//! `GET /orders/summary`, the catalogue (`GET /catalog`, `PUT /catalog/{sku}`), and
+//! `GET /admission`, how far behind the sagas are (for the gateway's load shedding). Errors are
 //! JSON `{"error": ...}`: 4xx for what the caller can fix, 500 (logged, never detailed) for ours.
 
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{id}/cancel", post(cancel))
         .route("/catalog", get(catalog))
         .route("/catalog/{sku}", put(set_price))
+        .route("/admission", get(admission))
         .with_state(state)
 }
 
@@ -222,6 +224,13 @@ async fn summary(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
     Ok(Json(
         json!({ "by_status": by_status, "confirmed_total_minor": confirmed_total_minor }),
     ))
+}
+
+/// `{"open_sagas": N, "oldest_open_secs": S}`: the orders placed or reserved and not yet
+/// confirmed or cancelled, and how long ago the oldest was placed. The gateway polls it and
+/// refuses new orders while the oldest is older than its budget.
+async fn admission(State(state): State<AppState>) -> Result<Json<store::OpenSagas>, ApiError> {
+    Ok(Json(store::open_sagas(&state.pool).await?))
 }
 
 async fn catalog(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

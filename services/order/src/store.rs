@@ -206,3 +206,23 @@ pub async fn summary(pool: &PgPool) -> Result<(Vec<(String, i64)>, i64), sqlx::E
     .await?;
     Ok((by_status, confirmed))
 }
+
+/// The sagas still open: orders placed or reserved, not yet confirmed or cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, sqlx::FromRow)]
+pub struct OpenSagas {
+    pub open_sagas: i64,
+    /// Seconds since the oldest open order was placed (0 when none is open).
+    pub oldest_open_secs: f64,
+}
+
+/// How many sagas are open and how old the oldest is (a read of the partial index
+/// `orders_open_by_placed_at`, which holds only the open orders).
+pub async fn open_sagas(pool: &PgPool) -> Result<OpenSagas, sqlx::Error> {
+    sqlx::query_as(
+        "select count(*) as open_sagas,
+                coalesce(extract(epoch from now() - min(placed_at)), 0)::float8 as oldest_open_secs
+         from orders where status in ('placed', 'reserved')",
+    )
+    .fetch_one(pool)
+    .await
+}

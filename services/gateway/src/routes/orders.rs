@@ -72,7 +72,7 @@ pub struct OrderView {
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "A refused value, an unknown sku, or an Idempotency-Key used with another body", body = ErrorBody),
         (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
-        (status = 503, description = "The order service is unavailable; see Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
+        (status = 503, description = "The order service is unavailable, or the shop is saturated and sheds new orders; see Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
         (status = 504, description = "The order service did not answer in time", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
     ),
     security(("bearer" = []))
