@@ -7,10 +7,11 @@
 //! [`topics`] reads what went over the topics during a run; [`scenario`] is one run of the
 //! end-to-end scenario in steps (prepare, place, settle, check) and [`invariants`] the rules
 //! checked at the end; [`process`] starts and signals the shop's service processes; [`chaos`]
-//! injects faults into them under load.
+//! injects faults into them under load; [`costs`] measures what an order costs the machine.
 
 pub mod chaos;
 pub mod client;
+pub mod costs;
 pub mod invariants;
 pub mod mix;
 pub mod process;

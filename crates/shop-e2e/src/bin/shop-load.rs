@@ -1,11 +1,14 @@
-//! `shop-load`: the shop's load benchmark. Places in-stock orders through the gateway at fixed
-//! rates (open loop: an order every 1/rate s whatever the answers) and then as fast as a pool
-//! of clients can (closed loop), and reads `shop.orders.v1` alongside to time each saga from
-//! its OrderPlaced to its OrderConfirmed (both stamped by the order service's clock). Prints,
-//! per phase: orders placed/s, orders confirmed/s, and the placed-to-confirmed latency median,
-//! p99 and max. Run it through `scripts/bench shop`, against the running shop.
+//! `shop-load`: the shop's load benchmark. For each catalogue (a hot one of 5 SKUs, a flash sale,
+//! and a broad one of 10,000) it places in-stock orders through the gateway at rising fixed rates
+//! (open loop: an order every 1/rate s whatever the answers) until the shop falls behind, which
+//! draws the latency-vs-rate curve, and then as fast as a pool of clients can (closed loop). It
+//! reads the topics alongside to time each saga from its OrderPlaced to its OrderConfirmed (both
+//! stamped by the order service's clock). Prints, per phase: orders placed/s, confirmed/s, the
+//! placed-to-confirmed latency median, p99 and max, the hops, and what an order cost
+//! ([`shop_e2e::costs`]: PostgreSQL commits, Kafka requests and CPU per order); at the end the
+//! sizes of the tables that grow with traffic. Run it through `scripts/bench shop`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,6 +19,7 @@ use clap::Parser;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use shop_e2e::client::Shop;
+use shop_e2e::costs;
 use shop_e2e::topics::marks;
 
 #[derive(Debug, Parser)]
@@ -24,14 +28,26 @@ use shop_e2e::topics::marks;
     about = "Load benchmark of the running shop (see scripts/bench shop)"
 )]
 struct Args {
-    /// Fixed rates to hold, in orders per second, one phase each.
-    #[arg(long, value_delimiter = ',', default_value = "100,200,500")]
+    /// Fixed rates to hold, in orders per second, one phase each, rising: the curve stops at
+    /// the first rate the shop cannot keep up with.
+    #[arg(long, value_delimiter = ',', default_value = "50,100,200,400,700,1000")]
     rates: Vec<u32>,
+    /// Catalogues to run the phases on: `hot` (5 SKUs: every order contends for the same
+    /// stock rows, as in a flash sale) and `broad` (10,000 SKUs).
+    #[arg(long, value_delimiter = ',', default_value = "hot,broad")]
+    catalogues: Vec<Catalogue>,
+    /// Profile each phase: its busiest SQL statements (pg_stat_statements) and what the
+    /// database's backends waited on (pg_stat_activity, sampled every 20 ms).
+    #[arg(long)]
+    profile: bool,
+    /// The stack script asked for the broker's request counters.
+    #[arg(long, default_value = "scripts/stack")]
+    stack: std::path::PathBuf,
     /// Seconds each fixed-rate phase lasts.
     #[arg(long, default_value_t = 20)]
     phase_secs: u64,
     /// Seconds of the closed-loop phase at the maximum rate (0 skips it).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 30)]
     max_secs: u64,
     /// Concurrent clients of the maximum-rate phase.
     #[arg(long, default_value_t = 256)]
@@ -39,6 +55,22 @@ struct Args {
     /// Seconds to wait after a phase for its last sagas to end.
     #[arg(long, default_value_t = 30)]
     drain_secs: u64,
+}
+
+/// A catalogue the orders are spread over.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Catalogue {
+    Hot,
+    Broad,
+}
+
+impl Catalogue {
+    fn skus(self) -> usize {
+        match self {
+            Catalogue::Hot => 5,
+            Catalogue::Broad => 10_000,
+        }
+    }
 }
 
 /// When each order of the run was placed and confirmed, by the order service's stamps.
@@ -55,6 +87,7 @@ fn follow(
     shop_kafka: choreo::KafkaConfig,
     sagas: Arc<Mutex<Sagas>>,
     stop: Arc<AtomicBool>,
+    ready: std::sync::mpsc::Sender<()>,
 ) -> anyhow::Result<()> {
     let start = marks(
         &shop_kafka,
@@ -68,6 +101,7 @@ fn follow(
         assignment.add_partition_offset(topic, *partition, Offset::Offset(*end))?;
     }
     consumer.assign(&assignment)?;
+    let _ = ready.send(());
     while !stop.load(Ordering::Relaxed) {
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
@@ -107,8 +141,14 @@ struct Phase {
     secs: f64,
     ids: Vec<String>,
     failed: u64,
-    /// CPU seconds per part of the system while the phase placed orders.
-    cpu: BTreeMap<String, f64>,
+    /// The counters when the phase began.
+    before: Start,
+}
+
+/// A phase's starting point: the counters, and the wait sampler when profiling.
+struct Start {
+    counters: costs::Sample,
+    waits: Option<costs::WaitSampler>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -143,13 +183,13 @@ async fn fixed_rate(
     skus: &[String],
     rate: u32,
     secs: u64,
+    before: Start,
 ) -> Phase {
     let ids = Arc::new(Mutex::new(Vec::new()));
     let failed = Arc::new(AtomicU64::new(0));
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
-    let cpu_before = cpu_by_part();
     let total = u64::from(rate) * secs;
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..total {
@@ -177,7 +217,7 @@ async fn fixed_rate(
         secs: started.elapsed().as_secs_f64(),
         ids,
         failed: failed.load(Ordering::Relaxed),
-        cpu: cpu_between(&cpu_before, &cpu_by_part()),
+        before,
     }
 }
 
@@ -187,12 +227,12 @@ async fn max_rate(
     skus: &[String],
     clients: usize,
     secs: u64,
+    before: Start,
 ) -> Phase {
     let until = Instant::now() + Duration::from_secs(secs);
     let counter = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let cpu_before = cpu_by_part();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..clients {
         let (shop, tokens, skus, counter, failed) = (
@@ -225,154 +265,163 @@ async fn max_rate(
         secs: started.elapsed().as_secs_f64(),
         ids,
         failed: failed.load(Ordering::Relaxed),
-        cpu: cpu_between(&cpu_before, &cpu_by_part()),
+        before,
     }
 }
 
-/// Waits until every order of `phase` is confirmed or `drain` passes; prints the phase's line.
-async fn report(phase: &Phase, sagas: &Mutex<Sagas>, drain: Duration) {
-    let give_up = Instant::now() + drain;
-    loop {
-        let confirmed = {
-            let sagas = sagas.lock().unwrap();
-            phase
+/// What the run needs at hand to measure a phase.
+struct Bench {
+    admin_url: String,
+    stack: std::path::PathBuf,
+    statements: bool,
+    sagas: Arc<Mutex<Sagas>>,
+    drain: Duration,
+}
+
+impl Bench {
+    /// The counters now, and a fresh statement profile when asked for.
+    async fn begin(&self) -> anyhow::Result<Start> {
+        let mut waits = None;
+        if self.statements {
+            if !costs::reset_statements(&self.admin_url).await? {
+                eprintln!("pg_stat_statements is not loaded: no statement profile");
+            }
+            waits = Some(costs::WaitSampler::start(self.admin_url.clone()));
+        }
+        Ok(Start {
+            counters: costs::sample(&self.admin_url, &self.stack).await?,
+            waits,
+        })
+    }
+
+    /// Waits until every order of `phase` is confirmed or the drain passes; prints the phase's
+    /// lines. True when the shop kept up (every order confirmed, at the rate they came).
+    async fn report(&self, phase: &mut Phase) -> anyhow::Result<bool> {
+        let give_up = Instant::now() + self.drain;
+        loop {
+            let confirmed = {
+                let sagas = self.sagas.lock().unwrap();
+                phase
+                    .ids
+                    .iter()
+                    .filter(|id| sagas.confirmed.contains_key(*id))
+                    .count()
+            };
+            if confirmed == phase.ids.len() || Instant::now() > give_up {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let waits = match phase.before.waits.take() {
+            Some(sampler) => Some(sampler.finish().await?),
+            None => None,
+        };
+        // PostgreSQL backends publish their counters within a second of going idle.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let spent = costs::sample(&self.admin_url, &self.stack)
+            .await?
+            .since(&phase.before.counters);
+        let (line, hops, kept_up) = self.latencies(phase);
+        println!("{line}");
+        println!("{hops}");
+        for line in spent.per_order(phase.ids.len()) {
+            println!("{line}");
+        }
+        if let Some(waits) = waits {
+            println!("{}", costs::waits_line(&waits));
+        }
+        if self.statements {
+            println!("    busiest statements (calls per order, mean, total, database):");
+            for line in costs::statements(&self.admin_url, phase.ids.len(), 12).await? {
+                println!("{line}");
+            }
+        }
+        Ok(kept_up)
+    }
+
+    fn latencies(&self, phase: &Phase) -> (String, String, bool) {
+        let sagas = self.sagas.lock().unwrap();
+        let mut latencies = Vec::new();
+        let (mut first, mut last) = (None::<DateTime<Utc>>, None::<DateTime<Utc>>);
+        for id in &phase.ids {
+            if let (Some(placed), Some(confirmed)) = (sagas.placed.get(id), sagas.confirmed.get(id))
+            {
+                latencies
+                    .push((*confirmed - *placed).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+                first = Some(first.map_or(*placed, |f| f.min(*placed)));
+                last = Some(last.map_or(*confirmed, |l| l.max(*confirmed)));
+            }
+        }
+        latencies.sort_by(f64::total_cmp);
+        let span = match (first, last) {
+            (Some(f), Some(l)) => (l - f).num_milliseconds() as f64 / 1000.0,
+            _ => f64::NAN,
+        };
+        let hop = |from: &HashMap<String, DateTime<Utc>>, to: &HashMap<String, DateTime<Utc>>| {
+            let mut waits: Vec<f64> = phase
                 .ids
                 .iter()
-                .filter(|id| sagas.confirmed.contains_key(*id))
-                .count()
-        };
-        if confirmed == phase.ids.len() || Instant::now() > give_up {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let sagas = sagas.lock().unwrap();
-    let mut latencies = Vec::new();
-    let (mut first, mut last) = (None::<DateTime<Utc>>, None::<DateTime<Utc>>);
-    for id in &phase.ids {
-        if let (Some(placed), Some(confirmed)) = (sagas.placed.get(id), sagas.confirmed.get(id)) {
-            latencies.push((*confirmed - *placed).num_microseconds().unwrap_or(0) as f64 / 1000.0);
-            first = Some(first.map_or(*placed, |f| f.min(*placed)));
-            last = Some(last.map_or(*confirmed, |l| l.max(*confirmed)));
-        }
-    }
-    latencies.sort_by(f64::total_cmp);
-    let span = match (first, last) {
-        (Some(f), Some(l)) => (l - f).num_milliseconds() as f64 / 1000.0,
-        _ => f64::NAN,
-    };
-    let hop = |from: &HashMap<String, DateTime<Utc>>, to: &HashMap<String, DateTime<Utc>>| {
-        let mut waits: Vec<f64> = phase
-            .ids
-            .iter()
-            .filter_map(|id| {
-                Some((*to.get(id)? - *from.get(id)?).num_microseconds()? as f64 / 1000.0)
-            })
-            .collect();
-        waits.sort_by(f64::total_cmp);
-        format!(
-            "{:.0}/{:.0}",
-            percentile(&waits, 0.5),
-            percentile(&waits, 0.99)
-        )
-    };
-    let hops = format!(
-        "    hops p50/p99 ms: placed->reserved {}, reserved->captured {}, captured->confirmed {}",
-        hop(&sagas.placed, &sagas.reserved),
-        hop(&sagas.reserved, &sagas.captured),
-        hop(&sagas.captured, &sagas.confirmed),
-    );
-    println!(
-        "{:<18} {:>9.1} {:>12.1} {:>9.1} {:>9.1} {:>9.1} {:>8} {:>7}",
-        phase.name,
-        phase.ids.len() as f64 / phase.secs,
-        latencies.len() as f64 / span,
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        latencies.last().copied().unwrap_or(f64::NAN),
-        phase.ids.len() - latencies.len(),
-        phase.failed,
-    );
-    println!("{hops}");
-    let used: Vec<String> = phase
-        .cpu
-        .iter()
-        .filter(|(_, secs)| **secs > 0.0)
-        .map(|(part, secs)| format!("{part} {:.0}%", 100.0 * secs / phase.secs))
-        .collect();
-    println!("    cpu (% of one core while placing): {}", used.join(", "));
-}
-
-/// CPU seconds each part of the system has used so far (all its threads; PostgreSQL summed over
-/// its backends), from /proc. A cheap profile: where the machine's two cores go.
-fn cpu_by_part() -> BTreeMap<String, f64> {
-    const TICKS_PER_SECOND: f64 = 100.0; // USER_HZ on Linux
-    let mut parts = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return parts;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if !path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let comm = &stat[open + 1..close];
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
-            f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
-        });
-        let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        let part = if comm.starts_with("postgres") {
-            "postgresql"
-        } else if cmdline.contains("kafka.Kafka") {
-            "kafka"
-        } else if cmdline.contains("apicurio") {
-            "registry"
-        } else if [
-            "order",
-            "inventory",
-            "payment",
-            "shipping",
-            "gateway",
-            "provider-sim",
-            "shop-load",
-        ]
-        .contains(&comm)
-        {
-            comm
-        } else {
-            continue;
-        };
-        *parts.entry(part.to_owned()).or_insert(0.0) += ticks / TICKS_PER_SECOND;
-    }
-    parts
-}
-
-/// What each part used between two samples.
-fn cpu_between(
-    before: &BTreeMap<String, f64>,
-    after: &BTreeMap<String, f64>,
-) -> BTreeMap<String, f64> {
-    after
-        .iter()
-        .map(|(part, secs)| {
-            (
-                part.clone(),
-                secs - before.get(part).copied().unwrap_or(0.0),
+                .filter_map(|id| {
+                    Some((*to.get(id)? - *from.get(id)?).num_microseconds()? as f64 / 1000.0)
+                })
+                .collect();
+            waits.sort_by(f64::total_cmp);
+            format!(
+                "{:.0}/{:.0}",
+                percentile(&waits, 0.5),
+                percentile(&waits, 0.99)
             )
-        })
-        .collect()
+        };
+        let hops = format!(
+            "    hops p50/p99 ms: placed->reserved {}, reserved->captured {}, captured->confirmed {}",
+            hop(&sagas.placed, &sagas.reserved),
+            hop(&sagas.reserved, &sagas.captured),
+            hop(&sagas.captured, &sagas.confirmed),
+        );
+        let placed_rate = phase.ids.len() as f64 / phase.secs;
+        let confirmed_rate = latencies.len() as f64 / span;
+        let pending = phase.ids.len() - latencies.len();
+        // Keeping up: nothing pending, nothing refused, confirmations as fast as orders came,
+        // and no saga waiting longer than the phase itself.
+        let kept_up = pending == 0
+            && phase.failed == 0
+            && confirmed_rate >= 0.95 * placed_rate
+            && percentile(&latencies, 0.99) < 1000.0 * phase.secs / 4.0;
+        let line = format!(
+            "{:<18} {:>9.1} {:>12.1} {:>9.1} {:>9.1} {:>9.1} {:>8} {:>7}{}",
+            phase.name,
+            placed_rate,
+            confirmed_rate,
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            latencies.last().copied().unwrap_or(f64::NAN),
+            pending,
+            phase.failed,
+            if kept_up { "" } else { "  (falls behind)" },
+        );
+        (line, hops, kept_up)
+    }
+}
+
+/// Prices and stocks `count` SKUs tagged `tag`, a few at a time, showing progress.
+async fn stock(shop: &Shop, tag: &str, count: usize) -> anyhow::Result<Vec<String>> {
+    use futures::StreamExt as _;
+    let skus: Vec<String> = (0..count).map(|i| format!("LOAD-{tag}-{i}")).collect();
+    let quantity = if count < 100 { 1_000_000 } else { 10_000 };
+    let mut done = 0;
+    {
+        let mut calls = futures::stream::iter(skus.iter())
+            .map(|sku| shop.stock_up(sku, 1000, quantity))
+            .buffer_unordered(16);
+        while let Some(result) = calls.next().await {
+            result?;
+            done += 1;
+            if done % 1000 == 0 {
+                eprintln!("  stocked {done}/{count} SKUs");
+            }
+        }
+    }
+    Ok(skus)
 }
 
 #[tokio::main]
@@ -381,11 +430,9 @@ async fn main() -> anyhow::Result<()> {
     let shop = Shop::from_env()?;
     shop.ensure_running().await?;
     let kafka = choreo::KafkaConfig::from_env().context("KAFKA_BROKERS")?;
+    let admin_url =
+        std::env::var("PG_ADMIN_URL").context("PG_ADMIN_URL (from the stack's env file)")?;
     let tag = shop_e2e::mix::run_tag();
-    let skus: Vec<String> = (0..8).map(|i| format!("LOAD-{tag}-{i}")).collect();
-    for sku in &skus {
-        shop.stock_up(sku, 1000, 1_000_000).await?;
-    }
     // Many customers, so the gateway's per-client rate limit is never what is measured.
     let tokens: Vec<String> = (0..500)
         .map(|i| shop.token(&format!("cus_load_{tag}_{i}")))
@@ -393,28 +440,57 @@ async fn main() -> anyhow::Result<()> {
 
     let sagas = Arc::new(Mutex::new(Sagas::default()));
     let stop = Arc::new(AtomicBool::new(false));
+    let (ready, assigned) = std::sync::mpsc::channel();
     let follower = {
         let (sagas, stop, kafka) = (sagas.clone(), stop.clone(), kafka.clone());
-        std::thread::spawn(move || follow(kafka, sagas, stop))
+        std::thread::spawn(move || follow(kafka, sagas, stop, ready))
     };
-    tokio::time::sleep(Duration::from_secs(2)).await; // the reader is assigned before the first order
-
-    println!(
-        "{:<18} {:>9} {:>12} {:>9} {:>9} {:>9} {:>8} {:>7}",
-        "phase", "placed/s", "confirmed/s", "p50 ms", "p99 ms", "max ms", "pending", "failed"
-    );
-    let drain = Duration::from_secs(args.drain_secs);
-    for rate in &args.rates {
-        let phase = fixed_rate(&shop, &tokens, &skus, *rate, args.phase_secs).await;
-        report(&phase, &sagas, drain).await;
+    // Orders are placed only once the reader holds its start offsets.
+    if tokio::task::spawn_blocking(move || assigned.recv())
+        .await?
+        .is_err()
+    {
+        follower.join().expect("the reader thread")?;
+        anyhow::bail!("the topic reader stopped before it was assigned");
     }
-    if args.max_secs > 0 {
-        let phase = max_rate(&shop, &tokens, &skus, args.clients, args.max_secs).await;
-        report(&phase, &sagas, drain).await;
+    let bench = Bench {
+        admin_url,
+        stack: args.stack.clone(),
+        statements: args.profile,
+        sagas: sagas.clone(),
+        drain: Duration::from_secs(args.drain_secs),
+    };
+    for catalogue in &args.catalogues {
+        let count = catalogue.skus();
+        eprintln!("stocking the {catalogue:?} catalogue ({count} SKUs)");
+        let skus = stock(&shop, &format!("{tag}-{count}"), count).await?;
+        println!("\ncatalogue: {count} SKUs ({catalogue:?})");
+        println!(
+            "{:<18} {:>9} {:>12} {:>9} {:>9} {:>9} {:>8} {:>7}",
+            "phase", "placed/s", "confirmed/s", "p50 ms", "p99 ms", "max ms", "pending", "failed"
+        );
+        for rate in &args.rates {
+            let before = bench.begin().await?;
+            let mut phase = fixed_rate(&shop, &tokens, &skus, *rate, args.phase_secs, before).await;
+            if !bench.report(&mut phase).await? {
+                break; // the curve ends where the shop falls behind
+            }
+        }
+        if args.max_secs > 0 {
+            let before = bench.begin().await?;
+            let mut phase =
+                max_rate(&shop, &tokens, &skus, args.clients, args.max_secs, before).await;
+            bench.report(&mut phase).await?;
+        }
     }
     stop.store(true, Ordering::Relaxed);
     follower.join().expect("the reader thread")?;
+    println!("\ntables after the run (rows):");
+    for line in costs::table_sizes(&bench.admin_url).await? {
+        println!("{line}");
+    }
     println!("\nplaced/s: orders the gateway accepted per second; confirmed/s: OrderConfirmed per second between the phase's first OrderPlaced and last OrderConfirmed;");
-    println!("latency: OrderPlaced to OrderConfirmed, both stamped by the order service; pending: not confirmed {} s after the phase.", args.drain_secs);
+    println!("latency: OrderPlaced to OrderConfirmed, both stamped by the order service; pending: not confirmed {} s after the phase;", args.drain_secs);
+    println!("per order: counters from the phase's start until its sagas drained, divided by the orders placed (pg commits from pg_stat_database, kafka requests from the broker's JMX counters, cpu from /proc).");
     Ok(())
 }
