@@ -78,12 +78,16 @@ async fn leading_relay(
     url: &str,
     config: RelayConfig,
     metrics: Option<Arc<choreo::metrics::Metrics>>,
+    doorbell: Option<choreo::doorbell::Doorbell>,
 ) -> (
     Arc<choreo::relay::RelayStats>,
     CancellationToken,
     tokio::task::JoinHandle<Result<(), choreo::relay::RelayError>>,
 ) {
     let mut relay = Relay::new(url, &kafka(), config);
+    if let Some(doorbell) = doorbell {
+        relay = relay.with_doorbell(doorbell);
+    }
     if let Some(metrics) = metrics {
         relay = relay.with_metrics(metrics);
     }
@@ -104,7 +108,7 @@ async fn drain(rows: usize) -> (Duration, Duration) {
         ..RelayConfig::new(&format!("bench-{}", uuid::Uuid::now_v7().simple()))
     };
     // Timed from the moment the relay leads (producer ready) to the last delete.
-    let (stats, shutdown, task) = leading_relay(&url, config, None).await;
+    let (stats, shutdown, task) = leading_relay(&url, config, None, None).await;
     let start = Instant::now();
     until(|| stats.published.load(Ordering::Relaxed) >= rows as u64).await;
     let elapsed = start.elapsed();
@@ -116,13 +120,19 @@ async fn drain(rows: usize) -> (Duration, Duration) {
 /// Sends one event through the outbox and waits for it, so that the timed run starts with the
 /// consumer in its group, its partitions assigned and its fetchers running: otherwise the first
 /// events would also wait for the group join and show up as the run's tail latency.
-async fn warm_up(pool: &PgPool, consumer: &StreamConsumer, topic: &str) {
+async fn warm_up(
+    pool: &PgPool,
+    consumer: &StreamConsumer,
+    topic: &str,
+    doorbell: &choreo::doorbell::Doorbell,
+) {
     let metadata = Metadata::new("bench.Event", "warm-up", "bench");
     let mut tx = pool.begin().await.unwrap();
     choreo::outbox::add_encoded(&mut tx, topic, "warm-up", b"warm-up", &metadata)
         .await
         .unwrap();
     tx.commit().await.unwrap();
+    doorbell.ring();
     tokio::time::timeout(Duration::from_secs(30), consumer.recv())
         .await
         .expect("the warm-up event arrives")
@@ -134,7 +144,10 @@ async fn latency_at(rate: u32, seconds: u32) -> Vec<Duration> {
     let topic = topic("latency").await;
     let metrics = Arc::new(choreo::metrics::Metrics::new("bench"));
     let config = RelayConfig::new(&format!("bench-{}", uuid::Uuid::now_v7().simple()));
-    let (stats, shutdown, task) = leading_relay(&url, config, Some(metrics.clone())).await;
+    // The writers ring the relay after each commit, as a service's outbox does.
+    let doorbell = choreo::doorbell::Doorbell::new(choreo::outbox::CHANNEL);
+    let (stats, shutdown, task) =
+        leading_relay(&url, config, Some(metrics.clone()), Some(doorbell.clone())).await;
     let consumer: StreamConsumer = choreo::kafka::consumer_config(
         &kafka(),
         &format!("bench-{}", uuid::Uuid::now_v7()),
@@ -144,11 +157,12 @@ async fn latency_at(rate: u32, seconds: u32) -> Vec<Duration> {
     .create()
     .unwrap();
     consumer.subscribe(&[&topic]).unwrap();
-    warm_up(&pool, &consumer, &topic).await;
+    warm_up(&pool, &consumer, &topic, &doorbell).await;
     let total = (rate * seconds) as usize;
     let committed: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
     let writer_committed = committed.clone();
     let writer_topic = topic.clone();
+    let writer_bell = doorbell.clone();
     let writer = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
         let value = vec![b'x'; VALUE_LEN];
@@ -161,6 +175,7 @@ async fn latency_at(rate: u32, seconds: u32) -> Vec<Duration> {
                 .await
                 .unwrap();
             tx.commit().await.unwrap();
+            writer_bell.ring();
             writer_committed
                 .lock()
                 .unwrap()

@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "inbox by applied_at",
         include_str!("../migrations/0003_inbox_applied_at.sql"),
     ),
+    (
+        4,
+        "relay woken by a doorbell, not a NOTIFY per transaction",
+        include_str!("../migrations/0004_outbox_doorbell.sql"),
+    ),
 ];
 
 /// Serialises concurrent `migrate` calls of replicas starting together.

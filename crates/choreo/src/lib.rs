@@ -13,6 +13,7 @@ pub mod avro;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod doorbell;
 pub mod envelope;
 pub mod inbox;
 pub mod kafka;

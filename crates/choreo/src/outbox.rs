@@ -1,6 +1,8 @@
 //! The transactional outbox: events are written in the caller's transaction, beside the state
 //! change they announce, and published later by the [relay](crate::relay). Either both the change
-//! and its events commit, or neither does.
+//! and its events commit, or neither does. After the commit the writer rings the relay's
+//! [doorbell](crate::doorbell) ([`Outbox::commit`]; the consumer runner does it after each batch)
+//! so the relay does not wait for its next poll.
 //!
 //! Events of one key are written under a transaction-scoped lock on that key, so two
 //! transactions writing events of one key commit in the order of their outbox ids, and the relay's
@@ -27,6 +29,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::avro::{Codec, CodecError, Event};
+use crate::doorbell::Doorbell;
 use crate::envelope::Metadata;
 
 /// Why an event could not be added.
@@ -38,11 +41,15 @@ pub enum OutboxError {
     Database(#[from] sqlx::Error),
 }
 
+/// The channel a relay listens on for rings forwarded from other processes.
+pub const CHANNEL: &str = "choreo_outbox";
+
 /// Adds typed events to the outbox of one service.
 #[derive(Clone)]
 pub struct Outbox {
     codec: Arc<Codec>,
     producer: String,
+    doorbell: Doorbell,
 }
 
 impl Outbox {
@@ -51,7 +58,24 @@ impl Outbox {
         Self {
             codec,
             producer: producer.to_owned(),
+            doorbell: Doorbell::new(CHANNEL),
         }
+    }
+
+    /// The relay's doorbell: rung after a transaction that added events commits, so the relay
+    /// publishes them at once rather than at its next poll ([`Outbox::commit`] does both).
+    pub fn doorbell(&self) -> &Doorbell {
+        &self.doorbell
+    }
+
+    /// Commits `tx` and rings the relay's doorbell.
+    pub async fn commit(
+        &self,
+        tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    ) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.doorbell.ring();
+        Ok(())
     }
 
     /// Metadata for a new event of type `E` in saga `correlation_id`, from this service.
@@ -84,18 +108,20 @@ pub async fn add_encoded(
     value: &[u8],
     metadata: &Metadata,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(format!("{topic}\u{1f}{key}"))
-        .execute(&mut *tx)
-        .await?;
     let headers = serde_json::to_value(metadata.to_headers()).expect("headers are plain strings");
-    sqlx::query_scalar("insert into choreo_outbox (topic, key, value, headers) values ($1, $2, $3, $4) returning id")
-        .bind(topic)
-        .bind(key)
-        .bind(value)
-        .bind(headers)
-        .fetch_one(&mut *tx)
-        .await
+    // One round trip: the key's lock is taken (the CTE is evaluated first, as the insert reads
+    // from it) before the row gets its id.
+    sqlx::query_scalar(
+        "with locked as (select pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 0)))
+         insert into choreo_outbox (topic, key, value, headers)
+         select $1, $2, $3, $4 from locked returning id",
+    )
+    .bind(topic)
+    .bind(key)
+    .bind(value)
+    .bind(headers)
+    .fetch_one(&mut *tx)
+    .await
 }
 
 /// How many events wait, and the age in seconds of the oldest (0 when none wait).

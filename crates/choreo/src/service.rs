@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::avro::{Codec, CodecError};
 use crate::consumer::{Consumer, ConsumerConfig, ConsumerStats, Handler};
+use crate::doorbell::Doorbell;
 use crate::metrics::Metrics;
 use crate::ops::Readiness;
 use crate::outbox::Outbox;
@@ -139,6 +140,8 @@ pub struct Service {
     parts: Vec<(String, Starter)>,
     relay: bool,
     inbox_pruner: bool,
+    /// Rung after every consumer batch, beside the relay's.
+    after_batches: Vec<Doorbell>,
 }
 
 impl Service {
@@ -174,6 +177,7 @@ impl Service {
             consumers: Vec::new(),
             parts: Vec::new(),
             relay: true,
+            after_batches: Vec::new(),
             inbox_pruner: false,
         })
     }
@@ -189,6 +193,13 @@ impl Service {
         self
     }
 
+    /// Has the consumers added after this call ring `doorbell` after each committed batch
+    /// (besides the relay's): for a loop of the service's own that works on rows its handler
+    /// writes.
+    pub fn ring_after_batches(&mut self, doorbell: Doorbell) {
+        self.after_batches.push(doorbell);
+    }
+
     /// Adds a consumer of `topics` in the service's group applying events with `handler`.
     pub fn consume<H: Handler>(&mut self, handler: H, topics: &[&str]) -> Arc<ConsumerStats> {
         self.consume_with(handler, ConsumerConfig::new(&self.settings.name, topics))
@@ -201,8 +212,12 @@ impl Service {
         handler: H,
         config: ConsumerConfig,
     ) -> Arc<ConsumerStats> {
-        let consumer = Consumer::new(&self.settings.kafka, self.pool.clone(), handler, config)
-            .with_metrics(self.metrics.clone());
+        let mut consumer = Consumer::new(&self.settings.kafka, self.pool.clone(), handler, config)
+            .with_metrics(self.metrics.clone())
+            .with_doorbell(self.outbox.doorbell().clone());
+        for bell in &self.after_batches {
+            consumer = consumer.with_doorbell(bell.clone());
+        }
         let stats = consumer.stats();
         self.consumers.push(stats.clone());
         self.spawn("consumer", move |token| async move {
@@ -251,11 +266,24 @@ impl Service {
                 &self.settings.kafka,
                 RelayConfig::new(&self.settings.name),
             )
-            .with_metrics(self.metrics.clone());
+            .with_metrics(self.metrics.clone())
+            .with_doorbell(self.outbox.doorbell().clone());
             let token = stop.clone();
             parts.spawn(async move {
                 let result = relay.run(token).await.map_err(|e| e.to_string());
                 ("relay".to_owned(), result)
+            });
+        }
+        {
+            // Rings for a relay leading in another process go out as a NOTIFY.
+            let (bell, url, token) = (
+                self.outbox.doorbell().clone(),
+                self.settings.database_url.clone(),
+                stop.clone(),
+            );
+            parts.spawn(async move {
+                bell.forward(&url, token).await;
+                ("doorbell".to_owned(), Ok(()))
             });
         }
         for (part, start) in self.parts {

@@ -48,7 +48,7 @@ impl Sweeper {
                 .apply(&mut tx, row, &Input::DeadlinePassed, None)
                 .await?;
         }
-        tx.commit().await?;
+        self.saga.outbox.commit(tx).await?;
         if !overdue.is_empty() {
             tracing::info!(count = overdue.len(), "cancelled overdue orders");
         }

@@ -137,7 +137,7 @@ async fn place(
     let deadline_at = chrono::Utc::now() + state.deadline;
     let mut tx = state.pool.begin().await?;
     let created = state.saga.place(&mut tx, &order, deadline_at).await?;
-    tx.commit().await?;
+    state.saga.outbox.commit(tx).await?;
     let row = store::get(&state.pool, order.order_id.as_str())
         .await?
         .ok_or_else(|| ApiError::NotFound(order.order_id.to_string()))?;
@@ -181,7 +181,7 @@ async fn cancel(
         Applied::Refused(why) => return Err(ApiError::Conflict(why.to_owned())),
         Applied::Moved(_) | Applied::Ignored(_) => {}
     }
-    tx.commit().await?;
+    state.saga.outbox.commit(tx).await?;
     let row = store::get(&state.pool, &id)
         .await?
         .ok_or_else(|| ApiError::NotFound(id.clone()))?;

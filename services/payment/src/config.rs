@@ -65,8 +65,9 @@ pub struct Config {
     #[arg(long, env = "PAYMENT_WORKERS", default_value_t = 64)]
     pub workers: usize,
 
-    /// How often the worker looks for due payments, in milliseconds (it is also woken by NOTIFY).
-    #[arg(long, env = "PAYMENT_POLL_MS", default_value_t = 100)]
+    /// How often the worker looks for due payments, in milliseconds (it is also woken after
+    /// each consumer batch, so this only paces retries that come due).
+    #[arg(long, env = "PAYMENT_POLL_MS", default_value_t = 1000)]
     pub poll_ms: u64,
 
     /// A payment whose charge is still unsettled this long after its creation (the provider
@@ -156,7 +157,7 @@ mod tests {
         assert_eq!(config.provider_url, "http://127.0.0.1:8090");
         let worker = config.worker();
         assert_eq!(worker.concurrency, 64);
-        assert_eq!(worker.poll, Duration::from_millis(100));
+        assert_eq!(worker.poll, Duration::from_millis(1000));
         assert_eq!(worker.give_up_after, Duration::from_secs(120));
         // A lease outlives the slowest call the client can make.
         let provider = config.provider();

@@ -62,6 +62,9 @@ impl Application {
         settings: ServiceSettings,
     ) -> Result<Self, StartError> {
         let mut service = Service::connect(settings, &MIGRATOR).await?;
+        // Rung after each consumer batch: it may have queued payments for the worker.
+        let work = choreo::doorbell::Doorbell::new(worker::CHANNEL);
+        service.ring_after_batches(work.clone());
         let handler = handler::PaymentHandler::new(service.codec.clone(), service.outbox.clone());
         service.consume(handler, &TOPICS);
         let metrics = metrics::PaymentMetrics::register(&service.metrics.registry)?;
@@ -72,6 +75,7 @@ impl Application {
             client.clone(),
             config.worker(),
             metrics.clone(),
+            work,
         );
         service.spawn("payment-worker", |token| worker.run(token));
         if let Some(reconcile) = config.reconcile() {

@@ -227,7 +227,7 @@ impl Reconciler {
         let (state, effects) = decide(&ours.state, input);
         store::save(&mut tx, payment_id, &state, None).await?;
         crate::publish::events(&self.outbox, &mut tx, &payment, &effects, None).await?;
-        tx.commit().await?;
+        self.outbox.commit(tx).await?;
         self.metrics.mismatch("capture_not_recorded", "refunded");
         tracing::warn!(
             order_id = %payment.order_id,

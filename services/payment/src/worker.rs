@@ -12,16 +12,17 @@
 //!
 //! Safe against crashes: the idempotency key of a charge is its payment id and that of a refund
 //! `refund-<payment id>`, so a payment taken over after a lost worker is charged or refunded once.
-//! It wakes on NOTIFY `payment_work` (a trigger on `payments`) and also polls; on shutdown it
-//! stops claiming and waits a bounded time for the calls in hand.
+//! It wakes on its [doorbell](choreo::doorbell), rung by the consumer after each batch that may
+//! have queued a payment, and also polls (for retries that come due); on shutdown it stops
+//! claiming and waits a bounded time for the calls in hand.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use choreo::doorbell::Doorbell;
 use choreo::outbox::{Outbox, OutboxError};
 use choreo::resilience::Backoff;
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -36,7 +37,8 @@ use crate::provider::{
 };
 use crate::store::{self, Payment, Release};
 
-/// The NOTIFY channel the `payments` trigger fires when a payment becomes workable.
+/// The channel of the worker's doorbell. Every replica's worker claims payments, so rings stay
+/// in their process and are never forwarded.
 pub const CHANNEL: &str = "payment_work";
 
 /// How the worker claims and retries payments.
@@ -44,7 +46,7 @@ pub const CHANNEL: &str = "payment_work";
 pub struct WorkerConfig {
     /// Provider calls in flight at once.
     pub concurrency: usize,
-    /// How often to look for due payments when nothing wakes the worker.
+    /// How often to look for due payments (retries come due) when no ring wakes the worker.
     pub poll: Duration,
     /// A charge still unsettled (no answer, or pending) this long after the payment was created
     /// is voided at the provider, and fails once the provider confirms no capture exists.
@@ -61,7 +63,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             concurrency: 16,
-            poll: Duration::from_millis(100),
+            poll: Duration::from_millis(1000),
             give_up_after: Duration::from_secs(120),
             retry: Backoff {
                 first: Duration::from_millis(500),
@@ -104,6 +106,7 @@ pub struct Worker {
     provider: Arc<ProviderClient>,
     config: WorkerConfig,
     metrics: PaymentMetrics,
+    doorbell: Doorbell,
 }
 
 impl Worker {
@@ -113,20 +116,22 @@ impl Worker {
         provider: Arc<ProviderClient>,
         config: WorkerConfig,
         metrics: PaymentMetrics,
+        doorbell: Doorbell,
     ) -> Self {
+        doorbell.waiting_here(true);
         Self {
             pool,
             outbox,
             provider,
             config,
             metrics,
+            doorbell,
         }
     }
 
     /// Works until `shutdown` is cancelled, then waits up to the grace time for calls in hand.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Infallible> {
         let worker = Arc::new(self);
-        let mut listener = worker.listen().await;
         let mut in_flight: JoinSet<()> = JoinSet::new();
         tracing::info!(
             concurrency = worker.config.concurrency,
@@ -154,7 +159,7 @@ impl Worker {
                 () = shutdown.cancelled() => {}
                 Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => report(joined),
                 () = tokio::time::sleep(worker.config.poll) => {}
-                () = notified(&mut listener) => {}
+                () = worker.doorbell.rung() => {}
             }
         }
         tracing::info!(in_flight = in_flight.len(), "payment worker stopping");
@@ -173,24 +178,6 @@ impl Worker {
             in_flight.abort_all();
         }
         Ok(())
-    }
-
-    /// A listener on [`CHANNEL`], or `None` (polling only) when it cannot be had.
-    async fn listen(&self) -> Option<PgListener> {
-        let mut listener = match PgListener::connect_with(&self.pool).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for payments; polling only");
-                return None;
-            }
-        };
-        match listener.listen(CHANNEL).await {
-            Ok(()) => Some(listener),
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for payments; polling only");
-                None
-            }
-        }
     }
 
     /// Calls the provider for one claimed payment and records its answer.
@@ -358,7 +345,7 @@ impl Worker {
         };
         store::save(&mut tx, payment_id, &state, Some(release)).await?;
         crate::publish::events(&self.outbox, &mut tx, &payment, &effects, None).await?;
-        tx.commit().await?;
+        self.outbox.commit(tx).await?;
         if state.status != Some(payment.status) {
             if state.status == Some(Status::InDoubt) {
                 self.metrics.in_doubt();
@@ -377,17 +364,6 @@ fn is_settled(result: &ChargeResult) -> bool {
         result,
         ChargeResult::Captured { .. } | ChargeResult::Declined { .. } | ChargeResult::Voided { .. }
     )
-}
-
-/// Waits for a notification; forever when there is no listener (the poll wakes the worker).
-async fn notified(listener: &mut Option<PgListener>) {
-    let Some(active) = listener.as_mut() else {
-        return std::future::pending().await;
-    };
-    if let Err(error) = active.recv().await {
-        tracing::warn!(%error, "lost the payment notifications; polling only");
-        *listener = None;
-    }
 }
 
 fn report(joined: Result<(), tokio::task::JoinError>) {

@@ -31,6 +31,7 @@ use super::membership::{Membership, STATS_INTERVAL};
 use super::worker::Worker;
 use super::{dlq, ConsumerConfig, Handler};
 use crate::config::KafkaConfig;
+use crate::doorbell::Doorbell;
 use crate::metrics::Metrics;
 
 /// What a consumer has done, for metrics, readiness and tests.
@@ -96,6 +97,7 @@ pub struct Consumer<H> {
     stats: Arc<ConsumerStats>,
     faults: Faults,
     metrics: Option<Arc<Metrics>>,
+    doorbells: Arc<Vec<Doorbell>>,
 }
 
 /// Messages held back for partitions whose worker was full, in order; those partitions are
@@ -121,7 +123,16 @@ impl<H: Handler> Consumer<H> {
             stats: Arc::default(),
             faults: Faults::default(),
             metrics: None,
+            doorbells: Arc::default(),
         }
+    }
+
+    /// Rings `doorbell` after every batch whose transaction committed: the relay's, so the
+    /// events the handler added are published at once, or a service's own for work the
+    /// handler queued.
+    pub fn with_doorbell(mut self, doorbell: Doorbell) -> Self {
+        Arc::make_mut(&mut self.doorbells).push(doorbell);
+        self
     }
 
     /// Reports to `metrics` (applied, duplicates, dead letters, handler time, lag).
@@ -341,6 +352,7 @@ impl<H: Handler> Consumer<H> {
             stats: self.stats.clone(),
             faults: self.faults.clone(),
             metrics: self.metrics.clone(),
+            doorbells: self.doorbells.clone(),
             crash: session.crash.clone(),
         };
         let task = tokio::spawn(worker.run(receiver, stop.clone(), done_sender));

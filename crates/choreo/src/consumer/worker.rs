@@ -1,6 +1,7 @@
 //! One partition's worker: takes messages in order, applies them in batches (one database
 //! transaction each), retries transient failures in place, dead-letters permanent ones, and
-//! commits the partition's offset after each batch's transaction commits.
+//! stores the partition's offset after each batch's transaction commits (librdkafka commits the
+//! stored offsets of all partitions together, every 200 ms).
 //!
 //! A handler that panics does not take the worker down: the panic is caught, the batch's
 //! transaction rolls back, and the batch is retried; a batch that panicked is then applied one
@@ -29,6 +30,7 @@ use super::context::RunnerContext;
 use super::dlq::DeadLetter;
 use super::runner::{ConsumerStats, Faults};
 use super::{BatchFailure, ConsumerConfig, Handler, HandlerError, Incoming};
+use crate::doorbell::Doorbell;
 use crate::envelope::Metadata;
 use crate::metrics::Metrics;
 
@@ -41,6 +43,8 @@ pub(crate) struct Worker<H> {
     pub stats: Arc<ConsumerStats>,
     pub faults: Faults,
     pub metrics: Option<Arc<Metrics>>,
+    /// Rung after each committed batch.
+    pub doorbells: Arc<Vec<Doorbell>>,
     /// Cancelled by a fault point: the whole consumer dies without committing.
     pub crash: CancellationToken,
 }
@@ -117,6 +121,9 @@ impl<H: Handler> Worker<H> {
         Ok(())
     }
 
+    /// Records that the partition is applied up to the end of `batch`: the offset is stored,
+    /// and librdkafka commits what is stored every `auto.commit.interval.ms` (one request for
+    /// all partitions, rather than one per batch); on stop it is committed at once.
     fn commit_offset(&self, batch: &[OwnedMessage], sync: bool) {
         let last = batch.last().expect("a batch is never empty");
         let mut offsets = TopicPartitionList::new();
@@ -125,12 +132,12 @@ impl<H: Handler> Worker<H> {
             last.partition(),
             Offset::Offset(last.offset() + 1),
         );
-        let mode = if sync {
-            CommitMode::Sync
+        let done = if sync {
+            self.consumer.commit(&offsets, CommitMode::Sync)
         } else {
-            CommitMode::Async
+            self.consumer.store_offsets(&offsets)
         };
-        if let Err(error) = self.consumer.commit(&offsets, mode) {
+        if let Err(error) = done {
             // The effects are committed; a redelivery is absorbed by the inbox.
             tracing::warn!(%error, topic = last.topic(), partition = last.partition(), "offset commit failed");
         }
@@ -309,6 +316,7 @@ impl<H: Handler> Worker<H> {
             letter.send(&self.dlq, group).await.map_err(|e| infra(&e))?;
         }
         tx.commit().await.map_err(|e| infra(&e))?;
+        self.doorbells.iter().for_each(Doorbell::ring);
         if self
             .faults
             .after_db_commit

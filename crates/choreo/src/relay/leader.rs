@@ -34,6 +34,10 @@ struct Term {
     limit: Option<usize>,
     /// When the gauges were last sampled.
     sampled: Option<Instant>,
+    /// The last published batch, deleted by the next fetch (one statement for both).
+    published: Vec<i64>,
+    /// Polls in a row that found nothing (the idle poll slows down with them).
+    idle_polls: u32,
 }
 
 impl Relay {
@@ -44,19 +48,23 @@ impl Relay {
         shutdown: &CancellationToken,
     ) -> Result<(), RelayError> {
         let mut listener = PgListener::connect(&self.database_url).await?;
-        listener.listen("choreo_outbox").await?;
+        listener.listen(crate::outbox::CHANNEL).await?;
         let mut term = Term {
             producer: None,
             failures: 0,
             parking: Parking::new(self.config.unknown_topic_grace),
             limit: None,
             sampled: None,
+            published: Vec::new(),
+            idle_polls: 0,
         };
         loop {
             if shutdown.is_cancelled() {
-                return Ok(());
+                return flush_deletes(&mut conn, &mut term).await;
             }
-            self.sample(&mut conn, &mut term.sampled).await?;
+            // The gauges: every second while busy, every 15 s while idle.
+            let every = Duration::from_secs(if term.idle_polls == 0 { 1 } else { 15 });
+            self.sample(&mut conn, &mut term.sampled, every).await?;
             if term.producer.is_none() {
                 match self.new_producer(&mut conn).await? {
                     Ok(txn) => term.producer = Some(txn),
@@ -74,22 +82,33 @@ impl Relay {
                     .unwrap_or(i64::MAX)
                     .min(self.config.batch_size)
             });
-            let rows = fetch(&mut conn, limit).await?;
+            let rows = fetch(&mut conn, &std::mem::take(&mut term.published), limit).await?;
             if rows.is_empty() {
+                if let Some(metrics) = self.metrics.as_ref().filter(|m| m.outbox_held.get() == 0) {
+                    // Nothing waits but what a ring will announce: no query needed to say so.
+                    metrics.outbox_backlog.set(0);
+                    metrics.outbox_oldest_age_seconds.set(0.0);
+                }
+                // Woken by a ring in this process, one forwarded from another, or the poll: a
+                // safety net that slows down while nothing comes (up to 4 poll intervals).
+                let idle = self.config.poll_interval * (1 << term.idle_polls.min(2));
+                term.idle_polls += 1;
                 tokio::select! {
-                    notification = listener.recv() => { notification?; }
-                    () = tokio::time::sleep(self.config.poll_interval) => {}
+                    () = self.doorbell.rung() => term.idle_polls = 0,
+                    notification = listener.recv() => { notification?; term.idle_polls = 0; }
+                    () = tokio::time::sleep(idle) => {}
                     () = shutdown.cancelled() => return Ok(()),
                 }
                 continue;
             }
+            term.idle_polls = 0;
             let txn = term.producer.take().expect("created above");
             match self.publish(&mut conn, &txn, &rows).await? {
                 Ok(()) => {
                     term.producer = Some(txn);
                     term.failures = 0;
                     term.parking.published();
-                    self.delete(&mut conn, &rows).await?;
+                    term.published = self.published(&rows)?;
                 }
                 Err(failure) => {
                     // Never trust a producer whose transaction failed: a new one comes next.
@@ -150,8 +169,9 @@ impl Relay {
         Ok(committed.map_err(Failure::Transaction))
     }
 
-    /// Deletes a published batch (or crashes at the fault point first).
-    async fn delete(&self, conn: &mut PgConnection, rows: &[Row]) -> Result<(), RelayError> {
+    /// Counts a published batch and returns its ids, for the next fetch to delete (or crashes at
+    /// the fault point first, deleting nothing).
+    fn published(&self, rows: &[Row]) -> Result<Vec<i64>, RelayError> {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         if self
             .faults
@@ -161,10 +181,6 @@ impl Relay {
         {
             return Err(RelayError::Crashed);
         }
-        sqlx::query("delete from choreo_outbox where id = any($1)")
-            .bind(&ids)
-            .execute(conn)
-            .await?;
         self.stats
             .published
             .fetch_add(ids.len() as u64, Ordering::Relaxed);
@@ -179,7 +195,7 @@ impl Relay {
             }
         }
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(ids)
     }
 
     /// After a failed batch: parks what can never be published, or backs off.
@@ -236,16 +252,17 @@ impl Relay {
         Ok(keep_alive(conn, self.config.lease, wait).await?)
     }
 
-    /// Samples the backlog, parked and held gauges (at most once a second).
+    /// Samples the backlog, parked and held gauges (at most once per `every`).
     async fn sample(
         &self,
         conn: &mut PgConnection,
         sampled: &mut Option<Instant>,
+        every: Duration,
     ) -> Result<(), RelayError> {
         let Some(metrics) = self
             .metrics
             .as_ref()
-            .filter(|_| sampled.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)))
+            .filter(|_| sampled.is_none_or(|at| at.elapsed() >= every))
         else {
             return Ok(());
         };
@@ -260,6 +277,17 @@ impl Relay {
     }
 }
 
+/// Deletes the last published batch, if any (before the leader stops).
+async fn flush_deletes(conn: &mut PgConnection, term: &mut Term) -> Result<(), RelayError> {
+    if !term.published.is_empty() {
+        sqlx::query("delete from choreo_outbox where id = any($1)")
+            .bind(std::mem::take(&mut term.published))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// An outbox row as read: id, insert time, topic, key, value, headers.
 type RowTuple = (
     i64,
@@ -270,14 +298,24 @@ type RowTuple = (
     sqlx::types::Json<Vec<(String, String)>>,
 );
 
-/// The next `limit` rows in id order, leaving out keys held behind a parked row.
-async fn fetch(conn: &mut PgConnection, limit: i64) -> Result<Vec<Row>, sqlx::Error> {
+/// Deletes the rows of the batch just published (`published`, possibly none) and reads the
+/// next `limit` rows in id order, leaving out keys held behind a parked row: one statement, one
+/// round trip and one commit per batch. (The select sees the table as it was before the delete,
+/// hence `id <> all`.)
+async fn fetch(
+    conn: &mut PgConnection,
+    published: &[i64],
+    limit: i64,
+) -> Result<Vec<Row>, sqlx::Error> {
     let rows: Vec<RowTuple> = sqlx::query_as(
-        "select id, created_at, topic, key, value, headers from choreo_outbox o
-         where not exists (select 1 from choreo_outbox_parked p
+        "with published as (delete from choreo_outbox where id = any($1))
+         select id, created_at, topic, key, value, headers from choreo_outbox o
+         where id <> all($1)
+           and not exists (select 1 from choreo_outbox_parked p
                            where p.topic = o.topic and p.key = o.key)
-         order by id limit $1",
+         order by id limit $2",
     )
+    .bind(published)
     .bind(limit)
     .fetch_all(conn)
     .await?;

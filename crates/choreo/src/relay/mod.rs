@@ -21,6 +21,12 @@
 //! a key's rows have ids in commit order, and a batch is sent in id order by an idempotent
 //! producer.
 //!
+//! Waking. A leader that finds the outbox empty waits for a ring of the writers'
+//! [doorbell](crate::doorbell) (in memory when the writer is in its process, a `NOTIFY` on
+//! [`crate::outbox::CHANNEL`] forwarded from another process), or else polls, more slowly the
+//! longer nothing comes. A published batch is deleted by the statement that fetches the next
+//! one, so a batch costs one round trip and one commit in PostgreSQL.
+//!
 //! Failures. A producer whose transaction failed is never reused ([`producer`]): the relay drops
 //! it, backs off (exponential with jitter, capped) and creates a new one after pinging its lease,
 //! so a broker that comes back is used again within about a second. A row that can never be
@@ -43,6 +49,7 @@ use sqlx::{Connection, PgConnection};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaConfig;
+use crate::doorbell::Doorbell;
 use crate::metrics::Metrics;
 use crate::resilience::Backoff;
 
@@ -56,7 +63,8 @@ pub struct RelayConfig {
     pub service: String,
     /// The most rows one Kafka transaction carries.
     pub batch_size: i64,
-    /// How often an idle leader looks for rows when no notification came.
+    /// How often an idle leader looks for rows when no ring came (doubling, up to four times
+    /// this, while nothing comes).
     pub poll_interval: Duration,
     /// How long a leader may be silent before PostgreSQL ends its session and its lock.
     pub lease: Duration,
@@ -148,6 +156,7 @@ pub struct Relay {
     faults: FaultPoints,
     stats: Arc<RelayStats>,
     metrics: Option<Arc<Metrics>>,
+    doorbell: Doorbell,
 }
 
 /// An outbox row as the relay reads it.
@@ -169,7 +178,15 @@ impl Relay {
             faults: FaultPoints::default(),
             stats: Arc::default(),
             metrics: None,
+            doorbell: Doorbell::new(crate::outbox::CHANNEL),
         }
+    }
+
+    /// Answers the rings of `doorbell` (the writers' [`crate::outbox::Outbox::doorbell`]) while
+    /// it leads; without one it relies on forwarded rings and its poll.
+    pub fn with_doorbell(mut self, doorbell: Doorbell) -> Self {
+        self.doorbell = doorbell;
+        self
     }
 
     /// Reports to `metrics` (leadership, events, commit-to-ack latency, outbox backlog, parked
@@ -198,6 +215,7 @@ impl Relay {
                 return Ok(());
             };
             self.stats.is_leader.store(true, Ordering::Relaxed);
+            self.doorbell.waiting_here(true);
             self.stats.terms.fetch_add(1, Ordering::Relaxed);
             self.metrics.iter().for_each(|m| m.relay_leader.set(1));
             tracing::info!(service = %self.config.service, "relay leads");
@@ -213,6 +231,7 @@ impl Relay {
                 }
             };
             self.stats.is_leader.store(false, Ordering::Relaxed);
+            self.doorbell.waiting_here(false);
             self.metrics.iter().for_each(|m| m.relay_leader.set(0));
             match result {
                 Ok(()) => return Ok(()),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use choreo::avro::{Codec, Event};
 use choreo::consumer::Incoming;
+use choreo::doorbell::Doorbell;
 use choreo::outbox::Outbox;
 use choreo::resilience::{Backoff, BreakerConfig};
 use choreo::testing::{handle, incoming, outbox_rows, registry, TestDb};
@@ -126,6 +127,8 @@ pub struct TestApp {
     pub sim: Sim,
     pub metrics: PaymentMetrics,
     worker: Option<(CancellationToken, JoinHandle<()>)>,
+    /// The worker's doorbell, rung after each fed event as the consumer does.
+    work: Doorbell,
     offset: AtomicI64,
 }
 
@@ -144,6 +147,7 @@ pub async fn spawn_app(sim: provider_sim::Config) -> TestApp {
         sim,
         metrics: PaymentMetrics::default(),
         worker: None,
+        work: Doorbell::new(payment::worker::CHANNEL),
         offset: AtomicI64::new(0),
     }
 }
@@ -205,6 +209,7 @@ impl TestApp {
         handle(&self.db.pool, &self.handler, &incoming)
             .await
             .expect("the event applies");
+        self.work.ring();
     }
 
     /// A new order of `customer_id`, placed and with its stock reserved; returns its id.
@@ -225,6 +230,7 @@ impl TestApp {
             Arc::new(client),
             config,
             self.metrics.clone(),
+            self.work.clone(),
         );
         let token = CancellationToken::new();
         let run = worker.run(token.clone());
