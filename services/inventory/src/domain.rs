@@ -280,5 +280,7 @@ pub enum Settlement {
     Sell,
 }
 
+pub mod batch;
+
 #[cfg(test)]
 mod tests;

@@ -5,10 +5,12 @@
 //!
 //! Every transition is guarded by the order's row in `reservations`: an event the reservation's
 //! status does not allow (a second `OrderPlaced`, a release after a sale, an unknown order) is
-//! passed over with a debug log, so handling is idempotent. The rules are in [`crate::domain`],
-//! the SQL in [`crate::store`]; this file only sequences them.
+//! passed over with a debug log, so handling is idempotent. A batch is decided as a whole in
+//! memory ([`crate::domain::batch`]) against one locked reading of its stock rows, which are
+//! written once per batch: hot SKUs are held per batch, not per order. The rules are in
+//! [`crate::domain`], the SQL in [`crate::store`]; this file only sequences them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use choreo::avro::{Codec, Event};
@@ -16,12 +18,13 @@ use choreo::consumer::{traced, BatchFailure, Handler, HandlerError, Incoming};
 use choreo::outbox::Outbox;
 use shop_events::values::Sku;
 use shop_events::{
-    InventoryRejected, InventoryReleased, InventoryReserved, OrderPlaced, RejectReason,
-    ReleaseReason, ReleasedItem, ReservedItem, ShopEvent, Shortage,
+    InventoryRejected, InventoryReleased, InventoryReserved, RejectReason, ReleaseReason,
+    ReleasedItem, ReservedItem, ShopEvent, Shortage,
 };
 use sqlx::PgConnection;
 
-use crate::domain::{self, Rejection, Request, Reservation, Settlement, Status};
+use crate::domain::batch::{self, Decision, Reason, Step};
+use crate::domain::{Rejection, Request, Settlement};
 use crate::store::{self, NewReservation};
 
 /// Applies the saga's events to the inventory.
@@ -51,67 +54,175 @@ impl InventoryHandler {
         Ok(())
     }
 
-    /// Reserves every line of the order or none, and says which.
-    #[tracing::instrument(skip_all, fields(order_id = %placed.order_id), err)]
-    async fn on_placed(
+    /// Reads a batch's events as steps; fails with the index of one that cannot be read.
+    async fn steps(&self, events: &[Incoming]) -> Result<Vec<Step>, BatchFailure> {
+        let mut steps = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            let failed = |error| BatchFailure { index, error };
+            let decoded = ShopEvent::decode(&self.codec, &event.metadata.event_type, &event.value)
+                .await
+                .map_err(|e| failed(e.into()))?;
+            let settle = |order_id, settlement| Step::Settle {
+                order_id,
+                settlement,
+            };
+            steps.push(match decoded {
+                Some(ShopEvent::OrderPlaced(placed)) => {
+                    Step::Place(Request::from_placed(&placed).map_err(|invalid| {
+                        failed(HandlerError::Rejected(format!("OrderPlaced: {invalid}")))
+                    })?)
+                }
+                Some(ShopEvent::PaymentFailed(e)) => settle(
+                    e.order_id,
+                    Settlement::Release(ReleaseReason::PaymentFailed),
+                ),
+                Some(ShopEvent::OrderCancelled(e)) => settle(
+                    e.order_id,
+                    Settlement::Release(ReleaseReason::OrderCancelled),
+                ),
+                Some(ShopEvent::OrderConfirmed(e)) => settle(e.order_id, Settlement::Sell),
+                Some(_) | None => Step::Other,
+            });
+        }
+        Ok(steps)
+    }
+
+    /// Applies a batch: reads it, locks the stored reservations of its orders and then the stock
+    /// rows of their SKUs (each in one statement, in key order), decides every event in memory
+    /// ([`batch::plan`]), writes the reservations and the levels in one statement each and
+    /// announces each decision. The stock rows are locked last and held only for the writes.
+    async fn apply(&self, tx: &mut PgConnection, events: &[Incoming]) -> Result<(), BatchFailure> {
+        let steps = self.steps(events).await?;
+        let whole = |error: HandlerError| BatchFailure { index: 0, error };
+        let order_ids: BTreeSet<&str> = steps
+            .iter()
+            .filter_map(|step| match step {
+                Step::Place(request) => Some(request.order_id.as_str()),
+                Step::Settle { order_id, .. } => Some(order_id.as_str()),
+                Step::Other => None,
+            })
+            .collect();
+        let order_ids: Vec<&str> = order_ids.into_iter().collect();
+        let stored = store::lock_reservations(tx, &order_ids)
+            .await
+            .map_err(|e| whole(e.into()))?;
+        let mut skus: BTreeSet<&Sku> = BTreeSet::new();
+        for step in &steps {
+            match step {
+                Step::Place(request) => skus.extend(request.items.keys()),
+                Step::Settle { order_id, .. } => {
+                    skus.extend(
+                        stored
+                            .get(order_id)
+                            .into_iter()
+                            .flat_map(|h| h.items.keys()),
+                    );
+                }
+                Step::Other => {}
+            }
+        }
+        let stock = store::lock_stock(tx, skus)
+            .await
+            .map_err(|e| whole(e.into()))?;
+        let plan = batch::plan(&steps, &stored, &stock, || uuid::Uuid::now_v7().to_string())
+            .map_err(|(index, broken)| {
+                tracing::error!(%broken, "stored stock contradicts the reservation");
+                BatchFailure {
+                    index,
+                    error: HandlerError::Rejected(broken.to_string()),
+                }
+            })?;
+        self.write(tx, &steps, &plan).await.map_err(whole)?;
+        for (index, (decision, event)) in plan.decisions.iter().zip(events).enumerate() {
+            traced(event, self.announce(tx, event, &steps[index], decision))
+                .await
+                .map_err(|error| BatchFailure { index, error })?;
+        }
+        Ok(())
+    }
+
+    /// Writes the plan's reservation rows and stock levels.
+    async fn write(
         &self,
         tx: &mut PgConnection,
-        incoming: &Incoming,
-        placed: &OrderPlaced,
+        steps: &[Step],
+        plan: &batch::Plan,
     ) -> Result<(), HandlerError> {
-        let request = Request::from_placed(placed)
-            .map_err(|invalid| HandlerError::Rejected(format!("OrderPlaced: {invalid}")))?;
-        let order_id = request.order_id.as_str();
-        if store::reservation_exists(tx, order_id).await? {
-            tracing::debug!("order already seen; passed over");
-            return Ok(());
-        }
-        let stock = store::lock_stock(tx, request.items.keys()).await?;
-        let now = chrono::Utc::now().timestamp_millis();
-        let currency = request.total.currency();
-        let mut record = NewReservation {
-            order_id,
-            reservation_id: None,
-            status: Status::Rejected,
-            items: &request.items,
-            currency: currency.as_str(),
-            amount_minor: request.total.minor(),
-            reason: None,
+        let request = |index: usize| match &steps[index] {
+            Step::Place(request) => request,
+            _ => unreachable!("a new reservation comes from a Place step"),
         };
-        match domain::reserve(&request.items, &stock) {
-            Reservation::Reserve(levels) => {
-                let reservation_id = uuid::Uuid::now_v7().to_string();
-                record.reservation_id = Some(&reservation_id);
-                record.status = Status::Reserved;
-                if !store::insert_reservation(tx, &record).await? {
-                    return Ok(());
+        let currencies: Vec<(usize, String)> = plan
+            .rows
+            .values()
+            .filter_map(|row| row.new)
+            .map(|index| (index, request(index).total.currency().as_str().to_owned()))
+            .collect();
+        let mut new = Vec::new();
+        let mut changed = Vec::new();
+        for row in plan.rows.values() {
+            let reason = row.reason.map(reason_name);
+            match row.new {
+                Some(index) => {
+                    let currency = &currencies
+                        .iter()
+                        .find(|(i, _)| *i == index)
+                        .expect("above")
+                        .1;
+                    new.push(NewReservation {
+                        order_id: &row.order_id,
+                        reservation_id: row.held.reservation_id.as_deref(),
+                        status: row.held.status,
+                        items: &row.held.items,
+                        currency,
+                        amount_minor: request(index).total.minor(),
+                        reason,
+                    });
                 }
-                store::write_levels(tx, &levels).await?;
-                let event = InventoryReserved {
+                None => changed.push((row.order_id.as_str(), row.held.status, reason)),
+            }
+        }
+        if store::insert_reservations(tx, &new).await? != new.len() as u64 {
+            // Another transaction recorded one of these orders meanwhile: decide again.
+            return Err(HandlerError::Transient(
+                "a reservation of this batch was recorded concurrently".into(),
+            ));
+        }
+        store::set_statuses(tx, &changed).await?;
+        store::write_levels(tx, &plan.levels).await?;
+        Ok(())
+    }
+
+    /// Publishes what `decision` says about `event`'s order.
+    async fn announce(
+        &self,
+        tx: &mut PgConnection,
+        event: &Incoming,
+        step: &Step,
+        decision: &Decision,
+    ) -> Result<(), HandlerError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        match (step, decision) {
+            (Step::Place(request), Decision::Reserved { reservation_id }) => {
+                let order_id = request.order_id.as_str();
+                let reserved = InventoryReserved {
                     order_id: order_id.to_owned(),
                     reservation_id: reservation_id.clone(),
                     items: reserved_items(&request.items),
-                    currency: record.currency.to_owned(),
-                    amount_minor: record.amount_minor,
+                    currency: request.total.currency().as_str().to_owned(),
+                    amount_minor: request.total.minor(),
                     reserved_at: now,
                 };
-                self.publish(tx, order_id, &event, incoming).await?;
-                tracing::debug!(%reservation_id, "reserved");
+                self.publish(tx, order_id, &reserved, event).await?;
+                tracing::debug!(order_id, %reservation_id, "reserved");
             }
-            Reservation::Reject { reason, shortfalls } => {
-                let reason = match reason {
-                    Rejection::UnknownSku => RejectReason::UnknownSku,
-                    Rejection::OutOfStock => RejectReason::OutOfStock,
-                };
-                record.reason = Some(reject_reason_name(reason));
-                if !store::insert_reservation(tx, &record).await? {
-                    return Ok(());
-                }
-                let event = InventoryRejected {
+            (Step::Place(request), Decision::Rejected { reason, shortfalls }) => {
+                let order_id = request.order_id.as_str();
+                let rejected = InventoryRejected {
                     order_id: order_id.to_owned(),
-                    reason,
+                    reason: reject_reason(*reason),
                     shortages: shortfalls
-                        .into_iter()
+                        .iter()
                         .map(|s| Shortage {
                             sku: s.sku.to_string(),
                             requested: s.requested,
@@ -120,83 +231,35 @@ impl InventoryHandler {
                         .collect(),
                     rejected_at: now,
                 };
-                self.publish(tx, order_id, &event, incoming).await?;
-                tracing::debug!(reason = record.reason, "rejected");
+                self.publish(tx, order_id, &rejected, event).await?;
+                tracing::debug!(order_id, ?reason, "rejected");
             }
-        }
-        Ok(())
-    }
-
-    /// Releases or sells the order's held reservation, if it is held.
-    #[tracing::instrument(skip_all, fields(order_id = %order_id, ?settlement), err)]
-    async fn settle(
-        &self,
-        tx: &mut PgConnection,
-        incoming: &Incoming,
-        order_id: &str,
-        settlement: Settlement,
-    ) -> Result<(), HandlerError> {
-        let Some(reservation) = store::lock_reservation(tx, order_id).await? else {
-            tracing::debug!("no reservation for this order; passed over");
-            return Ok(());
-        };
-        let Some(next) = reservation.status.settle(settlement) else {
-            tracing::debug!(
-                status = reservation.status.as_str(),
-                "not held; passed over"
-            );
-            return Ok(());
-        };
-        let stock = store::lock_stock(tx, reservation.items.keys()).await?;
-        let levels = domain::settle(settlement, &reservation.items, &stock).map_err(|broken| {
-            tracing::error!(%broken, "stored stock contradicts the reservation");
-            HandlerError::Rejected(broken.to_string())
-        })?;
-        store::write_levels(tx, &levels).await?;
-        let reason = match settlement {
-            Settlement::Release(reason) => Some(reason),
-            Settlement::Sell => None,
-        };
-        store::set_status(tx, order_id, next, reason.map(release_reason_name)).await?;
-        if let Some(reason) = reason {
-            let event = InventoryReleased {
-                order_id: order_id.to_owned(),
-                reservation_id: reservation.reservation_id.unwrap_or_default(),
-                items: released_items(&reservation.items),
-                reason,
-                released_at: chrono::Utc::now().timestamp_millis(),
-            };
-            self.publish(tx, order_id, &event, incoming).await?;
-        }
-        tracing::debug!(status = next.as_str(), "settled");
-        Ok(())
-    }
-}
-
-impl InventoryHandler {
-    /// Every SKU a batch's events will touch: the lines of its new orders and the items of the
-    /// reservations its other events settle.
-    async fn skus_of(
-        &self,
-        tx: &mut PgConnection,
-        events: &[Incoming],
-    ) -> Result<Vec<Sku>, HandlerError> {
-        let mut skus = std::collections::BTreeSet::new();
-        let mut settled = Vec::new();
-        for event in events {
-            match ShopEvent::decode(&self.codec, &event.metadata.event_type, &event.value).await {
-                Ok(Some(ShopEvent::OrderPlaced(placed))) => {
-                    skus.extend(placed.lines.iter().filter_map(|l| Sku::parse(&l.sku).ok()));
+            (
+                Step::Settle { order_id, .. },
+                Decision::Settled {
+                    reservation_id,
+                    items,
+                    settlement,
+                },
+            ) => {
+                if let Settlement::Release(reason) = settlement {
+                    let released = InventoryReleased {
+                        order_id: order_id.clone(),
+                        reservation_id: reservation_id.clone().unwrap_or_default(),
+                        items: released_items(items),
+                        reason: *reason,
+                        released_at: now,
+                    };
+                    self.publish(tx, order_id, &released, event).await?;
                 }
-                Ok(Some(ShopEvent::PaymentFailed(e))) => settled.push(e.order_id),
-                Ok(Some(ShopEvent::OrderCancelled(e))) => settled.push(e.order_id),
-                Ok(Some(ShopEvent::OrderConfirmed(e))) => settled.push(e.order_id),
-                // Its own handling reports what is wrong with it.
-                _ => {}
+                tracing::debug!(%order_id, ?settlement, "settled");
             }
+            (_, Decision::PassedOver(why)) => {
+                tracing::debug!(event_type = %event.metadata.event_type, why, "passed over");
+            }
+            (step, decision) => unreachable!("{decision:?} does not follow from {step:?}"),
         }
-        skus.extend(store::reserved_skus(tx, &settled).await?);
-        Ok(skus.into_iter().collect())
+        Ok(())
     }
 }
 
@@ -205,52 +268,20 @@ impl Handler for InventoryHandler {
         ShopEvent::is_known(event_type)
     }
 
-    /// Locks every stock row the batch touches first, in one statement in SKU order, then
-    /// applies the events one by one. Partitions are applied in parallel and every order
-    /// shares a few hot SKUs: taking the rows event by event, two batches could each hold a
-    /// row the other wants (a deadlock PostgreSQL breaks by failing one of them). Taken all at
-    /// once and in one order, batches queue for the rows instead.
+    /// The whole batch at once ([`InventoryHandler::apply`]): in a flash sale every order needs
+    /// the same few stock rows, and a batch holds them for one set of writes, not per order.
     async fn handle_batch(
         &self,
         tx: &mut PgConnection,
         events: &[Incoming],
     ) -> Result<(), BatchFailure> {
-        let failed_at = |index| move |error| BatchFailure { index, error };
-        let skus = self.skus_of(tx, events).await.map_err(failed_at(0))?;
-        store::lock_stock(tx, &skus)
-            .await
-            .map_err(|e| failed_at(0)(e.into()))?;
-        for (index, event) in events.iter().enumerate() {
-            traced(event, self.handle(tx, event))
-                .await
-                .map_err(failed_at(index))?;
-        }
-        Ok(())
+        self.apply(tx, events).await
     }
 
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
-        let decoded =
-            ShopEvent::decode(&self.codec, &event.metadata.event_type, &event.value).await?;
-        match decoded {
-            Some(ShopEvent::OrderPlaced(placed)) => self.on_placed(tx, event, &placed).await,
-            Some(ShopEvent::PaymentFailed(failed)) => {
-                let settlement = Settlement::Release(ReleaseReason::PaymentFailed);
-                self.settle(tx, event, &failed.order_id, settlement).await
-            }
-            Some(ShopEvent::OrderCancelled(cancelled)) => {
-                let settlement = Settlement::Release(ReleaseReason::OrderCancelled);
-                self.settle(tx, event, &cancelled.order_id, settlement)
-                    .await
-            }
-            Some(ShopEvent::OrderConfirmed(confirmed)) => {
-                self.settle(tx, event, &confirmed.order_id, Settlement::Sell)
-                    .await
-            }
-            Some(_) | None => {
-                tracing::debug!(event_type = %event.metadata.event_type, "not for inventory");
-                Ok(())
-            }
-        }
+        self.apply(tx, std::slice::from_ref(event))
+            .await
+            .map_err(|failure| failure.error)
     }
 }
 
@@ -272,6 +303,21 @@ fn released_items(items: &BTreeMap<Sku, i32>) -> Vec<ReleasedItem> {
             quantity,
         })
         .collect()
+}
+
+/// The `reservations.reason` of a row.
+fn reason_name(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Rejected(rejection) => reject_reason_name(reject_reason(rejection)),
+        Reason::Released(reason) => release_reason_name(reason),
+    }
+}
+
+fn reject_reason(rejection: Rejection) -> RejectReason {
+    match rejection {
+        Rejection::UnknownSku => RejectReason::UnknownSku,
+        Rejection::OutOfStock => RejectReason::OutOfStock,
+    }
 }
 
 /// The Avro symbol of a rejection reason, as stored in `reservations.reason`.

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use shop_events::values::Sku;
 use sqlx::{PgConnection, PgPool};
 
+use crate::domain::batch::Held;
 use crate::domain::{Levels, ReceiptQuantity, Status};
 
 /// One row of `stock`, as the HTTP API shows it.
@@ -109,115 +110,111 @@ pub async fn write_levels(
     Ok(())
 }
 
-/// Whether the order was seen before (reserved or rejected).
-pub async fn reservation_exists(
-    conn: &mut PgConnection,
-    order_id: &str,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("select exists (select 1 from reservations where order_id = $1)")
-        .bind(order_id)
-        .fetch_one(conn)
-        .await
-}
+/// A reservation row as [`lock_reservations`] reads it: order id, reservation id, status, items.
+type StoredReservation = (String, Option<String>, String, sqlx::types::Json<Vec<Item>>);
 
-/// Records a reservation; `false` if the order already has one (nothing is written then).
-pub async fn insert_reservation(
+/// Locks the stored reservations of `order_ids` (in order-id order, so batches never deadlock
+/// on them) and returns them by order id.
+pub async fn lock_reservations(
     conn: &mut PgConnection,
-    new: &NewReservation<'_>,
-) -> Result<bool, sqlx::Error> {
-    let items: Vec<Item> = new
-        .items
-        .iter()
-        .map(|(sku, &quantity)| Item {
-            sku: sku.to_string(),
-            quantity,
-        })
-        .collect();
-    let inserted = sqlx::query(
-        "insert into reservations (order_id, reservation_id, status, items, currency, amount_minor, reason)
-         values ($1, $2, $3, $4, $5, $6, $7) on conflict (order_id) do nothing",
-    )
-    .bind(new.order_id)
-    .bind(new.reservation_id)
-    .bind(new.status.as_str())
-    .bind(sqlx::types::Json(items))
-    .bind(new.currency)
-    .bind(new.amount_minor)
-    .bind(new.reason)
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(inserted == 1)
-}
-
-/// A stored reservation, locked for the rest of the transaction.
-#[derive(Debug, Clone)]
-pub struct LockedReservation {
-    pub reservation_id: Option<String>,
-    pub status: Status,
-    pub items: BTreeMap<Sku, i32>,
-}
-
-/// The SKUs held by the reservations of `order_ids` (read without locking; a reservation's
-/// items never change).
-pub async fn reserved_skus(
-    conn: &mut PgConnection,
-    order_ids: &[String],
-) -> Result<Vec<Sku>, sqlx::Error> {
+    order_ids: &[&str],
+) -> Result<std::collections::HashMap<String, Held>, sqlx::Error> {
     if order_ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Default::default());
     }
-    let skus: Vec<String> = sqlx::query_scalar(
-        "select distinct item->>'sku' from reservations, jsonb_array_elements(items) item
-         where order_id = any($1) and status = 'reserved'",
+    let rows: Vec<StoredReservation> = sqlx::query_as(
+        "select order_id, reservation_id, status, items from reservations
+             where order_id = any($1) order by order_id for update",
     )
     .bind(order_ids)
     .fetch_all(conn)
     .await?;
-    Ok(skus.iter().filter_map(|s| Sku::parse(s).ok()).collect())
+    rows.into_iter()
+        .map(
+            |(order_id, reservation_id, status, sqlx::types::Json(items))| {
+                let status = Status::parse(&status).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown status {status:?}").into())
+                })?;
+                let items = items
+                    .into_iter()
+                    .map(|item| Ok((Sku::parse(&item.sku).map_err(decode_error)?, item.quantity)))
+                    .collect::<Result<_, sqlx::Error>>()?;
+                let held = Held {
+                    reservation_id,
+                    status,
+                    items,
+                };
+                Ok((order_id, held))
+            },
+        )
+        .collect()
 }
 
-/// Locks the order's reservation row, if there is one.
-pub async fn lock_reservation(
+/// Inserts new reservations in one statement; returns how many were inserted (fewer than
+/// given when an order already had one: the caller must not trust its plan then).
+pub async fn insert_reservations(
     conn: &mut PgConnection,
-    order_id: &str,
-) -> Result<Option<LockedReservation>, sqlx::Error> {
-    let row: Option<(Option<String>, String, sqlx::types::Json<Vec<Item>>)> = sqlx::query_as(
-        "select reservation_id, status, items from reservations where order_id = $1 for update",
+    rows: &[NewReservation<'_>],
+) -> Result<u64, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let items: Vec<sqlx::types::Json<Vec<Item>>> = rows
+        .iter()
+        .map(|row| {
+            sqlx::types::Json(
+                row.items
+                    .iter()
+                    .map(|(sku, &quantity)| Item {
+                        sku: sku.to_string(),
+                        quantity,
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    fn column<'r>(
+        rows: &'r [NewReservation<'_>],
+        get: impl Fn(&'r NewReservation<'_>) -> Option<&'r str>,
+    ) -> Vec<Option<&'r str>> {
+        rows.iter().map(get).collect()
+    }
+    let inserted = sqlx::query(
+        "insert into reservations (order_id, reservation_id, status, items, currency, amount_minor, reason)
+         select * from unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int8[], $7::text[])
+         on conflict (order_id) do nothing",
     )
-    .bind(order_id)
-    .fetch_optional(conn)
-    .await?;
-    let Some((reservation_id, status, sqlx::types::Json(items))) = row else {
-        return Ok(None);
-    };
-    let status = Status::parse(&status)
-        .ok_or_else(|| sqlx::Error::Decode(format!("unknown status {status:?}").into()))?;
-    let items = items
-        .into_iter()
-        .map(|item| Ok((Sku::parse(&item.sku).map_err(decode_error)?, item.quantity)))
-        .collect::<Result<_, sqlx::Error>>()?;
-    Ok(Some(LockedReservation {
-        reservation_id,
-        status,
-        items,
-    }))
+    .bind(column(rows, |r| Some(r.order_id)))
+    .bind(column(rows, |r| r.reservation_id))
+    .bind(column(rows, |r| Some(r.status.as_str())))
+    .bind(items)
+    .bind(column(rows, |r| Some(r.currency)))
+    .bind(rows.iter().map(|r| r.amount_minor).collect::<Vec<i64>>())
+    .bind(column(rows, |r| r.reason))
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted)
 }
 
-/// Moves the order's reservation to `status`, with `reason`.
-pub async fn set_status(
+/// Moves stored reservations to new statuses (with a reason where one is given), in one
+/// statement: (order id, status, reason).
+pub async fn set_statuses(
     conn: &mut PgConnection,
-    order_id: &str,
-    status: Status,
-    reason: Option<&str>,
+    changes: &[(&str, Status, Option<&str>)],
 ) -> Result<(), sqlx::Error> {
+    if changes.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
-        "update reservations set status = $2, reason = coalesce($3, reason), updated_at = now()
-         where order_id = $1",
+        "update reservations r set status = u.status, reason = coalesce(u.reason, r.reason),
+                updated_at = now()
+         from unnest($1::text[], $2::text[], $3::text[]) as u(order_id, status, reason)
+         where r.order_id = u.order_id",
     )
-    .bind(order_id)
-    .bind(status.as_str())
-    .bind(reason)
+    .bind(changes.iter().map(|c| c.0).collect::<Vec<_>>())
+    .bind(changes.iter().map(|c| c.1.as_str()).collect::<Vec<_>>())
+    .bind(changes.iter().map(|c| c.2).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
