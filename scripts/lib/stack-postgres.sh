@@ -83,9 +83,9 @@ port = $STACK_PG_PORT
 unix_socket_directories = '$PG_SOCK'
 password_encryption = scram-sha-256
 max_connections = 300
-shared_buffers = 128MB
-fsync = on
 EOF
+  # The workload's tuning, shared with compose/ and deploy/.
+  cat "$LIB/postgres-tuning.conf" >>"$PG_DATA/stack.conf"
   is_root && chown postgres: "$PG_DATA/stack.conf"
   return 0
 }

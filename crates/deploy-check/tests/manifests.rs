@@ -1015,3 +1015,52 @@ fn kubernetes_prometheus_keeps_the_pods_the_deployments_annotate() {
         assert!(container_ports(container).values().any(|p| *p == port));
     }
 }
+
+#[test]
+fn postgres_is_tuned_alike_by_the_stack_compose_and_deploy_without_giving_up_durability() {
+    let source = files::text("scripts/lib/postgres-tuning.conf");
+    assert_eq!(
+        files::text(&format!("{BASE}/postgres-tuning.conf")),
+        source,
+        "deploy/base/postgres-tuning.conf is a copy of scripts/lib/postgres-tuning.conf"
+    );
+    let settings: BTreeMap<String, String> = source
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect();
+    assert_eq!(settings.get("fsync").map(String::as_str), Some("on"));
+    assert_eq!(
+        settings.get("synchronous_commit").map(String::as_str),
+        Some("on")
+    );
+    assert!(files::text("scripts/lib/stack-postgres.sh").contains("postgres-tuning.conf"));
+
+    let postgres = &compose_services()["postgres"];
+    let volumes = strings(&postgres["volumes"]);
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v
+                .starts_with("../scripts/lib/postgres-tuning.conf:/etc/postgresql/tuning.conf")),
+        "compose mounts the tuning file: {volumes:?}"
+    );
+    let init = volumes
+        .iter()
+        .find_map(|v| v.strip_prefix("./postgres/tuning.sh:"))
+        .expect("compose runs the script that includes the tuning");
+    assert!(init.starts_with("/docker-entrypoint-initdb.d/"));
+    assert!(
+        files::text("compose/postgres/tuning.sh").contains("include '/etc/postgresql/tuning.conf'")
+    );
+
+    let kustomization = files::yaml(&format!("{BASE}/kustomization.yaml"));
+    let generators = kustomization["configMapGenerator"]
+        .as_sequence()
+        .expect("a configMapGenerator");
+    assert!(generators.iter().any(|g| {
+        scalar(&g["name"]).as_deref() == Some("postgres-tuning")
+            && strings(&g["files"]).contains(&"postgres-tuning.conf".to_owned())
+    }));
+}
