@@ -10,6 +10,14 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 /// The shop's addresses and a client for them.
+/// An HTTP answer: status, JSON body (`null` when not JSON) and `Retry-After`, if given in seconds.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub retry_after: Option<Duration>,
+}
+
 #[derive(Clone)]
 pub struct Shop {
     pub http: reqwest::Client,
@@ -95,6 +103,19 @@ impl Shop {
         headers: &[(&str, &str)],
         body: Option<&Value>,
     ) -> anyhow::Result<(StatusCode, Value)> {
+        let answer = self.answer(method, url, token, headers, body).await?;
+        Ok((answer.status, answer.body))
+    }
+
+    /// [`Shop::call`] with the whole answer (its `Retry-After` too).
+    pub async fn answer(
+        &self,
+        method: Method,
+        url: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> anyhow::Result<Answer> {
         let mut request = self.http.request(method, url);
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -107,11 +128,17 @@ impl Shop {
         }
         let response = request.send().await.with_context(|| url.to_owned())?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .map(Duration::from_secs);
         let bytes = response.bytes().await?;
-        Ok((
+        Ok(Answer {
             status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ))
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            retry_after,
+        })
     }
 
     /// `POST /orders` through the gateway.
@@ -121,13 +148,24 @@ impl Shop {
         lines: &[(String, u32)],
         idempotency_key: &str,
     ) -> anyhow::Result<(StatusCode, Value)> {
+        let answer = self.place_answer(token, lines, idempotency_key).await?;
+        Ok((answer.status, answer.body))
+    }
+
+    /// [`Shop::place`] with the whole answer (a shed order's `Retry-After` too).
+    pub async fn place_answer(
+        &self,
+        token: &str,
+        lines: &[(String, u32)],
+        idempotency_key: &str,
+    ) -> anyhow::Result<Answer> {
         let lines: Vec<Value> = lines
             .iter()
             .map(|(sku, q)| json!({"sku": sku, "quantity": q}))
             .collect();
         let body = json!({"lines": lines, "currency": "EUR"});
         let url = format!("{}/orders", self.gateway);
-        self.call(
+        self.answer(
             Method::POST,
             &url,
             Some(token),

@@ -140,6 +140,8 @@ struct Phase {
     name: String,
     secs: f64,
     ids: Vec<String>,
+    /// Orders the gateway shed (429/503 with Retry-After).
+    shed: u64,
     failed: u64,
     /// The counters when the phase began.
     before: Start,
@@ -158,22 +160,61 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-async fn place_one(shop: &Shop, tokens: &[String], skus: &[String], n: u64) -> Option<String> {
+/// How one placement went.
+enum Placed {
+    Order(String),
+    /// The gateway shed it (429 or 503) and asked to come back after this long.
+    Shed(Duration),
+    Failed,
+}
+
+/// Orders refused during a phase: shed by the gateway (429/503, load shedding working as meant)
+/// or failed otherwise. The first few failures are printed.
+#[derive(Default)]
+struct Tally {
+    shed: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Tally {
+    fn count(&self, placed: Placed) -> Option<(String, Option<Duration>)> {
+        match placed {
+            Placed::Order(id) => Some((id, None)),
+            Placed::Shed(wait) => {
+                self.shed.fetch_add(1, Ordering::Relaxed);
+                Some((String::new(), Some(wait)))
+            }
+            Placed::Failed => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+}
+
+async fn place_one(shop: &Shop, tokens: &[String], skus: &[String], n: u64) -> Placed {
+    static PRINTED: AtomicU64 = AtomicU64::new(0);
     let token = &tokens[n as usize % tokens.len()];
     let lines = vec![(skus[n as usize % skus.len()].clone(), 1)];
     let key = uuid::Uuid::now_v7().to_string();
-    match shop.place(token, &lines, &key).await {
-        Ok((status, body)) if status.as_u16() == 201 => {
-            body["order_id"].as_str().map(str::to_owned)
+    let failed = |what: String| {
+        if PRINTED.fetch_add(1, Ordering::Relaxed) < 5 {
+            eprintln!("placing failed: {what}");
         }
-        Ok((status, body)) => {
-            eprintln!("placing failed: {status} {body}");
-            None
+        Placed::Failed
+    };
+    match shop.place_answer(token, &lines, &key).await {
+        Ok(answer) if answer.status.as_u16() == 201 => {
+            answer.body["order_id"].as_str().map_or_else(
+                || failed(answer.body.to_string()),
+                |id| Placed::Order(id.to_owned()),
+            )
         }
-        Err(error) => {
-            eprintln!("placing failed: {error:#}");
-            None
+        Ok(answer) if matches!(answer.status.as_u16(), 429 | 503) => {
+            Placed::Shed(answer.retry_after.unwrap_or(Duration::from_secs(1)))
         }
+        Ok(answer) => failed(format!("{} {}", answer.status, answer.body)),
+        Err(error) => failed(format!("{error:#}")),
     }
 }
 
@@ -186,7 +227,7 @@ async fn fixed_rate(
     before: Start,
 ) -> Phase {
     let ids = Arc::new(Mutex::new(Vec::new()));
-    let failed = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Tally::default());
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
@@ -194,19 +235,17 @@ async fn fixed_rate(
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..total {
         tick.tick().await;
-        let (shop, tokens, skus, ids, failed) = (
+        let (shop, tokens, skus, ids, tally) = (
             shop.clone(),
             tokens.to_vec(),
             skus.to_vec(),
             ids.clone(),
-            failed.clone(),
+            tally.clone(),
         );
         tasks.spawn(async move {
-            match place_one(&shop, &tokens, &skus, n).await {
-                Some(id) => ids.lock().unwrap().push(id),
-                None => {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                }
+            // Open loop: a shed order is counted, not retried.
+            if let Some((id, None)) = tally.count(place_one(&shop, &tokens, &skus, n).await) {
+                ids.lock().unwrap().push(id);
             }
         });
     }
@@ -216,7 +255,8 @@ async fn fixed_rate(
         name: format!("{rate}/s"),
         secs: started.elapsed().as_secs_f64(),
         ids,
-        failed: failed.load(Ordering::Relaxed),
+        shed: tally.shed.load(Ordering::Relaxed),
+        failed: tally.failed.load(Ordering::Relaxed),
         before,
     }
 }
@@ -231,26 +271,26 @@ async fn max_rate(
 ) -> Phase {
     let until = Instant::now() + Duration::from_secs(secs);
     let counter = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Tally::default());
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..clients {
-        let (shop, tokens, skus, counter, failed) = (
+        let (shop, tokens, skus, counter, tally) = (
             shop.clone(),
             tokens.to_vec(),
             skus.to_vec(),
             counter.clone(),
-            failed.clone(),
+            tally.clone(),
         );
         tasks.spawn(async move {
             let mut mine = Vec::new();
             while Instant::now() < until {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
-                match place_one(&shop, &tokens, &skus, n).await {
-                    Some(id) => mine.push(id),
-                    None => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
+                match tally.count(place_one(&shop, &tokens, &skus, n).await) {
+                    Some((id, None)) => mine.push(id),
+                    // A well-behaved client waits as long as the gateway asked.
+                    Some((_, Some(wait))) => tokio::time::sleep(wait).await,
+                    None => {}
                 }
             }
             mine
@@ -264,7 +304,8 @@ async fn max_rate(
         name: format!("max ({clients} clients)"),
         secs: started.elapsed().as_secs_f64(),
         ids,
-        failed: failed.load(Ordering::Relaxed),
+        shed: tally.shed.load(Ordering::Relaxed),
+        failed: tally.failed.load(Ordering::Relaxed),
         before,
     }
 }
@@ -381,14 +422,15 @@ impl Bench {
         let placed_rate = phase.ids.len() as f64 / phase.secs;
         let confirmed_rate = latencies.len() as f64 / span;
         let pending = phase.ids.len() - latencies.len();
-        // Keeping up: nothing pending, nothing refused, confirmations as fast as orders came,
+        // Keeping up: nothing pending, nothing shed or refused, confirmations as fast as orders came,
         // and no saga waiting longer than the phase itself.
         let kept_up = pending == 0
             && phase.failed == 0
+            && phase.shed == 0
             && confirmed_rate >= 0.95 * placed_rate
             && percentile(&latencies, 0.99) < 1000.0 * phase.secs / 4.0;
         let line = format!(
-            "{:<18} {:>9.1} {:>12.1} {:>9.1} {:>9.1} {:>9.1} {:>8} {:>7}{}",
+            "{:<18} {:>9.1} {:>12.1} {:>9.1} {:>9.1} {:>9.1} {:>8} {:>7} {:>7}{}",
             phase.name,
             placed_rate,
             confirmed_rate,
@@ -396,6 +438,7 @@ impl Bench {
             percentile(&latencies, 0.99),
             latencies.last().copied().unwrap_or(f64::NAN),
             pending,
+            phase.shed,
             phase.failed,
             if kept_up { "" } else { "  (falls behind)" },
         );
@@ -466,8 +509,16 @@ async fn main() -> anyhow::Result<()> {
         let skus = stock(&shop, &format!("{tag}-{count}"), count).await?;
         println!("\ncatalogue: {count} SKUs ({catalogue:?})");
         println!(
-            "{:<18} {:>9} {:>12} {:>9} {:>9} {:>9} {:>8} {:>7}",
-            "phase", "placed/s", "confirmed/s", "p50 ms", "p99 ms", "max ms", "pending", "failed"
+            "{:<18} {:>9} {:>12} {:>9} {:>9} {:>9} {:>8} {:>7} {:>7}",
+            "phase",
+            "placed/s",
+            "confirmed/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "pending",
+            "shed",
+            "failed"
         );
         for rate in &args.rates {
             let before = bench.begin().await?;
