@@ -95,7 +95,7 @@ impl AppState {
             shipments: upstream("shipping", &config.shipping_url),
             admission: Arc::new(Admission::new(
                 config.max_in_flight,
-                config.saga_budget(),
+                config.max_open_sagas,
                 ShedMetrics::register(metrics).context("register the shedding metrics")?,
             )),
         })

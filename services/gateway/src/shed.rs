@@ -2,10 +2,12 @@
 //! with 503 and `Retry-After` rather than queued until it times out.
 //!
 //! Two signals, one pure [`decide`]: a bound on placements in flight in the gateway
-//! (`GATEWAY_MAX_IN_FLIGHT`), and the saga backlog, the age of the oldest order placed but not
-//! yet confirmed or cancelled, which [`SagaWatch`] reads from the order service's
-//! `GET /admission` twice a second and compares with `GATEWAY_SAGA_BUDGET_MS`. A backlog that
-//! cannot be read sheds nothing (fail open: a broken poll must not close the shop; the order
+//! (`GATEWAY_MAX_IN_FLIGHT`), and the saga backlog, the number of orders placed but not yet
+//! confirmed or cancelled, which [`SagaWatch`] reads from the order service's `GET /admission`
+//! twice a second and compares with `GATEWAY_MAX_OPEN_SAGAS`. By Little's law the open sagas
+//! are the rate times the saga latency, so bounding them bounds the latency once the shop runs
+//! at its capacity; a count, unlike the oldest saga's age, is not tripped by a few orders that
+//! wait for a deadline or a slow provider. A backlog that cannot be read sheds nothing (fail open: a broken poll must not close the shop; the order
 //! service's own breaker and timeout still protect it). Reads, cancels and everything but
 //! `POST /orders` are never shed here.
 
@@ -34,7 +36,7 @@ pub const POLL_EVERY: Duration = Duration::from_millis(500);
 pub enum Shed {
     /// Already `GATEWAY_MAX_IN_FLIGHT` placements in hand.
     InFlight,
-    /// The oldest open saga is older than the budget.
+    /// More sagas are open than `GATEWAY_MAX_OPEN_SAGAS`.
     SagaBacklog,
 }
 
@@ -57,14 +59,10 @@ impl Shed {
     }
 }
 
-/// Whether a new order goes in: `slot_free` says a placement slot was free, `oldest_open` is
-/// the age of the oldest open saga when known (`None` while it cannot be read: never shed then).
-pub fn decide(
-    slot_free: bool,
-    oldest_open: Option<Duration>,
-    budget: Duration,
-) -> Result<(), Shed> {
-    if oldest_open.is_some_and(|age| age > budget) {
+/// Whether a new order goes in: `slot_free` says a placement slot was free, `open_sagas` is the
+/// number of open sagas when known (`None` while it cannot be read: never shed then).
+pub fn decide(slot_free: bool, open_sagas: Option<u64>, max_open: u64) -> Result<(), Shed> {
+    if open_sagas.is_some_and(|open| open >= max_open) {
         return Err(Shed::SagaBacklog);
     }
     if !slot_free {
@@ -80,6 +78,8 @@ pub struct ShedMetrics {
     pub shed: IntCounterVec,
     /// Placements in flight in the gateway.
     pub in_flight: IntGauge,
+    /// Open sagas, as last read.
+    pub open_sagas: IntGauge,
     /// The age of the oldest open saga, as last read.
     pub oldest_open_saga_seconds: Gauge,
 }
@@ -95,6 +95,10 @@ impl ShedMetrics {
                 &["reason"],
             )?,
             in_flight: IntGauge::new("gateway_in_flight", "Order placements in flight")?,
+            open_sagas: IntGauge::new(
+                "gateway_open_sagas",
+                "Orders placed and not yet settled, as last read from the order service",
+            )?,
             oldest_open_saga_seconds: Gauge::new(
                 "gateway_oldest_open_saga_seconds",
                 "Age of the oldest open saga, as last read from the order service",
@@ -104,6 +108,9 @@ impl ShedMetrics {
         metrics
             .registry
             .register(Box::new(this.in_flight.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(this.open_sagas.clone()))?;
         metrics
             .registry
             .register(Box::new(this.oldest_open_saga_seconds.clone()))?;
@@ -117,9 +124,9 @@ const UNKNOWN: u64 = u64::MAX;
 /// What decides whether a new order goes in: its slots and the last saga reading.
 pub struct Admission {
     slots: Arc<Semaphore>,
-    budget: Duration,
-    /// Milliseconds since the oldest open saga was placed, or [`UNKNOWN`].
-    oldest_open_ms: AtomicU64,
+    max_open: u64,
+    /// Open sagas, or [`UNKNOWN`].
+    open_sagas: AtomicU64,
     metrics: ShedMetrics,
 }
 
@@ -136,38 +143,41 @@ impl Drop for Slot {
 }
 
 impl Admission {
-    pub fn new(max_in_flight: u32, budget: Duration, metrics: ShedMetrics) -> Self {
+    pub fn new(max_in_flight: u32, max_open: u64, metrics: ShedMetrics) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(max_in_flight as usize)),
-            budget,
-            oldest_open_ms: AtomicU64::new(UNKNOWN),
+            max_open,
+            open_sagas: AtomicU64::new(UNKNOWN),
             metrics,
         }
     }
 
-    /// The age of the oldest open saga, when the last poll could read it.
-    pub fn oldest_open(&self) -> Option<Duration> {
-        match self.oldest_open_ms.load(Ordering::Relaxed) {
+    /// The open sagas, when the last poll could read them.
+    pub fn open_sagas(&self) -> Option<u64> {
+        match self.open_sagas.load(Ordering::Relaxed) {
             UNKNOWN => None,
-            ms => Some(Duration::from_millis(ms)),
+            open => Some(open),
         }
     }
 
     /// Records a poll's reading (`None`: the poll failed).
-    pub fn set_oldest_open(&self, age: Option<Duration>) {
-        let ms = age.map_or(UNKNOWN, |age| {
-            u64::try_from(age.as_millis()).unwrap_or(UNKNOWN - 1)
-        });
-        self.oldest_open_ms.store(ms, Ordering::Relaxed);
-        if let Some(age) = age {
-            self.metrics.oldest_open_saga_seconds.set(age.as_secs_f64());
+    pub fn set_backlog(&self, backlog: Option<Backlog>) {
+        let open = backlog.map_or(UNKNOWN, |b| b.open_sagas.min(UNKNOWN - 1));
+        self.open_sagas.store(open, Ordering::Relaxed);
+        if let Some(backlog) = backlog {
+            self.metrics
+                .open_sagas
+                .set(i64::try_from(backlog.open_sagas).unwrap_or(i64::MAX));
+            self.metrics
+                .oldest_open_saga_seconds
+                .set(backlog.oldest_open_secs);
         }
     }
 
     /// A slot for a new order, or why there is none.
     pub fn admit(&self) -> Result<Slot, Shed> {
         let permit = self.slots.clone().try_acquire_owned().ok();
-        let admitted = decide(permit.is_some(), self.oldest_open(), self.budget)
+        let admitted = decide(permit.is_some(), self.open_sagas(), self.max_open)
             .and_then(|()| permit.ok_or(Shed::InFlight));
         match admitted {
             Ok(permit) => {
@@ -199,10 +209,11 @@ pub async fn shed(State(state): State<AppState>, request: Request, next: Next) -
     }
 }
 
-/// What the gateway reads of the order service's `GET /admission` (it also says `open_sagas`).
-#[derive(Debug, Deserialize)]
-struct OpenSagas {
-    oldest_open_secs: f64,
+/// What the gateway reads of the order service's `GET /admission`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct Backlog {
+    pub open_sagas: u64,
+    pub oldest_open_secs: f64,
 }
 
 /// Reads the saga backlog from the order service every [`POLL_EVERY`] into an [`Admission`].
@@ -216,8 +227,8 @@ pub struct SagaWatch {
 }
 
 impl SagaWatch {
-    async fn poll(&self, url: &str) -> anyhow::Result<Duration> {
-        let reading: OpenSagas = self
+    async fn poll(&self, url: &str) -> anyhow::Result<Backlog> {
+        let reading: Backlog = self
             .client
             .get(url)
             .timeout(self.timeout)
@@ -226,7 +237,7 @@ impl SagaWatch {
             .error_for_status()?
             .json()
             .await?;
-        Ok(Duration::try_from_secs_f64(reading.oldest_open_secs)?)
+        Ok(reading)
     }
 
     /// Polls until `token` is cancelled. A failed poll forgets the reading (so nothing is shed
@@ -242,12 +253,12 @@ impl SagaWatch {
                 _ = every.tick() => {}
             }
             match self.poll(&url).await {
-                Ok(age) => {
+                Ok(backlog) => {
                     if failing {
                         tracing::info!("the saga backlog can be read again");
                         failing = false;
                     }
-                    self.admission.set_oldest_open(Some(age));
+                    self.admission.set_backlog(Some(backlog));
                 }
                 Err(error) => {
                     if !failing {
@@ -257,7 +268,7 @@ impl SagaWatch {
                         );
                         failing = true;
                     }
-                    self.admission.set_oldest_open(None);
+                    self.admission.set_backlog(None);
                 }
             }
         }
@@ -268,37 +279,36 @@ impl SagaWatch {
 mod tests {
     use super::*;
 
-    const BUDGET: Duration = Duration::from_secs(5);
-
-    fn secs(s: u64) -> Option<Duration> {
-        Some(Duration::from_secs(s))
-    }
+    const MAX_OPEN: u64 = 300;
 
     #[test]
     fn an_order_goes_in_while_a_slot_is_free_and_the_sagas_keep_up() {
-        assert_eq!(decide(true, secs(1), BUDGET), Ok(()));
-        assert_eq!(decide(true, secs(5), BUDGET), Ok(()));
+        assert_eq!(decide(true, Some(0), MAX_OPEN), Ok(()));
+        assert_eq!(decide(true, Some(MAX_OPEN - 1), MAX_OPEN), Ok(()));
     }
 
     #[test]
     fn no_free_slot_sheds_for_in_flight() {
-        assert_eq!(decide(false, secs(0), BUDGET), Err(Shed::InFlight));
-        assert_eq!(decide(false, None, BUDGET), Err(Shed::InFlight));
+        assert_eq!(decide(false, Some(0), MAX_OPEN), Err(Shed::InFlight));
+        assert_eq!(decide(false, None, MAX_OPEN), Err(Shed::InFlight));
     }
 
     #[test]
-    fn a_saga_older_than_the_budget_sheds_and_a_younger_one_resumes() {
+    fn a_full_saga_backlog_sheds_and_a_smaller_one_resumes() {
         assert_eq!(
-            decide(true, Some(BUDGET + Duration::from_millis(1)), BUDGET),
+            decide(true, Some(MAX_OPEN), MAX_OPEN),
             Err(Shed::SagaBacklog)
         );
-        assert_eq!(decide(false, secs(60), BUDGET), Err(Shed::SagaBacklog));
-        assert_eq!(decide(true, secs(4), BUDGET), Ok(()));
+        assert_eq!(
+            decide(false, Some(10_000), MAX_OPEN),
+            Err(Shed::SagaBacklog)
+        );
+        assert_eq!(decide(true, Some(12), MAX_OPEN), Ok(()));
     }
 
     #[test]
     fn an_unknown_backlog_sheds_nothing() {
-        assert_eq!(decide(true, None, BUDGET), Ok(()));
+        assert_eq!(decide(true, None, MAX_OPEN), Ok(()));
     }
 
     #[test]
@@ -309,7 +319,7 @@ mod tests {
 
     fn admission(max: u32) -> (Admission, ShedMetrics) {
         let metrics = ShedMetrics::register(&Metrics::new("gateway")).unwrap();
-        (Admission::new(max, BUDGET, metrics.clone()), metrics)
+        (Admission::new(max, MAX_OPEN, metrics.clone()), metrics)
     }
 
     #[test]
@@ -327,10 +337,14 @@ mod tests {
     #[test]
     fn a_failed_poll_forgets_the_backlog() {
         let (admission, metrics) = admission(4);
-        admission.set_oldest_open(secs(9));
+        admission.set_backlog(Some(Backlog {
+            open_sagas: 900,
+            oldest_open_secs: 9.0,
+        }));
         assert!(matches!(admission.admit(), Err(Shed::SagaBacklog)));
+        assert_eq!(metrics.open_sagas.get(), 900);
         assert_eq!(metrics.oldest_open_saga_seconds.get(), 9.0);
-        admission.set_oldest_open(None);
+        admission.set_backlog(None);
         assert!(admission.admit().is_ok());
         assert_eq!(metrics.shed.with_label_values(&["saga_backlog"]).get(), 1);
     }

@@ -33,7 +33,7 @@ struct Fake {
     delay_ms: AtomicUsize,
     last_request_id: Mutex<Option<String>>,
     /// What GET /admission says of the oldest open saga, in seconds.
-    oldest_open_secs: Mutex<f64>,
+    open_sagas: Mutex<u64>,
     /// GET /admission answers 500.
     admission_failing: AtomicBool,
 }
@@ -128,10 +128,10 @@ async fn fake_admission(State(fake): State<Arc<Fake>>) -> (StatusCode, Json<Valu
     if fake.admission_failing.load(Ordering::SeqCst) {
         return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({})));
     }
-    let oldest = *fake.oldest_open_secs.lock().unwrap();
+    let open = *fake.open_sagas.lock().unwrap();
     (
         StatusCode::OK,
-        Json(json!({"open_sagas": 3, "oldest_open_secs": oldest})),
+        Json(json!({"open_sagas": open, "oldest_open_secs": 1.5})),
     )
 }
 
@@ -187,8 +187,8 @@ async fn spawn_app(tune: impl FnOnce(&mut Config)) -> TestApp {
         breaker_window: 20,
         breaker_failures: 10,
         breaker_open_ms: 5000,
-        max_in_flight: 512,
-        saga_budget_ms: 5000,
+        max_in_flight: 128,
+        max_open_sagas: 300,
         idempotency_retention: Duration::from_secs(24 * 3600),
     };
     tune(&mut config);
@@ -713,9 +713,9 @@ async fn an_order_beyond_the_in_flight_bound_is_shed_at_once_with_503_and_retry_
 }
 
 #[tokio::test]
-async fn new_orders_are_shed_while_the_oldest_saga_is_over_budget_and_taken_again_after() {
-    let app = spawn_app(|config| config.saga_budget_ms = 5000).await;
-    *app.fake.oldest_open_secs.lock().unwrap() = 12.5;
+async fn new_orders_are_shed_while_too_many_sagas_are_open_and_taken_again_after() {
+    let app = spawn_app(|config| config.max_open_sagas = 300).await;
+    *app.fake.open_sagas.lock().unwrap() = 450;
     let deadline = Instant::now() + Duration::from_secs(5);
     let shed = loop {
         let response = app.place("cus_alice", an_order(), None).await;
@@ -732,7 +732,7 @@ async fn new_orders_are_shed_while_the_oldest_saga_is_over_budget_and_taken_agai
     let read = app.get(&format!("/orders/{id}"), "cus_alice").send().await;
     assert_eq!(read.unwrap().status(), StatusCode::NOT_FOUND);
 
-    *app.fake.oldest_open_secs.lock().unwrap() = 1.0;
+    *app.fake.open_sagas.lock().unwrap() = 20;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let response = app.place("cus_alice", an_order(), None).await;
@@ -746,7 +746,7 @@ async fn new_orders_are_shed_while_the_oldest_saga_is_over_budget_and_taken_agai
     assert_eq!(app.fake.place_calls.load(Ordering::SeqCst), calls + 1);
     let metrics = app.metrics().await;
     assert!(
-        metrics.contains(r#"choreo_gateway_oldest_open_saga_seconds{service="gateway"} 1"#),
+        metrics.contains(r#"choreo_gateway_open_sagas{service="gateway"} 20"#),
         "{metrics}"
     );
     app.stop().await;
@@ -756,7 +756,7 @@ async fn new_orders_are_shed_while_the_oldest_saga_is_over_budget_and_taken_agai
 async fn an_unreadable_saga_backlog_sheds_nothing() {
     let app = spawn_app(|_| {}).await;
     app.fake.admission_failing.store(true, Ordering::SeqCst);
-    *app.fake.oldest_open_secs.lock().unwrap() = 60.0;
+    *app.fake.open_sagas.lock().unwrap() = 100_000;
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
     let response = app.place("cus_alice", an_order(), None).await;
