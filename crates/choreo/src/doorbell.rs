@@ -12,8 +12,12 @@
 //! `synchronous_commit = off`: it writes nothing but the hint, so it gives up no durability and
 //! holds the notify lock for microseconds. A lost ring costs latency, never an event: the
 //! waiting loop also polls, slowly.
+//!
+//! A doorbell made [`Doorbell::for_writes`] is rung after a consumer batch only if the batch
+//! [`Doorbell::mark`]ed it (the outbox marks its bell on every `add`): a batch that published
+//! nothing does not send the relay looking for rows that are not there.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,18 +39,52 @@ struct Inner {
     here: AtomicBool,
     /// Rings for [`Doorbell::forward`].
     remote: Notify,
+    /// Rows written for the waiter so far ([`Doorbell::mark`]).
+    marks: AtomicU64,
+    /// Rung after a consumer batch only when the batch marked it.
+    marked_only: bool,
 }
 
 impl Doorbell {
-    /// A doorbell whose remote waiters listen on `channel`.
+    /// A doorbell whose remote waiters listen on `channel`, rung after every consumer batch.
     pub fn new(channel: &str) -> Self {
+        Self::with(channel, false)
+    }
+
+    /// A doorbell rung after a consumer batch only when the batch [`Doorbell::mark`]ed it.
+    pub fn for_writes(channel: &str) -> Self {
+        Self::with(channel, true)
+    }
+
+    fn with(channel: &str, marked_only: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
                 channel: channel.to_owned(),
                 local: Notify::new(),
                 here: AtomicBool::new(false),
                 remote: Notify::new(),
+                marks: AtomicU64::new(0),
+                marked_only,
             }),
+        }
+    }
+
+    /// Notes that a row for the waiter was written (in a transaction not yet committed).
+    pub fn mark(&self) {
+        self.inner.marks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Where the marks stand; hand it to [`Doorbell::ring_after_batch`] after the commit.
+    pub fn marks(&self) -> u64 {
+        self.inner.marks.load(Ordering::Relaxed)
+    }
+
+    /// Rings after a committed batch: always, or (for a doorbell made
+    /// [`Doorbell::for_writes`]) when someone marked it since `marks_before` was read. A
+    /// concurrent batch's mark may ring it once more than needed, never once less.
+    pub fn ring_after_batch(&self, marks_before: u64) {
+        if !self.inner.marked_only || self.marks() != marks_before {
+            self.ring();
         }
     }
 
@@ -148,6 +186,33 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_millis(20), bell.rung())
             .await
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_doorbell_for_writes_rings_after_a_batch_only_if_it_was_marked() {
+        let bell = Doorbell::for_writes("test");
+        bell.waiting_here(true);
+        let before = bell.marks();
+        bell.ring_after_batch(before);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), bell.rung())
+                .await
+                .is_err(),
+            "a batch that wrote nothing does not ring"
+        );
+        let before = bell.marks();
+        bell.mark();
+        bell.ring_after_batch(before);
+        tokio::time::timeout(Duration::from_millis(100), bell.rung())
+            .await
+            .expect("a batch that wrote rings");
+        // A plain doorbell rings after every batch.
+        let plain = Doorbell::new("test");
+        plain.waiting_here(true);
+        plain.ring_after_batch(plain.marks());
+        tokio::time::timeout(Duration::from_millis(100), plain.rung())
+            .await
+            .expect("rung");
     }
 
     #[tokio::test]

@@ -58,7 +58,7 @@ impl Outbox {
         Self {
             codec,
             producer: producer.to_owned(),
-            doorbell: Doorbell::new(CHANNEL),
+            doorbell: Doorbell::for_writes(CHANNEL),
         }
     }
 
@@ -96,6 +96,7 @@ impl Outbox {
         metadata.event_type = E::NAME.to_owned();
         metadata.producer.clone_from(&self.producer);
         add_encoded(tx, E::TOPIC, key, &value, &metadata).await?;
+        self.doorbell.mark();
         Ok(metadata.event_id)
     }
 }

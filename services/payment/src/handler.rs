@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use choreo::avro::Codec;
 use choreo::consumer::{Handler, HandlerError, Incoming};
+use choreo::doorbell::Doorbell;
 use choreo::envelope::Metadata;
 use choreo::outbox::{Outbox, OutboxError};
 use shop_events::values::{Currency, CustomerId, InvalidValue, Money, OrderId};
@@ -22,11 +23,28 @@ use crate::store::{self, NewPayment};
 pub struct PaymentHandler {
     codec: Arc<Codec>,
     outbox: Outbox,
+    /// The worker's doorbell, marked when a payment becomes workable.
+    work: Option<Doorbell>,
 }
 
 impl PaymentHandler {
     pub fn new(codec: Arc<Codec>, outbox: Outbox) -> Self {
-        Self { codec, outbox }
+        Self {
+            codec,
+            outbox,
+            work: None,
+        }
+    }
+
+    /// Marks `work` (the worker's doorbell, rung after the batch commits) whenever a payment
+    /// is created or changed, so the worker claims it at once.
+    pub fn with_work(mut self, work: Doorbell) -> Self {
+        self.work = Some(work);
+        self
+    }
+
+    fn workable(&self) {
+        self.work.iter().for_each(Doorbell::mark);
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %event.order_id), err)]
@@ -85,6 +103,7 @@ impl PaymentHandler {
         )
         .await?;
         tracing::info!(payment_id = %payment.payment_id, status = %payment.status, "payment created");
+        self.workable();
         crate::publish::events(&self.outbox, tx, &payment, &effects, Some(cause))
             .await
             .map_err(outbox_error)
@@ -109,6 +128,7 @@ impl PaymentHandler {
             return Ok(());
         }
         store::save(tx, payment.payment_id, &state, None).await?;
+        self.workable();
         tracing::info!(
             payment_id = %payment.payment_id,
             from = %payment.status,

@@ -62,10 +62,11 @@ impl Application {
         settings: ServiceSettings,
     ) -> Result<Self, StartError> {
         let mut service = Service::connect(settings, &MIGRATOR).await?;
-        // Rung after each consumer batch: it may have queued payments for the worker.
-        let work = choreo::doorbell::Doorbell::new(worker::CHANNEL);
+        // Rung after each consumer batch that created or changed a payment.
+        let work = choreo::doorbell::Doorbell::for_writes(worker::CHANNEL);
         service.ring_after_batches(work.clone());
-        let handler = handler::PaymentHandler::new(service.codec.clone(), service.outbox.clone());
+        let handler = handler::PaymentHandler::new(service.codec.clone(), service.outbox.clone())
+            .with_work(work.clone());
         service.consume(handler, &TOPICS);
         let metrics = metrics::PaymentMetrics::register(&service.metrics.registry)?;
         let client = Arc::new(provider::ProviderClient::new(config.provider())?);

@@ -127,9 +127,9 @@ impl<H: Handler> Consumer<H> {
         }
     }
 
-    /// Rings `doorbell` after every batch whose transaction committed: the relay's, so the
-    /// events the handler added are published at once, or a service's own for work the
-    /// handler queued.
+    /// Rings `doorbell` after every batch whose transaction committed (for a doorbell made
+    /// [`Doorbell::for_writes`], only a batch that marked it): the relay's, so the events the
+    /// handler added are published at once, or a service's own for work the handler queued.
     pub fn with_doorbell(mut self, doorbell: Doorbell) -> Self {
         Arc::make_mut(&mut self.doorbells).push(doorbell);
         self

@@ -255,6 +255,7 @@ impl<H: Handler> Worker<H> {
                 Err(error) => letters.push(dead_letter(message, "bad_headers", error, attempt)),
             }
         }
+        let marks: Vec<u64> = self.doorbells.iter().map(Doorbell::marks).collect();
         let mut tx = self.pool.begin().await.map_err(|e| infra(&e))?;
         let ids: Vec<uuid::Uuid> = candidates
             .iter()
@@ -316,7 +317,9 @@ impl<H: Handler> Worker<H> {
             letter.send(&self.dlq, group).await.map_err(|e| infra(&e))?;
         }
         tx.commit().await.map_err(|e| infra(&e))?;
-        self.doorbells.iter().for_each(Doorbell::ring);
+        for (bell, before) in self.doorbells.iter().zip(marks) {
+            bell.ring_after_batch(before);
+        }
         if self
             .faults
             .after_db_commit
