@@ -1,6 +1,8 @@
-//! The leader's loop: fetch a batch (leaving out keys held behind a parked row), publish it in
-//! one Kafka transaction while keeping the lease, delete it; after a failure replace the producer
-//! and back off, or park what can never be published. Leadership itself is in the parent module.
+//! The leader's loop: fetch a batch (leaving out keys held behind a parked row) in the statement
+//! that deletes the previous one, publish it in one Kafka transaction while keeping the lease;
+//! when the outbox is empty wait for a doorbell ring or the (slowing) poll; after a failure
+//! replace the producer and back off, or park what can never be published. Leadership itself is
+//! in the parent module.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
