@@ -9,7 +9,7 @@ use std::fmt;
 
 use apache_avro::Schema;
 
-use super::catalog::Catalog;
+use super::catalog::{Catalog, Subject};
 use super::compat::check_transitive;
 use super::registry::{Registry, RegistryError, LEVEL};
 
@@ -92,35 +92,65 @@ impl fmt::Display for Report {
 }
 
 /// Registers every subject of `catalog`. Fails only when the registry cannot be used at all;
-/// a refused subject is an [`Outcome::Refused`] line.
+/// a refused subject is an [`Outcome::Refused`] line. A subject whose calls meet an unreachable
+/// or failing registry (a dropped keep-alive connection, a registry still starting) is tried
+/// again, up to [`ATTEMPTS`] times with backoff: every call is idempotent.
 pub async fn register(catalog: &Catalog, registry: &Registry) -> Result<Report, RegistryError> {
+    let backoff = choreo::resilience::Backoff::default();
     let mut lines = Vec::with_capacity(catalog.subjects.len());
     for subject in &catalog.subjects {
-        let file = catalog.schema_of(subject);
-        let label = format!("{} ({})", subject.name, file.path.display());
-        registry.set_level(&subject.name, LEVEL).await?;
-        let outcome = match registry.lookup(&subject.name, &file.normalized).await? {
-            Some((id, version)) => Outcome::AlreadyThere { id, version },
-            None => match registry
-                .register(&subject.name, &file.full_name, &file.normalized)
-                .await
-            {
-                Ok(id) => Outcome::New { id },
-                Err(RegistryError::Incompatible { detail, .. }) => {
-                    let mut reasons =
-                        reasons_against_registry(registry, &subject.name, &file.schema).await?;
-                    reasons.push(format!("the registry says: {detail}"));
-                    Outcome::Refused(reasons)
+        let mut attempt = 0;
+        let line = loop {
+            match register_one(catalog, registry, subject).await {
+                Err(RegistryError::Unavailable { detail, .. }) if attempt + 1 < ATTEMPTS => {
+                    let wait = backoff.delay(attempt);
+                    eprintln!(
+                        "schemas register: {}: the registry failed ({detail}); again in {wait:?}",
+                        subject.name
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
                 }
-                Err(e) => return Err(e),
-            },
+                other => break other?,
+            }
         };
-        lines.push(Line { label, outcome });
+        lines.push(line);
     }
     Ok(Report {
         url: registry.url().to_owned(),
         lines,
     })
+}
+
+/// Calls per subject before an unreachable registry fails the command.
+pub const ATTEMPTS: u32 = 5;
+
+/// Sets `subject`'s level, then finds or registers its schema.
+async fn register_one(
+    catalog: &Catalog,
+    registry: &Registry,
+    subject: &Subject,
+) -> Result<Line, RegistryError> {
+    let file = catalog.schema_of(subject);
+    let label = format!("{} ({})", subject.name, file.path.display());
+    registry.set_level(&subject.name, LEVEL).await?;
+    let outcome = match registry.lookup(&subject.name, &file.normalized).await? {
+        Some((id, version)) => Outcome::AlreadyThere { id, version },
+        None => match registry
+            .register(&subject.name, &file.full_name, &file.normalized)
+            .await
+        {
+            Ok(id) => Outcome::New { id },
+            Err(RegistryError::Incompatible { detail, .. }) => {
+                let mut reasons =
+                    reasons_against_registry(registry, &subject.name, &file.schema).await?;
+                reasons.push(format!("the registry says: {detail}"));
+                Outcome::Refused(reasons)
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    Ok(Line { label, outcome })
 }
 
 /// Why `schema` cannot follow what `subject` holds, found here field by field.
