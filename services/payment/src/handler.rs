@@ -102,7 +102,7 @@ impl PaymentHandler {
             },
         )
         .await?;
-        tracing::info!(payment_id = %payment.payment_id, status = %payment.status, "payment created");
+        tracing::debug!(payment_id = %payment.payment_id, status = %payment.status, "payment created");
         self.workable();
         crate::publish::events(&self.outbox, tx, &payment, &effects, Some(cause))
             .await

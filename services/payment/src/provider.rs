@@ -196,12 +196,8 @@ impl ProviderClient {
         let url = self.url("/v1/charges");
         let reply = self.call(|| self.http.post(url.clone()).json(req)).await;
         let outcome = charge_outcome(reply);
-        if let Outcome::Pending { .. } = outcome {
-            // Asked again and again until the customer authenticates: quiet.
-            tracing::debug!(?outcome, "charge answered");
-        } else {
-            tracing::info!(?outcome, "charge answered");
-        }
+        // Per call: the payment's change of state is logged once, by the worker.
+        tracing::debug!(?outcome, "charge answered");
         outcome
     }
 

@@ -83,6 +83,6 @@ async fn add<E: Event>(
         metadata = metadata.caused_by(cause);
     }
     let event_id = outbox.add(tx, key, event, metadata).await?;
-    tracing::info!(order_id = key, %event_id, event_type = E::NAME, "event written");
+    tracing::debug!(order_id = key, %event_id, event_type = E::NAME, "event written");
     Ok(())
 }
