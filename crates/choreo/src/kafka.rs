@@ -2,8 +2,8 @@
 //!
 //! Producers are idempotent with `acks=all` (no duplicates or reordering from retries) and
 //! partition keys as the Java client does ([`partition_for_key`] says where a key lands); consumers
-//! use the cooperative-sticky assignor and never store offsets on their own: the caller stores an
-//! offset only after its database transaction commits, and librdkafka commits what was stored.
+//! use the cooperative-sticky assignor and never commit or store offsets on their own: the caller
+//! commits an offset only after its database transaction commits.
 
 use rdkafka::message::{Headers, Message};
 use rdkafka::ClientConfig;
@@ -45,11 +45,7 @@ pub fn consumer_config(kafka: &KafkaConfig, group: &str, client_id: &str) -> Cli
     config
         .set("group.id", group)
         .set("partition.assignment.strategy", "cooperative-sticky")
-        // Only offsets the caller stored (after its transaction committed) are committed,
-        // together for all partitions every 200 ms: one request instead of one per batch. A
-        // crash loses at most those 200 ms of commits, which the inbox absorbs as duplicates.
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "200")
+        .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
@@ -166,9 +162,9 @@ mod tests {
     }
 
     #[test]
-    fn consumers_commit_only_what_the_caller_stored() {
+    fn consumers_never_commit_on_their_own() {
         let config = consumer_config(&kafka(), "g", "t");
-        assert_eq!(config.get("enable.auto.commit"), Some("true"));
+        assert_eq!(config.get("enable.auto.commit"), Some("false"));
         assert_eq!(config.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(
             config.get("partition.assignment.strategy"),

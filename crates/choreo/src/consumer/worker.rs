@@ -1,7 +1,6 @@
 //! One partition's worker: takes messages in order, applies them in batches (one database
 //! transaction each), retries transient failures in place, dead-letters permanent ones, and
-//! stores the partition's offset after each batch's transaction commits (librdkafka commits the
-//! stored offsets of all partitions together, every 200 ms).
+//! commits the partition's offset after each batch's transaction commits.
 //!
 //! A handler that panics does not take the worker down: the panic is caught, the batch's
 //! transaction rolls back, and the batch is retried; a batch that panicked is then applied one
@@ -121,9 +120,9 @@ impl<H: Handler> Worker<H> {
         Ok(())
     }
 
-    /// Records that the partition is applied up to the end of `batch`: the offset is stored,
-    /// and librdkafka commits what is stored every `auto.commit.interval.ms` (one request for
-    /// all partitions, rather than one per batch); on stop it is committed at once.
+    /// Commits the partition's offset past the end of `batch` (asynchronously; synchronously
+    /// on stop). Not librdkafka's auto-commit: its commit at close waits for a group coordinator
+    /// that a flapping broker may never give back, and a session restart or SIGTERM then hangs.
     fn commit_offset(&self, batch: &[OwnedMessage], sync: bool) {
         let last = batch.last().expect("a batch is never empty");
         let mut offsets = TopicPartitionList::new();
@@ -132,12 +131,12 @@ impl<H: Handler> Worker<H> {
             last.partition(),
             Offset::Offset(last.offset() + 1),
         );
-        let done = if sync {
-            self.consumer.commit(&offsets, CommitMode::Sync)
+        let mode = if sync {
+            CommitMode::Sync
         } else {
-            self.consumer.store_offsets(&offsets)
+            CommitMode::Async
         };
-        if let Err(error) = done {
+        if let Err(error) = self.consumer.commit(&offsets, mode) {
             // The effects are committed; a redelivery is absorbed by the inbox.
             tracing::warn!(%error, topic = last.topic(), partition = last.partition(), "offset commit failed");
         }
