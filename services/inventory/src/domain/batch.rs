@@ -202,18 +202,7 @@ mod tests {
     use proptest::prelude::*;
     use shop_events::values::{Currency, Money, OrderId};
 
-    fn sku(name: &str) -> Sku {
-        Sku::parse(name).unwrap()
-    }
-
-    fn levels(available: i32) -> Levels {
-        Levels {
-            available,
-            reserved: 0,
-            sold: 0,
-            received: available,
-        }
-    }
+    use crate::domain::tests::{levels, sku};
 
     fn place(order: &str, lines: &[(&str, i32)]) -> Step {
         Step::Place(Request {
@@ -236,6 +225,16 @@ mod tests {
             n += 1;
             format!("res-{n}")
         }
+    }
+
+    /// A stored reservation of one unit of SKU `A` for `order`.
+    fn one_of_a(order: &str, status: Status) -> HashMap<String, Held> {
+        let held = Held {
+            reservation_id: Some("r".into()),
+            status,
+            items: BTreeMap::from([(sku("A"), 1)]),
+        };
+        HashMap::from([(order.to_owned(), held)])
     }
 
     const CANCELLED: Settlement = Settlement::Release(ReleaseReason::OrderCancelled);
@@ -277,14 +276,7 @@ mod tests {
     #[test]
     fn a_second_placement_and_a_settlement_of_nothing_are_passed_over() {
         let stock = BTreeMap::from([(sku("A"), levels(5))]);
-        let stored = HashMap::from([(
-            "o-1".to_owned(),
-            Held {
-                reservation_id: Some("r".into()),
-                status: Status::Sold,
-                items: BTreeMap::from([(sku("A"), 1)]),
-            },
-        )]);
+        let stored = one_of_a("o-1", Status::Sold);
         let steps = [
             place("o-1", &[("A", 1)]),
             settle_step("o-1", CANCELLED),
@@ -302,14 +294,7 @@ mod tests {
     #[test]
     fn held_units_that_are_missing_fail_the_step_that_needs_them() {
         let stock = BTreeMap::from([(sku("A"), levels(5))]); // nothing reserved
-        let stored = HashMap::from([(
-            "o-1".to_owned(),
-            Held {
-                reservation_id: Some("r".into()),
-                status: Status::Reserved,
-                items: BTreeMap::from([(sku("A"), 1)]),
-            },
-        )]);
+        let stored = one_of_a("o-1", Status::Reserved);
         let steps = [Step::Other, settle_step("o-1", Settlement::Sell)];
         let (index, _) = plan(&steps, &stored, &stock, ids()).unwrap_err();
         assert_eq!(index, 1);

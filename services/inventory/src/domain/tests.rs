@@ -5,11 +5,11 @@ use proptest::collection::btree_map;
 use proptest::prelude::*;
 use shop_events::OrderLine;
 
-fn sku(text: &str) -> Sku {
+pub(super) fn sku(text: &str) -> Sku {
     Sku::parse(text).unwrap()
 }
 
-fn levels(available: i32) -> Levels {
+pub(super) fn levels(available: i32) -> Levels {
     Levels {
         available,
         reserved: 0,
