@@ -4,8 +4,9 @@
 //! ([`outbox`]) and its leader-elected relay ([`relay`]), the inbox ([`inbox`]) and the consumer
 //! runner with its dead letters ([`consumer`]), trace context, metrics and the operations
 //! endpoint ([`telemetry`], [`metrics`], [`ops`]), the pruning of tables that must stay small
-//! ([`prune`]), a circuit breaker and backoff for outside calls ([`resilience`]), the frame of a
-//! service process ([`service`]), and shutdown on SIGTERM ([`shutdown`]).
+//! ([`prune`]), the one HTTP error body, RFC 9457 problem details ([`problem`]), a circuit
+//! breaker and backoff for outside calls ([`resilience`]), the frame of a service process
+//! ([`service`]), and shutdown on SIGTERM ([`shutdown`]).
 //!
 //! No shop logic lives here: a service that is not part of the shop can use this crate as is.
 
@@ -20,6 +21,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod ops;
 pub mod outbox;
+pub mod problem;
 pub mod prune;
 pub mod relay;
 pub mod resilience;
