@@ -35,8 +35,7 @@ const MIGRATION_LOCK: i64 = 0x6368_6f72_656f_0001;
 /// Creates or upgrades the backbone's tables; safe to call from every replica at start-up.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("select pg_advisory_xact_lock($1)")
-        .bind(MIGRATION_LOCK)
+    sqlx::query!("select pg_advisory_xact_lock($1)", MIGRATION_LOCK)
         .execute(&mut *tx)
         .await?;
     sqlx::raw_sql(

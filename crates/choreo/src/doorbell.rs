@@ -136,8 +136,7 @@ impl Doorbell {
                     }
                 }
             }
-            let sent = sqlx::query("select pg_notify($1, '')")
-                .bind(&self.inner.channel)
+            let sent = sqlx::query!("select pg_notify($1, '')", &self.inner.channel)
                 .execute(conn.as_mut().expect("connected above"))
                 .await;
             match sent {
@@ -159,11 +158,11 @@ impl Doorbell {
                 .await
                 .map_err(|_| sqlx::Error::PoolTimedOut)??;
         // Only a hint goes through this session: waiting for its WAL flush would buy nothing.
-        sqlx::query(
-            "select set_config('synchronous_commit', 'off', false),
-                    set_config('application_name', 'choreo-doorbell', false)",
+        sqlx::query!(
+            "select set_config('synchronous_commit', 'off', false) as synchronous_commit,
+                    set_config('application_name', 'choreo-doorbell', false) as application_name",
         )
-        .execute(&mut conn)
+        .fetch_one(&mut conn)
         .await?;
         Ok(conn)
     }

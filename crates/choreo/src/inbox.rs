@@ -13,11 +13,11 @@ pub async fn record(
     consumer: &str,
     event_id: Uuid,
 ) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "insert into choreo_inbox (consumer, event_id) values ($1, $2) on conflict do nothing",
+        consumer,
+        event_id,
     )
-    .bind(consumer)
-    .bind(event_id)
     .execute(tx)
     .await?
     .rows_affected();
@@ -34,12 +34,12 @@ pub async fn record_all(
     if event_ids.is_empty() {
         return Ok(Default::default());
     }
-    let fresh: Vec<Uuid> = sqlx::query_scalar(
+    let fresh: Vec<Uuid> = sqlx::query_scalar!(
         "insert into choreo_inbox (consumer, event_id) select $1, unnest($2::uuid[])
          on conflict do nothing returning event_id",
+        consumer,
+        event_ids,
     )
-    .bind(consumer)
-    .bind(event_ids)
     .fetch_all(tx)
     .await?;
     Ok(fresh.into_iter().collect())

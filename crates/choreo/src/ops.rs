@@ -65,7 +65,7 @@ async fn ready(State(ops): State<Ops>) -> (StatusCode, String) {
     if let Some(pool) = &ops.readiness.database {
         let ping = tokio::time::timeout(
             Duration::from_secs(2),
-            sqlx::query("select 1").execute(pool),
+            sqlx::query_scalar!("select 1 as ping").fetch_one(pool),
         )
         .await;
         if !matches!(ping, Ok(Ok(_))) {

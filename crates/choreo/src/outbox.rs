@@ -112,40 +112,42 @@ pub async fn add_encoded(
     let headers = serde_json::to_value(metadata.to_headers()).expect("headers are plain strings");
     // One round trip: the key's lock is taken (the CTE is evaluated first, as the insert reads
     // from it) before the row gets its id.
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "with locked as (select pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 0)))
          insert into choreo_outbox (topic, key, value, headers)
          select $1, $2, $3, $4 from locked returning id",
+        topic,
+        key,
+        value,
+        headers,
     )
-    .bind(topic)
-    .bind(key)
-    .bind(value)
-    .bind(headers)
     .fetch_one(&mut *tx)
     .await
 }
 
 /// How many events wait, and the age in seconds of the oldest (0 when none wait).
 pub async fn backlog(conn: &mut PgConnection) -> Result<(i64, f64), sqlx::Error> {
-    sqlx::query_as(
-        "select count(*), coalesce(extract(epoch from clock_timestamp() - min(created_at))::float8, 0)
-         from choreo_outbox",
+    let row = sqlx::query!(
+        r#"select count(*) as "waiting!",
+                  coalesce(extract(epoch from clock_timestamp() - min(created_at))::float8, 0) as "oldest_secs!"
+           from choreo_outbox"#,
     )
     .fetch_one(conn)
-    .await
+    .await?;
+    Ok((row.waiting, row.oldest_secs))
 }
 
 /// Moves outbox row `id` to `choreo_outbox_parked` with `error`, in one statement; `false` when
 /// the row is gone (published or parked by someone else).
 pub async fn park(conn: &mut PgConnection, id: i64, error: &str) -> Result<bool, sqlx::Error> {
-    let moved = sqlx::query(
+    let moved = sqlx::query!(
         "with moved as (delete from choreo_outbox where id = $1
                         returning id, topic, key, value, headers, created_at)
          insert into choreo_outbox_parked (id, topic, key, value, headers, created_at, error)
          select id, topic, key, value, headers, created_at, $2 from moved",
+        id,
+        error,
     )
-    .bind(id)
-    .bind(error)
     .execute(conn)
     .await?;
     Ok(moved.rows_affected() == 1)
@@ -154,14 +156,14 @@ pub async fn park(conn: &mut PgConnection, id: i64, error: &str) -> Result<bool,
 /// Moves every parked row of (`topic`, `key`) back into the outbox under its original id (so it
 /// is published before the rows that waited behind it); returns how many.
 pub async fn unpark(conn: &mut PgConnection, topic: &str, key: &str) -> Result<u64, sqlx::Error> {
-    let moved = sqlx::query(
+    let moved = sqlx::query!(
         "with moved as (delete from choreo_outbox_parked where topic = $1 and key = $2
                         returning id, topic, key, value, headers, created_at)
          insert into choreo_outbox (id, topic, key, value, headers, created_at)
          overriding system value select * from moved",
+        topic,
+        key,
     )
-    .bind(topic)
-    .bind(key)
     .execute(conn)
     .await?;
     Ok(moved.rows_affected())
@@ -170,8 +172,7 @@ pub async fn unpark(conn: &mut PgConnection, topic: &str, key: &str) -> Result<u
 /// Gives up parked row `id` for good (its event is never published); the rows of its key that
 /// waited behind it flow again. `false` when there was no such row.
 pub async fn discard_parked(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx::Error> {
-    let deleted = sqlx::query("delete from choreo_outbox_parked where id = $1")
-        .bind(id)
+    let deleted = sqlx::query!("delete from choreo_outbox_parked where id = $1", id)
         .execute(conn)
         .await?;
     Ok(deleted.rows_affected() == 1)
@@ -179,13 +180,14 @@ pub async fn discard_parked(conn: &mut PgConnection, id: i64) -> Result<bool, sq
 
 /// Rows parked, and rows waiting in the outbox behind a parked row of their (topic, key).
 pub async fn parked_and_held(conn: &mut PgConnection) -> Result<(i64, i64), sqlx::Error> {
-    sqlx::query_as(
-        "select (select count(*) from choreo_outbox_parked),
-                (select count(*) from choreo_outbox o where exists
-                    (select 1 from choreo_outbox_parked p where p.topic = o.topic and p.key = o.key))",
+    let row = sqlx::query!(
+        r#"select (select count(*) from choreo_outbox_parked) as "parked!",
+                  (select count(*) from choreo_outbox o where exists
+                      (select 1 from choreo_outbox_parked p where p.topic = o.topic and p.key = o.key)) as "held!""#,
     )
     .fetch_one(conn)
-    .await
+    .await?;
+    Ok((row.parked, row.held))
 }
 
 /// A parked row as an operator sees it (its value left out).
@@ -201,11 +203,12 @@ pub struct Parked {
 
 /// The oldest `limit` parked rows, in id order.
 pub async fn parked(conn: &mut PgConnection, limit: i64) -> Result<Vec<Parked>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Parked,
         "select id, topic, key, error, created_at, parked_at from choreo_outbox_parked
          order by id limit $1",
+        limit,
     )
-    .bind(limit)
     .fetch_all(conn)
     .await
 }

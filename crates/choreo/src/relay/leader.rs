@@ -282,23 +282,13 @@ impl Relay {
 /// Deletes the last published batch, if any (before the leader stops).
 async fn flush_deletes(conn: &mut PgConnection, term: &mut Term) -> Result<(), RelayError> {
     if !term.published.is_empty() {
-        sqlx::query("delete from choreo_outbox where id = any($1)")
-            .bind(std::mem::take(&mut term.published))
+        let published = std::mem::take(&mut term.published);
+        sqlx::query!("delete from choreo_outbox where id = any($1)", &published)
             .execute(conn)
             .await?;
     }
     Ok(())
 }
-
-/// An outbox row as read: id, insert time, topic, key, value, headers.
-type RowTuple = (
-    i64,
-    chrono::DateTime<chrono::Utc>,
-    String,
-    String,
-    Vec<u8>,
-    sqlx::types::Json<Vec<(String, String)>>,
-);
 
 /// Deletes the rows of the batch just published (`published`, possibly none) and reads the
 /// next `limit` rows in id order, leaving out keys held behind a parked row: one statement, one
@@ -309,27 +299,29 @@ async fn fetch(
     published: &[i64],
     limit: i64,
 ) -> Result<Vec<Row>, sqlx::Error> {
-    let rows: Vec<RowTuple> = sqlx::query_as(
-        "with published as (delete from choreo_outbox where id = any($1))
-         select id, created_at, topic, key, value, headers from choreo_outbox o
-         where id <> all($1)
-           and not exists (select 1 from choreo_outbox_parked p
-                           where p.topic = o.topic and p.key = o.key)
-         order by id limit $2",
+    let rows = sqlx::query!(
+        r#"with published as (delete from choreo_outbox where id = any($1))
+           select id, created_at, topic, key, value,
+                  headers as "headers: sqlx::types::Json<Vec<(String, String)>>"
+           from choreo_outbox o
+           where id <> all($1)
+             and not exists (select 1 from choreo_outbox_parked p
+                             where p.topic = o.topic and p.key = o.key)
+           order by id limit $2"#,
+        published,
+        limit,
     )
-    .bind(published)
-    .bind(limit)
     .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, created_at, topic, key, value, headers)| Row {
-            id,
-            created_at,
-            topic,
-            key,
-            value,
-            headers: headers.0,
+        .map(|row| Row {
+            id: row.id,
+            created_at: row.created_at,
+            topic: row.topic,
+            key: row.key,
+            value: row.value,
+            headers: row.headers.0,
         })
         .collect())
 }

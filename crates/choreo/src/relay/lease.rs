@@ -38,7 +38,10 @@ pub(super) async fn keep_alive<T>(
 
 /// One round trip on the leader's connection: proves (and renews) the lease.
 pub(super) async fn ping(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("select 1").execute(conn).await.map(drop)
+    sqlx::query_scalar!("select 1 as ping")
+        .fetch_one(conn)
+        .await
+        .map(drop)
 }
 
 #[cfg(test)]
