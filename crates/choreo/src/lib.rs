@@ -25,6 +25,7 @@ pub mod problem;
 pub mod prune;
 pub mod relay;
 pub mod resilience;
+pub mod saga;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
