@@ -1,11 +1,16 @@
-//! `choreo trace`: every event of one order across the shop's topics, in causal and time order,
-//! with a verdict (completed, cancelled with its compensations, or stuck waiting for something).
+//! `choreo trace`: every event of one saga run (an order, say) across its topics, in causal and
+//! time order, with a verdict by the rules of the saga file the shop declares (`--saga`,
+//! default `sagas/`): ended (which end, why, the compensations seen and missing) or stuck
+//! waiting for a step. The topics are those of `topics/*.yaml` that carry the saga's events,
+//! or `--topic`.
 //!
-//! This module reads and prints; the ordering and the verdict are pure, in [`saga`].
+//! This module reads and prints; the ordering, the choice of topics and saga and the verdict
+//! are pure, in [`saga`] (the rules themselves are evaluated by [`choreo::saga`]).
 
 pub mod saga;
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 
 use serde_json::{json, Value as Json};
 
@@ -15,30 +20,35 @@ use crate::inspect::{format_ms, parse_time};
 use crate::read::{self, Record, Selection, Start, Stop};
 use saga::{Step, Verdict};
 
-/// The shop's topics, read by default.
-pub const SHOP_TOPICS: &[&str] = shop_events::TOPICS;
-
 const HELP: &str = "\
 Examples:
   choreo trace 0190f1c2-7d7e-7c3a-9f1e-2b8f6c0a1d11
   choreo trace 0190f1c2-... --since 2025-01-31T12:00:00Z --json
-  choreo trace order-1 --topic my.orders --topic my.payments     other topics than the shop's
+  choreo trace order-1 --saga sagas/order.yaml --topic my.orders --topic my.payments
 
-Reads shop.orders.v1, shop.inventory.v1, shop.payments.v1 and shop.shipments.v1 (or --topic) up
-to their current ends, keeps the records whose key is the order id (only the key's partition
-when every topic has the same partition count), and prints one line per event: time, time since
-the previous step, producer, event type, topic/partition@offset and the value's fields. Events
-follow their causes (causation_id), then time (occurred_at). The verdict: completed (confirmed
-and shipment scheduled), cancelled (reason) with the compensations seen and missing, or stuck
-since the last event waiting for the next step. Exit 1 when no event has that key.";
+Reads the saga file(s) (--saga: a file, or every *.yaml of a folder) and the topics of
+topics/*.yaml that carry an event the saga names (or --topic) up to their current ends, keeps
+the records whose key is the given id (only the key's partition when every topic has the same
+partition count), and prints one line per event: time, time since the previous step, producer,
+event type, topic/partition@offset and the value's fields. Events follow their causes
+(causation_id), then time (occurred_at). The verdict, by the saga's rules: the end reached
+(e.g. completed, or cancelled (reason) with the compensations seen and missing), or stuck since
+the last event waiting for the next step. With several sagas, the one that names the events
+seen judges. Exit 1 when no event has that key.";
 
 /// Arguments of `choreo trace`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = HELP)]
 pub struct TraceArgs {
-    /// The order id (the events' key).
+    /// The saga's id (the events' key), e.g. an order id.
     pub order_id: String,
-    /// Read these topics instead of the shop's four; repeatable.
+    /// The saga file, or a folder of them, whose rules give the verdict.
+    #[arg(long, value_name = "PATH", default_value = "sagas")]
+    pub saga: PathBuf,
+    /// The topic specs; the topics that carry the saga's events are read.
+    #[arg(long, value_name = "DIR", default_value = "topics")]
+    pub topics_dir: PathBuf,
+    /// Read these topics instead of those of the topic specs; repeatable.
     #[arg(long = "topic", value_name = "TOPIC")]
     pub topics: Vec<String>,
     /// Read only records written at or after this time (RFC 3339); default: from the beginning.
@@ -56,8 +66,19 @@ pub async fn run(cluster: &ClusterArgs, args: TraceArgs) -> Result<(), Failure> 
     let kafka = choreo::KafkaConfig::parse(&cluster.brokers)
         .map_err(|e| Failure::BadInput(e.to_string()))?;
     let timeout = std::time::Duration::from_secs(cluster.timeout);
+    let sagas = choreo::saga::load(&args.saga).map_err(|e| Failure::BadInput(e.to_string()))?;
     let topics: Vec<String> = if args.topics.is_empty() {
-        SHOP_TOPICS.iter().map(|t| (*t).to_owned()).collect()
+        let specs = crate::topics::load_dir(&args.topics_dir)
+            .map_err(|e| Failure::BadInput(format!("{e} (or name the topics with --topic)")))?;
+        let topics = saga::topics_for(&sagas, &specs);
+        if topics.is_empty() {
+            return Err(Failure::BadInput(format!(
+                "no topic in {} carries an event of the saga(s) in {}",
+                args.topics_dir.display(),
+                args.saga.display()
+            )));
+        }
+        topics
     } else {
         args.topics.clone()
     };
@@ -103,7 +124,13 @@ pub async fn run(cluster: &ClusterArgs, args: TraceArgs) -> Result<(), Failure> 
         )));
     }
     let steps = saga::causal_order(steps);
-    let verdict = saga::verdict(&steps);
+    let rules = saga::choose(&sagas, &steps).map_err(|why| {
+        Failure::BadInput(format!(
+            "{why} in {}; name one file with --saga",
+            args.saga.display()
+        ))
+    })?;
+    let verdict = saga::verdict(rules, &steps);
     if args.json {
         println!("{}", to_json(&args.order_id, &steps, &verdict));
     } else {

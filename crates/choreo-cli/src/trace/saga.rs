@@ -1,10 +1,15 @@
-//! The pure core of `choreo trace`: steps put in causal order, and the saga's verdict from the
-//! events seen. No I/O: the steps come from [`super::run`], which reads them from Kafka.
+//! The pure core of `choreo trace`: steps put in causal order, the topics and the saga that
+//! apply, and the verdict on the events seen by the rules of the saga file
+//! ([`choreo::saga`] evaluates them; nothing here knows any saga). No I/O: the steps come
+//! from [`super::run`], which reads them from Kafka, and the saga from its file.
 
 use std::collections::{BTreeSet, HashMap};
 
+use choreo::saga::{short_name, Observed, Saga, Standing};
 use serde::Serialize;
 use serde_json::Value as Json;
+
+use crate::topics::TopicSpec;
 
 /// One event of the order, as read from its topic.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -26,10 +31,7 @@ pub struct Step {
 impl Step {
     /// The type's short name, e.g. `OrderPlaced`.
     pub fn short_type(&self) -> &str {
-        self.event_type
-            .rsplit('.')
-            .next()
-            .unwrap_or(&self.event_type)
+        short_name(&self.event_type)
     }
 
     /// A text field of the value (an enum symbol, a string), if present.
@@ -102,44 +104,90 @@ pub fn causal_order(mut steps: Vec<Step>) -> Vec<Step> {
         .collect()
 }
 
-/// How the order's saga stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
+/// How the run stands, as `choreo trace` says it: ended (the end's name, its reason, the
+/// compensations seen and missing when the end owes any), or stuck waiting for a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Confirmed and shipment scheduled.
-    Completed,
-    /// Cancelled; compensations seen and still missing.
-    Cancelled {
-        reason: String,
-        compensated: Vec<String>,
-        missing: Vec<String>,
+    Ended {
+        /// The end's name in the saga file (`completed`, `cancelled`).
+        status: String,
+        /// Why, when the end has reasons.
+        reason: Option<String>,
+        /// Seen and missing, when the end owes compensations.
+        compensations: Option<Compensations>,
     },
-    /// Neither: the saga waits for something since its last event.
+    /// Not ended: the run waits for something since its last event.
     Stuck {
         since_ms: Option<i64>,
         waiting_for: String,
     },
 }
 
+/// The compensations an ended run owes: those seen, and those still missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compensations {
+    pub seen: Vec<String>,
+    pub missing: Vec<String>,
+}
+
+impl Serialize for Verdict {
+    /// `{"status": <end>, "reason"?, "compensated"?, "missing"?}` or
+    /// `{"status": "stuck", "since_ms", "waiting_for"}`.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        match self {
+            Verdict::Ended {
+                status,
+                reason,
+                compensations,
+            } => {
+                map.serialize_entry("status", status)?;
+                if let Some(reason) = reason {
+                    map.serialize_entry("reason", reason)?;
+                }
+                if let Some(c) = compensations {
+                    map.serialize_entry("compensated", &c.seen)?;
+                    map.serialize_entry("missing", &c.missing)?;
+                }
+            }
+            Verdict::Stuck {
+                since_ms,
+                waiting_for,
+            } => {
+                map.serialize_entry("status", "stuck")?;
+                map.serialize_entry("since_ms", since_ms)?;
+                map.serialize_entry("waiting_for", waiting_for)?;
+            }
+        }
+        map.end()
+    }
+}
+
 impl std::fmt::Display for Verdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Verdict::Completed => write!(f, "completed"),
-            Verdict::Cancelled {
+            Verdict::Ended {
+                status,
                 reason,
-                compensated,
-                missing,
+                compensations,
             } => {
-                write!(f, "cancelled ({reason})")?;
-                let list = |items: &[String]| {
-                    if items.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        items.join(", ")
-                    }
-                };
-                write!(f, "; compensations seen: {}", list(compensated))?;
-                write!(f, "; missing: {}", list(missing))
+                write!(f, "{status}")?;
+                if let Some(reason) = reason {
+                    write!(f, " ({reason})")?;
+                }
+                if let Some(c) = compensations {
+                    let list = |items: &[String]| {
+                        if items.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            items.join(", ")
+                        }
+                    };
+                    write!(f, "; compensations seen: {}", list(&c.seen))?;
+                    write!(f, "; missing: {}", list(&c.missing))?;
+                }
+                Ok(())
             }
             Verdict::Stuck {
                 since_ms,
@@ -152,64 +200,82 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-/// The verdict from the events seen (in any order).
-pub fn verdict(steps: &[Step]) -> Verdict {
-    let seen = |name: &str| steps.iter().any(|s| s.short_type() == name);
-    let first = |name: &str| steps.iter().find(|s| s.short_type() == name);
-    if let Some(cancelled) = first("OrderCancelled") {
-        let reason = cancelled.field("reason").unwrap_or("unknown").to_owned();
-        let mut compensated = Vec::new();
-        let mut missing = Vec::new();
-        let reserved = seen("InventoryReserved");
-        if seen("InventoryReleased") {
-            compensated.push("InventoryReleased".to_owned());
-        } else if reserved {
-            missing.push("InventoryReleased (the reservation was not released)".to_owned());
-        }
-        let captured = seen("PaymentCaptured");
-        let voided = steps.iter().any(|s| {
-            s.short_type() == "PaymentFailed" && s.field("reason") == Some("ORDER_CANCELLED")
-        });
-        let failed = seen("PaymentFailed");
-        if seen("PaymentRefunded") {
-            compensated.push("PaymentRefunded".to_owned());
-        } else if captured {
-            missing.push("PaymentRefunded (the capture was not refunded)".to_owned());
-        }
-        if voided {
-            compensated.push("payment voided (PaymentFailed ORDER_CANCELLED)".to_owned());
-        } else if reserved && !captured && !failed {
-            missing.push(
-                "a payment outcome (a void as PaymentFailed ORDER_CANCELLED, or a capture to \
-                 refund)"
-                    .to_owned(),
-            );
-        }
-        return Verdict::Cancelled {
-            reason,
-            compensated,
-            missing,
-        };
+impl Observed for Step {
+    fn event(&self) -> &str {
+        &self.event_type
     }
-    if seen("OrderConfirmed") && seen("ShipmentScheduled") {
-        return Verdict::Completed;
+
+    fn field(&self, name: &str) -> Option<&str> {
+        Step::field(self, name)
     }
-    let waiting_for = if seen("OrderConfirmed") {
-        "ShipmentScheduled (confirmed but not shipped)"
-    } else if seen("PaymentCaptured") {
-        "OrderConfirmed (payment captured but the order not confirmed)"
-    } else if seen("PaymentFailed") || seen("InventoryRejected") {
-        "OrderCancelled (the saga failed but the order was not cancelled)"
-    } else if seen("InventoryReserved") {
-        "a payment outcome (PaymentCaptured or PaymentFailed)"
-    } else if seen("OrderPlaced") {
-        "a reservation outcome (InventoryReserved or InventoryRejected)"
-    } else {
-        "OrderPlaced (no event of the order's start was seen)"
-    };
-    Verdict::Stuck {
-        since_ms: steps.iter().filter_map(|s| s.occurred_at_ms).max(),
-        waiting_for: waiting_for.to_owned(),
+
+    fn at_ms(&self) -> Option<i64> {
+        self.occurred_at_ms
+    }
+}
+
+/// The verdict on the events seen (in any order), by the rules of `saga`.
+pub fn verdict(saga: &Saga, steps: &[Step]) -> Verdict {
+    match saga.evaluate(steps) {
+        Standing::Ended(ending) => {
+            let owes = saga
+                .end(&ending.end)
+                .is_some_and(|end| !end.compensations.is_empty());
+            Verdict::Ended {
+                compensations: owes.then(|| Compensations {
+                    seen: ending.compensated,
+                    missing: ending.missing,
+                }),
+                status: ending.end,
+                reason: ending.reason,
+            }
+        }
+        Standing::Waiting(waiting) => Verdict::Stuck {
+            since_ms: waiting.since_ms,
+            waiting_for: waiting.waiting_for,
+        },
+    }
+}
+
+/// The topics to read for `sagas`: those whose spec lists an event a saga names (by short
+/// name), in the specs' order.
+pub fn topics_for(sagas: &[Saga], specs: &[TopicSpec]) -> Vec<String> {
+    specs
+        .iter()
+        .filter(|spec| {
+            spec.events.iter().any(|event| {
+                let event = short_name(event);
+                sagas.iter().any(|saga| saga.events().contains(event))
+            })
+        })
+        .map(|spec| spec.name.clone())
+        .collect()
+}
+
+/// The saga whose rules judge `steps`: the only one, or the only one that names any of their
+/// events; otherwise why none can be chosen.
+pub fn choose<'a>(sagas: &'a [Saga], steps: &[Step]) -> Result<&'a Saga, String> {
+    if let [saga] = sagas {
+        return Ok(saga);
+    }
+    let names: Vec<&str> = sagas
+        .iter()
+        .filter(|saga| {
+            let events = saga.events();
+            steps.iter().any(|s| events.contains(s.short_type()))
+        })
+        .map(|saga| saga.name.as_str())
+        .collect();
+    match names.as_slice() {
+        [name] => Ok(sagas
+            .iter()
+            .find(|s| s.name == *name)
+            .expect("a saga just found")),
+        [] => Err("no saga names any of these events".into()),
+        several => Err(format!(
+            "the sagas {} all name these events",
+            several.join(", ")
+        )),
     }
 }
 
@@ -230,6 +296,19 @@ mod tests {
             offset: at,
             value,
         }
+    }
+
+    /// The shop's order saga, as `choreo trace` reads it by default.
+    fn order_saga() -> Saga {
+        Saga::parse(
+            std::path::Path::new("sagas/order.yaml"),
+            include_str!("../../../../sagas/order.yaml"),
+        )
+        .expect("sagas/order.yaml parses")
+    }
+
+    fn verdict(steps: &[Step]) -> Verdict {
+        super::verdict(&order_saga(), steps)
     }
 
     fn types(steps: &[Step]) -> Vec<&str> {
@@ -284,7 +363,20 @@ mod tests {
             step("4", None, "shop.order.OrderConfirmed", 4, json!({})),
             step("5", None, "shop.shipping.ShipmentScheduled", 5, json!({})),
         ];
-        assert_eq!(verdict(&steps), Verdict::Completed);
+        let verdict = verdict(&steps);
+        assert_eq!(
+            verdict,
+            Verdict::Ended {
+                status: "completed".into(),
+                reason: None,
+                compensations: None,
+            }
+        );
+        assert_eq!(verdict.to_string(), "completed");
+        assert_eq!(
+            serde_json::to_value(&verdict).unwrap(),
+            json!({"status": "completed"})
+        );
     }
 
     #[test]
@@ -302,15 +394,20 @@ mod tests {
             ),
             step("5", None, "shop.inventory.InventoryReleased", 5, json!({})),
         ];
-        let Verdict::Cancelled {
+        let Verdict::Ended {
+            status,
             reason,
-            compensated,
-            missing,
+            compensations:
+                Some(Compensations {
+                    seen: compensated,
+                    missing,
+                }),
         } = verdict(&steps)
         else {
             panic!("cancelled")
         };
-        assert_eq!(reason, "TIMEOUT");
+        assert_eq!(status, "cancelled");
+        assert_eq!(reason.as_deref(), Some("TIMEOUT"));
         assert_eq!(compensated, ["InventoryReleased"]);
         assert_eq!(missing.len(), 1);
         assert!(missing[0].starts_with("PaymentRefunded"), "{missing:?}");
@@ -337,16 +434,32 @@ mod tests {
             ),
             step("5", None, "shop.inventory.InventoryReleased", 5, json!({})),
         ];
+        let verdict = verdict(&steps);
         assert_eq!(
-            verdict(&steps),
-            Verdict::Cancelled {
-                reason: "CUSTOMER_REQUEST".into(),
-                compensated: vec![
-                    "InventoryReleased".into(),
-                    "payment voided (PaymentFailed ORDER_CANCELLED)".into()
-                ],
-                missing: vec![],
+            verdict,
+            Verdict::Ended {
+                status: "cancelled".into(),
+                reason: Some("CUSTOMER_REQUEST".into()),
+                compensations: Some(Compensations {
+                    seen: vec![
+                        "InventoryReleased".into(),
+                        "payment voided (PaymentFailed ORDER_CANCELLED)".into()
+                    ],
+                    missing: vec![],
+                }),
             }
+        );
+        assert_eq!(
+            serde_json::to_value(&verdict).unwrap(),
+            json!({
+                "status": "cancelled",
+                "reason": "CUSTOMER_REQUEST",
+                "compensated": [
+                    "InventoryReleased",
+                    "payment voided (PaymentFailed ORDER_CANCELLED)"
+                ],
+                "missing": [],
+            })
         );
     }
 
@@ -396,5 +509,74 @@ mod tests {
         assert!(what.starts_with("a payment outcome"), "{what}");
         let (_, what) = waiting(&[placed, reserved, confirmed]);
         assert!(what.starts_with("ShipmentScheduled"), "{what}");
+    }
+
+    #[test]
+    fn an_order_with_no_start_waits_for_it() {
+        let stray = step("1", None, "shop.other.Something", 1, json!({}));
+        assert_eq!(
+            verdict(&[stray]).to_string(),
+            "stuck since 1970-01-01T00:00:00.001Z waiting for OrderPlaced (no event of the \
+             order's start was seen)"
+        );
+    }
+
+    fn spec(name: &str, events: &[&str]) -> TopicSpec {
+        TopicSpec {
+            name: name.into(),
+            description: "d".into(),
+            partitions: 1,
+            replication_factor: 1,
+            configs: Default::default(),
+            key_format: crate::topics::KeyFormat::String,
+            key_description: "k".into(),
+            events: events.iter().map(|e| (*e).to_owned()).collect(),
+            producer: "p".into(),
+            consumers: vec![],
+        }
+    }
+
+    #[test]
+    fn the_topics_read_are_those_that_carry_an_event_of_the_saga() {
+        let specs = [
+            spec(
+                "a.orders",
+                &["a.order.OrderPlaced", "a.order.OrderCancelled"],
+            ),
+            spec("a.audit", &["a.audit.Audited"]),
+            spec("a.payments", &["a.payment.PaymentRefunded"]),
+        ];
+        assert_eq!(
+            topics_for(&[order_saga()], &specs),
+            ["a.orders", "a.payments"]
+        );
+    }
+
+    #[test]
+    fn a_saga_is_chosen_by_the_events_seen_when_there_are_several() {
+        let order = order_saga();
+        let mut other = order_saga();
+        other.name = "other".into();
+        other.start = "Begun".into();
+        other.steps.clear();
+        other.ends.clear();
+        let placed = [step("1", None, "shop.order.OrderPlaced", 1, json!({}))];
+        let stray = [step("1", None, "x.Nothing", 1, json!({}))];
+        assert_eq!(
+            choose(std::slice::from_ref(&order), &stray).unwrap().name,
+            "order"
+        );
+        let both = [order.clone(), other.clone()];
+        assert_eq!(choose(&both, &placed).unwrap().name, "order");
+        assert!(choose(&both, &stray).unwrap_err().contains("no saga"));
+        let twins = [
+            order.clone(),
+            Saga {
+                name: "twin".into(),
+                ..order
+            },
+        ];
+        let error = choose(&twins, &placed).unwrap_err();
+        assert!(error.contains("order, twin"), "{error}");
     }
 }

@@ -1,5 +1,6 @@
 //! `choreo trace` against the real broker: the sagas of three orders written to four topics of the
-//! test's own (the shop's topics may have running consumers), traced to their verdicts.
+//! test's own (the shop's topics may have running consumers), traced to their verdicts by the
+//! rules of the shop's saga file (sagas/order.yaml).
 
 use choreo::envelope::Metadata;
 use choreo::testing::create_topic;
@@ -29,9 +30,11 @@ impl Topics {
         }
     }
 
-    /// `choreo trace <order_id>` on these topics, plus `extra` arguments.
+    /// `choreo trace <order_id>` on these topics by the shop's saga file, plus `extra`
+    /// arguments.
     fn trace(&self, order_id: &str, extra: &[&str]) -> std::process::Output {
-        let mut args = vec!["trace", order_id];
+        let saga = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sagas/order.yaml");
+        let mut args = vec!["trace", order_id, "--saga", saga];
         for topic in [
             &self.orders,
             &self.inventory,
