@@ -1,13 +1,15 @@
 //! The saga's invariants for a settled run, each a named [`Verdict`] so that a harness can count
 //! them (`shop-chaos` prints `N passed, M failed`) and the end-to-end test can fail at the first:
-//! how each saga ended, the money per order, the stock per SKU, each event published once on the
-//! topics, and each event applied once by the order service. A verdict names up to three of the
-//! orders or SKUs that break it, and how many do.
+//! how each saga ended, the money per order, the stock per SKU, each saga's events on the topics
+//! ending it with every compensation (by the rules of `sagas/order.yaml`, see [`crate::saga`]),
+//! each event published once and in causal order, and each event applied once by the order
+//! service. A verdict names up to three of the orders or SKUs that break it, and how many do.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use choreo::saga::Standing;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
@@ -160,7 +162,11 @@ impl Run {
             "stock conserved per SKU, never negative, nothing reserved, sold = shipped",
             self.stock(&sold).await,
         ));
-        let seen = self.events_of(placed).await?;
+        let seen = self.events_ended(placed, settled).await?;
+        verdicts.push(Verdict::new(
+            "each saga's events end it as its order ended, with every compensation (sagas/order.yaml)",
+            saga_ends(placed, settled, &seen),
+        ));
         let count = counter(&seen);
         report.messages = seen.len();
         report.distinct_events = count.0.values().map(HashSet::len).sum();
@@ -178,6 +184,25 @@ impl Run {
         ));
         report.events = seen;
         Ok((report, verdicts))
+    }
+
+    /// The events of `placed` on the shop's topics since the run began, read again (every 2 s,
+    /// for up to 60 s) while some saga's events do not show its end and every compensation yet:
+    /// a relay publishes a row a moment after its service committed it, and a compensation may
+    /// follow the state the saga counted as settled by (a void after the order's cancellation).
+    async fn events_ended(
+        &self,
+        placed: &[Placed],
+        settled: &HashMap<String, Settled>,
+    ) -> anyhow::Result<Vec<Seen>> {
+        let give_up = Instant::now() + Duration::from_secs(60);
+        loop {
+            let seen = self.events_of(placed).await?;
+            if saga_ends(placed, settled, &seen).is_ok() || Instant::now() > give_up {
+                return Ok(seen);
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
     }
 
     /// The events of `placed` on the shop's topics since the run began.
@@ -382,6 +407,45 @@ fn money(
     (breaches.outcome(), sold)
 }
 
+/// Each saga's events on the topics show the end its order reached (by its final status) and
+/// every compensation that end owes, by the rules of the saga file.
+fn saga_ends(
+    placed: &[Placed],
+    settled: &HashMap<String, Settled>,
+    seen: &[Seen],
+) -> anyhow::Result<()> {
+    let saga = crate::saga::order();
+    let mut events: HashMap<&str, Vec<&Seen>> = HashMap::new();
+    for event in seen {
+        events.entry(event.key.as_str()).or_default().push(event);
+    }
+    let mut breaches = Breaches::default();
+    for p in placed {
+        let id = p.order_id.as_str();
+        let status = settled[id].order["status"].as_str().unwrap_or_default();
+        let expected = crate::saga::end_of(status);
+        let of_order = events.get(id).map(Vec::as_slice).unwrap_or_default();
+        match saga.evaluate(of_order) {
+            Standing::Ended(ending) => {
+                breaches.check(Some(ending.end.as_str()) == expected, || {
+                    format!(
+                        "{id}: its events end it {}, its order is {status}",
+                        ending.end
+                    )
+                });
+                breaches.check(ending.missing.is_empty(), || {
+                    format!("{id} {}: missing {}", ending.end, ending.missing.join(", "))
+                });
+            }
+            Standing::Waiting(waiting) => breaches.add(format!(
+                "{id} ({status}): its events do not end it; waiting for {}",
+                waiting.waiting_for
+            )),
+        }
+    }
+    breaches.outcome()
+}
+
 /// Each saga's events once each on the topics, as its ending requires.
 fn published_once(
     placed: &[Placed],
@@ -417,29 +481,29 @@ fn published_once(
     breaches.outcome()
 }
 
-/// Pairs of events of one topic and key where the first must come before the second.
-const CAUSAL: [(&str, &str); 4] = [
-    ("OrderPlaced", "OrderConfirmed"),
-    ("OrderPlaced", "OrderCancelled"),
-    ("InventoryReserved", "InventoryReleased"),
-    ("PaymentCaptured", "PaymentRefunded"),
-];
-
 /// On each topic, an order's events come in the order their producer decided them (the relay
-/// never reorders two events of one key): by their first appearance, a cause before its effect.
+/// never reorders two events of one key): by their first appearance, a cause before its effect,
+/// for the pairs the saga file puts in causal order (the start before an end's events, an
+/// effect before its compensation) when both are on one topic.
 fn published_in_order(seen: &[Seen]) -> anyhow::Result<()> {
-    let mut first: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut first: HashMap<(&str, &str), (usize, &str)> = HashMap::new();
     for (at, event) in seen.iter().enumerate() {
-        let short = event.event_type.rsplit('.').next().unwrap_or_default();
-        first.entry((event.key.as_str(), short)).or_insert(at);
+        let short = choreo::saga::short_name(&event.event_type);
+        first
+            .entry((event.key.as_str(), short))
+            .or_insert((at, event.topic.as_str()));
     }
+    let causal = crate::saga::order().causal_pairs();
     let mut breaches = Breaches::default();
-    for ((key, ty), at) in &first {
-        for (cause, effect) in CAUSAL {
-            if *ty != effect {
+    for ((key, ty), (at, topic)) in &first {
+        for (cause, effect) in &causal {
+            if ty != effect {
                 continue;
             }
-            if let Some(before) = first.get(&(*key, cause)) {
+            if let Some((before, cause_topic)) = first.get(&(*key, *cause)) {
+                if cause_topic != topic {
+                    continue;
+                }
                 breaches.check(before < at, || {
                     format!("{key}: {effect} published before {cause}")
                 });
@@ -484,6 +548,98 @@ mod tests {
         let error = published_in_order(&seen).unwrap_err().to_string();
         assert!(
             error.contains("a: OrderCancelled published before OrderPlaced"),
+            "{error}"
+        );
+    }
+
+    fn order(id: &str, status: &str) -> (Placed, (String, Settled)) {
+        let placed = Placed {
+            plan: crate::mix::Planned {
+                kind: Kind::InStock,
+                customer: "c".into(),
+                lines: vec![],
+            },
+            order_id: id.into(),
+            token: String::new(),
+        };
+        let settled = Settled {
+            order: serde_json::json!({ "status": status }),
+            payments: vec![],
+            shipments: vec![],
+            reservations: vec![],
+        };
+        (placed, (id.to_owned(), settled))
+    }
+
+    fn judge(orders: &[(&str, &str)], seen: &[Seen]) -> anyhow::Result<()> {
+        let (placed, settled): (Vec<Placed>, HashMap<String, Settled>) =
+            orders.iter().map(|(id, status)| order(id, status)).unzip();
+        saga_ends(&placed, &settled, seen)
+    }
+
+    #[test]
+    fn a_saga_whose_events_end_it_as_its_order_with_every_compensation_holds() {
+        let seen = [
+            event("a", "OrderPlaced"),
+            event("a", "InventoryReserved"),
+            event("a", "PaymentCaptured"),
+            event("a", "OrderConfirmed"),
+            event("a", "ShipmentScheduled"),
+            event("b", "OrderPlaced"),
+            event("b", "InventoryReserved"),
+            event("b", "OrderCancelled"),
+            event("b", "PaymentCaptured"),
+            event("b", "InventoryReleased"),
+            event("b", "PaymentRefunded"),
+        ];
+        judge(&[("a", "shipped"), ("b", "cancelled")], &seen).unwrap();
+    }
+
+    #[test]
+    fn a_missing_compensation_an_open_saga_or_another_ending_is_a_breach() {
+        let seen = [
+            event("a", "OrderPlaced"),
+            event("a", "InventoryReserved"),
+            event("a", "OrderCancelled"),
+            event("a", "PaymentFailed"),
+            event("b", "OrderPlaced"),
+            event("b", "InventoryReserved"),
+            event("c", "OrderPlaced"),
+            event("c", "InventoryRejected"),
+            event("c", "OrderCancelled"),
+        ];
+        let error = judge(
+            &[("a", "cancelled"), ("b", "cancelled"), ("c", "shipped")],
+            &seen,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.starts_with("3 breach(es)"), "{error}");
+        assert!(
+            error.contains("a cancelled: missing InventoryReleased"),
+            "{error}"
+        );
+        assert!(
+            error
+                .contains("b (cancelled): its events do not end it; waiting for a payment outcome"),
+            "{error}"
+        );
+        assert!(
+            error.contains("c: its events end it cancelled, its order is shipped"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_compensation_published_before_what_it_undoes_is_a_breach() {
+        let seen = [
+            event("a", "OrderPlaced"),
+            event("a", "PaymentRefunded"),
+            event("a", "PaymentCaptured"),
+        ];
+        let error = published_in_order(&seen).unwrap_err().to_string();
+        assert!(
+            error.contains("a: PaymentRefunded published before PaymentCaptured"),
             "{error}"
         );
     }

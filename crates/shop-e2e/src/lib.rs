@@ -6,7 +6,8 @@
 //! [`client`] talks HTTP to the shop; [`mix`] plans a seeded mix of orders with known outcomes;
 //! [`topics`] reads what went over the topics during a run; [`scenario`] is one run of the
 //! end-to-end scenario in steps (prepare, place, settle, check) and [`invariants`] the rules
-//! checked at the end; [`process`] starts and signals the shop's service processes; [`chaos`]
+//! checked at the end, those of the saga itself read from `sagas/order.yaml` ([`saga`]);
+//! [`process`] starts and signals the shop's service processes; [`chaos`]
 //! injects faults into them under load; [`costs`] measures what an order costs the machine.
 
 pub mod chaos;
@@ -15,5 +16,6 @@ pub mod costs;
 pub mod invariants;
 pub mod mix;
 pub mod process;
+pub mod saga;
 pub mod scenario;
 pub mod topics;

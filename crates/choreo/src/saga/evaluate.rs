@@ -22,9 +22,21 @@ pub trait Observed {
     }
 }
 
-impl Observed for &str {
+impl Observed for str {
     fn event(&self) -> &str {
         self
+    }
+}
+
+impl<T: Observed + ?Sized> Observed for &T {
+    fn event(&self) -> &str {
+        (**self).event()
+    }
+    fn field(&self, name: &str) -> Option<&str> {
+        (**self).field(name)
+    }
+    fn at_ms(&self) -> Option<i64> {
+        (**self).at_ms()
     }
 }
 
