@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::cluster::registry;
+pub use crate::cluster::ClusterArgs;
+use crate::failure::fail;
+pub use crate::failure::Failure;
 use crate::schemas::{self, check, history, register};
 use crate::topics;
 
@@ -51,21 +55,6 @@ pub struct Cli {
     pub cluster: ClusterArgs,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Args)]
-pub struct ClusterArgs {
-    /// Kafka bootstrap servers, comma-separated host:port.
-    #[arg(
-        long,
-        env = "KAFKA_BROKERS",
-        global = true,
-        default_value = "127.0.0.1:9092"
-    )]
-    pub brokers: String,
-    /// How long to wait for the cluster or the schema registry on each request, in seconds.
-    #[arg(long, global = true, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,37 +168,6 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Why a command did not succeed; each kind has its own exit code.
-#[derive(Debug)]
-pub enum Failure {
-    Error(anyhow::Error),
-    BadInput(String),
-    Refused(String),
-}
-
-impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Self {
-        Failure::Error(e)
-    }
-}
-
-fn fail(failure: Failure) -> ExitCode {
-    match failure {
-        Failure::Error(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
-        Failure::BadInput(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(2)
-        }
-        Failure::Refused(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(3)
-        }
-    }
-}
-
 async fn dispatch(cli: Cli) -> Result<(), Failure> {
     let timeout = Duration::from_secs(cli.cluster.timeout);
     match cli.command {
@@ -314,29 +272,6 @@ async fn schemas_run(args: SchemasArgs, timeout: Duration) -> Result<(), Failure
         report.breaks(),
         "schemas break BACKWARD_TRANSITIVE compatibility",
     )
-}
-
-/// The schema registry named by `--registry` (`url`), else by `SCHEMA_REGISTRY_URL`: bad input
-/// naming the variable when neither is given (or is blank), or when the URL does not parse.
-pub(crate) fn registry_config(url: Option<&str>) -> Result<choreo::RegistryConfig, Failure> {
-    let var = choreo::RegistryConfig::URL_VAR;
-    let url = url
-        .map(str::to_owned)
-        .or_else(|| std::env::var(var).ok())
-        .filter(|u| !u.trim().is_empty())
-        .ok_or_else(|| {
-            Failure::BadInput(format!(
-                "no schema registry: pass --registry, or set {var} (`scripts/stack up` writes it \
-                 to .stack/env)"
-            ))
-        })?;
-    choreo::RegistryConfig::parse(url.trim()).map_err(|e| Failure::BadInput(e.to_string()))
-}
-
-/// A client of the schema registry named as [`registry_config`] says.
-pub(crate) fn registry(url: Option<&str>, timeout: Duration) -> Result<schemas::Registry, Failure> {
-    let config = registry_config(url)?;
-    schemas::Registry::new(&config, timeout).map_err(|e| Failure::Error(e.into()))
 }
 
 fn refuse_if_any(reasons: Vec<String>, what: &str) -> Result<(), Failure> {

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use choreo::avro::{Codec, CodecError};
 use serde_json::{json, Map, Value as Json};
 
-use crate::cli::Failure;
+use crate::failure::Failure;
 
 /// Decodes a Confluent-framed Avro value with its writer's schema: the record's full name (e.g.
 /// `shop.order.OrderPlaced`) and the value as JSON (see [`avro_to_json`]).
@@ -93,9 +93,9 @@ pub fn bytes_json(bytes: &[u8]) -> Json {
 }
 
 /// A codec for the registry at `registry`, else at `SCHEMA_REGISTRY_URL`; bad input naming the
-/// variable when neither is given (see [`crate::cli::registry_config`]).
+/// variable when neither is given (see [`crate::cluster::registry_config`]).
 pub fn codec(registry: Option<&str>) -> Result<Codec, Failure> {
-    let config = crate::cli::registry_config(registry)?;
+    let config = crate::cluster::registry_config(registry)?;
     Codec::new(&config).map_err(|e| Failure::Error(e.into()))
 }
 

@@ -17,7 +17,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::cli::Failure;
+use crate::failure::Failure;
 
 /// The group id prefix of the CLI's own consumers: they assign partitions and never commit, so
 /// their groups hold no offsets, and `choreo lag` skips them.
@@ -67,34 +67,8 @@ pub struct Selection {
     pub stop: Stop,
 }
 
-/// One record as read, with owned bytes.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Record {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub timestamp_ms: Option<i64>,
-    pub key: Option<Vec<u8>>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-    pub value: Option<Vec<u8>>,
-}
-
-impl Record {
-    /// The value of header `name` as UTF-8 text (the last one, if repeated); `None` when absent,
-    /// null or not UTF-8.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| std::str::from_utf8(v.as_deref()?).ok())
-    }
-
-    /// The key as UTF-8 text, when it is.
-    pub fn key_str(&self) -> Option<&str> {
-        std::str::from_utf8(self.key.as_deref()?).ok()
-    }
-}
+/// One record as read, with owned bytes (the dump file's record too).
+pub use choreo::replay::Record;
 
 /// Where one partition is: its stop offset (exclusive; `None` when following) and whether it got
 /// there.

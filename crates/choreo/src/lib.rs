@@ -24,6 +24,7 @@ pub mod outbox;
 pub mod problem;
 pub mod prune;
 pub mod relay;
+pub mod replay;
 pub mod resilience;
 pub mod saga;
 pub mod service;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::cli::Failure;
+use crate::failure::Failure;
 use crate::read::{Selection, Start, Stop};
 use crate::topics::cluster::Admin;
 

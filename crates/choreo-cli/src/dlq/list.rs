@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::ledger;
 use super::select::{address_of, Group, Summary};
 use super::ListArgs;
-use crate::cli::Failure;
+use crate::failure::Failure;
 use crate::read::{Selection, Start, Stop};
 
 pub async fn run(

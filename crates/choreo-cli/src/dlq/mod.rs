@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::cli::{ClusterArgs, Failure};
+use crate::cluster::ClusterArgs;
+use crate::failure::Failure;
 use crate::read::{Record, Selection, Start, Stop};
 use crate::topics::cluster::Admin;
 use select::{Filter, OffsetRange};

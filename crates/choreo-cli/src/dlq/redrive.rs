@@ -16,7 +16,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use super::decide::{decide, Decision, Redrive};
 use super::ledger::{self, Entry};
 use super::RedriveArgs;
-use crate::cli::Failure;
+use crate::failure::Failure;
 
 pub async fn run(
     kafka: &choreo::KafkaConfig,

@@ -10,8 +10,8 @@ use serde_json::{json, Map, Value as Json};
 use super::ledger::{self, Entry};
 use super::select::address_of;
 use super::ShowArgs;
-use crate::cli::Failure;
 use crate::decode;
+use crate::failure::Failure;
 use crate::read::Record;
 
 pub async fn run(

@@ -9,8 +9,9 @@ use std::io::Write;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value as Json};
 
-use crate::cli::{ClusterArgs, Failure};
+use crate::cluster::ClusterArgs;
 use crate::decode;
+use crate::failure::Failure;
 use crate::read::{self, Record, Selection, Start, Stop};
 
 const HELP: &str = "\

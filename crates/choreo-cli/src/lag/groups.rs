@@ -7,7 +7,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
-use crate::cli::Failure;
+use crate::failure::Failure;
 
 /// Lags up to this many offsets are counted in records; larger ones are offset differences.
 pub const COUNTED: i64 = 1000;

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::cli::{ClusterArgs, Failure};
+use crate::cluster::ClusterArgs;
+use crate::failure::Failure;
 use groups::GroupLag;
 use outbox::{Backlog, Database};
 

@@ -9,7 +9,8 @@ use choreo::avro::wire;
 
 use super::format::{DumpWriter, Header, SchemaEntry, Source, TopicInfo, FORMAT, VERSION};
 use super::{blocking, kafka, progress, DumpArgs};
-use crate::cli::{registry_config, ClusterArgs, Failure};
+use crate::cluster::{registry_config, ClusterArgs};
+use crate::failure::Failure;
 use crate::read::Reader;
 
 /// What the read loop saw.
@@ -36,7 +37,7 @@ pub async fn run(cluster: &ClusterArgs, args: DumpArgs) -> Result<(), Failure> {
         let (kafka, topics) = (kafka.clone(), topics.clone());
         blocking(move || crate::read::partition_counts(&kafka, &topics, timeout)).await?
     };
-    let selection = args.range.selection(topics.clone());
+    let selection = super::selection(&args.range, topics.clone());
     let range = args.range.clone();
     let read = {
         let kafka = kafka.clone();

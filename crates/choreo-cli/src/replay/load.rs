@@ -15,8 +15,8 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer a
 
 use super::format::{DumpReader, Header};
 use super::{blocking, kafka, progress, LoadArgs};
-use crate::cli::{registry, ClusterArgs, Failure};
-use crate::schemas::{Registry, RegistryError};
+use crate::cluster::{registry_config, ClusterArgs};
+use crate::failure::Failure;
 
 /// How many sends may wait for their delivery report at once.
 const IN_FLIGHT: usize = 10_000;
@@ -78,8 +78,10 @@ pub async fn run(cluster: &ClusterArgs, args: LoadArgs) -> Result<(), Failure> {
         )));
     }
 
-    let registry = registry(args.registry.as_deref(), timeout)?;
-    let ids = register_schemas(&registry, &scan.header, &scan.used, &target).await?;
+    let registry = registry_config(args.registry.as_deref())?;
+    let ids =
+        choreo::replay::schemas::register(&registry, timeout, &scan.header, &scan.used, &target)
+            .await?;
 
     let producer: FutureProducer = choreo::kafka::producer_config(&kafka, "choreo-replay-load")
         .set("message.timeout.ms", (timeout.as_millis() * 4).to_string())
@@ -246,50 +248,6 @@ fn topics_holding_records(
         partitions: topics.iter().cloned().zip(counts).collect(),
         non_empty,
     })
-}
-
-/// Registers, in `registry`, the schema of every (source topic, id) in `used` under
-/// `<target topic>-<record>` (a schema already there keeps its id); returns the new id of each.
-pub(crate) async fn register_schemas(
-    registry: &Registry,
-    header: &Header,
-    used: &BTreeSet<(String, u32)>,
-    target: &dyn Fn(&str) -> String,
-) -> Result<HashMap<(String, u32), u32>, Failure> {
-    let mut ids = HashMap::new();
-    for (topic, id) in used {
-        let prefix = format!("{topic}-");
-        let entry = header
-            .schemas
-            .iter()
-            .find(|s| s.id == *id && s.subject.starts_with(&prefix))
-            .or_else(|| header.schemas.iter().find(|s| s.id == *id))
-            .ok_or_else(|| {
-                Failure::BadInput(format!("the dump's header does not list schema id {id}"))
-            })?;
-        let record = entry.record_name().map_err(Failure::BadInput)?;
-        let subject = choreo::avro::subject(&target(topic), &record);
-        let new = match registry
-            .lookup(&subject, &entry.schema)
-            .await
-            .map_err(registry_failure)?
-        {
-            Some((found, _)) => found,
-            None => registry
-                .register(&subject, &record, &entry.schema)
-                .await
-                .map_err(registry_failure)?,
-        };
-        ids.insert((topic.clone(), *id), new);
-    }
-    Ok(ids)
-}
-
-fn registry_failure(error: RegistryError) -> Failure {
-    match error {
-        RegistryError::Incompatible { .. } => Failure::Refused(error.to_string()),
-        _ => Failure::Error(error.into()),
-    }
 }
 
 async fn delivered(delivery: DeliveryFuture) -> Result<(), Failure> {

@@ -72,7 +72,8 @@ impl Workers {
         keys.into_iter().filter_map(|k| map.remove(&k)).collect()
     }
 
-    /// Kills every worker without waiting (a crash).
+    /// Kills every worker without waiting (a test's crash point; feature `testing`).
+    #[cfg(feature = "testing")]
     pub fn abort_all(&self) {
         for handle in self.take(|_, _| true) {
             handle.task.abort();

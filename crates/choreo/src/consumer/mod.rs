@@ -18,14 +18,18 @@
 
 mod context;
 pub mod dlq;
+#[cfg(feature = "testing")]
+mod faults;
 mod membership;
 mod runner;
 mod worker;
 
 use std::time::Duration;
 
+#[cfg(feature = "testing")]
+pub use faults::Faults;
 pub use membership::{in_group, Membership};
-pub use runner::{Consumer, ConsumerError, ConsumerStats, Faults};
+pub use runner::{Consumer, ConsumerError, ConsumerStats};
 
 use crate::avro::CodecError;
 use crate::envelope::Metadata;

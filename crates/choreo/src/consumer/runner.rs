@@ -62,19 +62,13 @@ impl ConsumerStats {
     }
 }
 
-/// Test-only crash points.
-#[derive(Clone, Default)]
-pub struct Faults {
-    /// Called after a batch's transaction committed and before its offset is committed; `true`
-    /// kills the consumer there.
-    pub after_db_commit: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
-}
-
 /// Why a consumer stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
     #[error("consumer Kafka error: {0}")]
     Kafka(#[from] KafkaError),
+    /// A fault point fired (feature `testing` only).
+    #[cfg(feature = "testing")]
     #[error("a fault point killed the consumer (test crash)")]
     Crashed,
 }
@@ -95,7 +89,8 @@ pub struct Consumer<H> {
     handler: Arc<H>,
     config: Arc<ConsumerConfig>,
     stats: Arc<ConsumerStats>,
-    faults: Faults,
+    #[cfg(feature = "testing")]
+    faults: super::Faults,
     metrics: Option<Arc<Metrics>>,
     doorbells: Arc<Vec<Doorbell>>,
 }
@@ -109,6 +104,8 @@ struct Session {
     workers: Arc<Workers>,
     consumer: Arc<StreamConsumer<RunnerContext>>,
     dlq: FutureProducer,
+    /// Cancelled by a worker's fault point (feature `testing`).
+    #[cfg(feature = "testing")]
     crash: CancellationToken,
     held: Held,
 }
@@ -121,7 +118,8 @@ impl<H: Handler> Consumer<H> {
             handler: Arc::new(handler),
             config: Arc::new(config),
             stats: Arc::default(),
-            faults: Faults::default(),
+            #[cfg(feature = "testing")]
+            faults: super::Faults::default(),
             metrics: None,
             doorbells: Arc::default(),
         }
@@ -141,8 +139,9 @@ impl<H: Handler> Consumer<H> {
         self
     }
 
-    /// Installs crash points (tests only).
-    pub fn with_faults(mut self, faults: Faults) -> Self {
+    /// Installs crash points (feature `testing`).
+    #[cfg(feature = "testing")]
+    pub fn with_faults(mut self, faults: super::Faults) -> Self {
         self.faults = faults;
         self
     }
@@ -207,22 +206,45 @@ impl<H: Handler> Consumer<H> {
             consumer,
             dlq: crate::kafka::producer_config(&self.kafka, &format!("{client_id}-dlq"))
                 .create()?,
+            #[cfg(feature = "testing")]
             crash: CancellationToken::new(),
             held: Held::new(),
         };
+        #[cfg(feature = "testing")]
+        let end = {
+            let crash = session.crash.clone();
+            let Some(end) =
+                super::faults::unless_crashed(&crash, self.pump(&mut session, shutdown)).await
+            else {
+                session.workers.abort_all();
+                return Err(ConsumerError::Crashed);
+            };
+            end
+        };
+        #[cfg(not(feature = "testing"))]
+        let end = self.pump(&mut session, shutdown).await;
+        let unfinished = stop_and_wait(session.workers.take(|_, _| true), self.config.grace);
+        if unfinished > 0 {
+            tracing::warn!(
+                unfinished,
+                "grace ran out; uncommitted batches will be redelivered"
+            );
+        }
+        session.consumer.unsubscribe();
+        Ok(end)
+    }
+
+    /// Receives and dispatches until shutdown or until the session must end.
+    async fn pump(&self, session: &mut Session, shutdown: &CancellationToken) -> SessionEnd {
         let mut errors = ErrorLog::default();
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let end = loop {
+        loop {
             let message = tokio::select! {
                 biased;
-                () = session.crash.cancelled() => {
-                    session.workers.abort_all();
-                    return Err(ConsumerError::Crashed);
-                }
                 () = shutdown.cancelled() => break SessionEnd::Shutdown,
                 _ = tick.tick() => {
-                    match self.on_tick(&mut session) {
+                    match self.on_tick(session) {
                         Some(end) => break end,
                         None => continue,
                     }
@@ -236,20 +258,11 @@ impl<H: Handler> Consumer<H> {
                     continue;
                 }
             };
-            forget_revoked(&mut session);
-            if let Some(end) = self.dispatch(&mut session, message) {
+            forget_revoked(session);
+            if let Some(end) = self.dispatch(session, message) {
                 break end;
             }
-        };
-        let unfinished = stop_and_wait(session.workers.take(|_, _| true), self.config.grace);
-        if unfinished > 0 {
-            tracing::warn!(
-                unfinished,
-                "grace ran out; uncommitted batches will be redelivered"
-            );
         }
-        session.consumer.unsubscribe();
-        Ok(end)
     }
 
     /// Hands `message` to its partition's worker, or holds it back (pausing the partition)
@@ -350,10 +363,13 @@ impl<H: Handler> Consumer<H> {
             dlq: session.dlq.clone(),
             config: self.config.clone(),
             stats: self.stats.clone(),
-            faults: self.faults.clone(),
             metrics: self.metrics.clone(),
             doorbells: self.doorbells.clone(),
-            crash: session.crash.clone(),
+            #[cfg(feature = "testing")]
+            faults: super::faults::Armed {
+                faults: self.faults.clone(),
+                crash: session.crash.clone(),
+            },
         };
         let task = tokio::spawn(worker.run(receiver, stop.clone(), done_sender));
         session.workers.insert(

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::RunnerContext;
 use super::dlq::DeadLetter;
-use super::runner::{ConsumerStats, Faults};
+use super::runner::ConsumerStats;
 use super::{BatchFailure, ConsumerConfig, Handler, HandlerError, Incoming};
 use crate::doorbell::Doorbell;
 use crate::envelope::Metadata;
@@ -40,12 +40,12 @@ pub(crate) struct Worker<H> {
     pub dlq: FutureProducer,
     pub config: Arc<ConsumerConfig>,
     pub stats: Arc<ConsumerStats>,
-    pub faults: Faults,
     pub metrics: Option<Arc<Metrics>>,
     /// Rung after each committed batch.
     pub doorbells: Arc<Vec<Doorbell>>,
-    /// Cancelled by a fault point: the whole consumer dies without committing.
-    pub crash: CancellationToken,
+    /// Crash points and the token that kills the whole consumer (feature `testing`).
+    #[cfg(feature = "testing")]
+    pub faults: super::faults::Armed,
 }
 
 /// Why a batch did not go through.
@@ -62,7 +62,8 @@ enum BatchError {
     },
     /// The handler panicked somewhere in a batch of several messages.
     Panicked(String),
-    /// A fault point fired.
+    /// A fault point fired (feature `testing`).
+    #[cfg(feature = "testing")]
     Crashed,
 }
 
@@ -95,8 +96,9 @@ impl<H: Handler> Worker<H> {
             };
             match outcome {
                 Ok(()) => self.commit_offset(&batch, stop.is_cancelled()),
+                #[cfg(feature = "testing")]
                 Err(BatchError::Crashed) => {
-                    self.crash.cancel();
+                    self.faults.crash.cancel();
                     return;
                 }
                 Err(_) => break, // stopped while retrying: nothing committed, redelivered later
@@ -161,6 +163,7 @@ impl<H: Handler> Worker<H> {
                     stuck.cleared(self);
                     return Ok(());
                 }
+                #[cfg(feature = "testing")]
                 Err(BatchError::Crashed) => return Err(BatchError::Crashed),
                 Err(error @ BatchError::Panicked(_)) => return Err(error),
                 Err(BatchError::Poison {
@@ -191,9 +194,9 @@ impl<H: Handler> Worker<H> {
                     tracing::warn!(%error, attempts, "batch failed; retrying");
                     stuck.still(self, error);
                 }
-                BatchError::Crashed | BatchError::Poison { .. } | BatchError::Panicked(_) => {
-                    unreachable!()
-                }
+                BatchError::Poison { .. } | BatchError::Panicked(_) => unreachable!(),
+                #[cfg(feature = "testing")]
+                BatchError::Crashed => unreachable!(),
             }
             let (first, longest) = self.config.backoff;
             tokio::select! {
@@ -319,12 +322,8 @@ impl<H: Handler> Worker<H> {
         for (bell, before) in self.doorbells.iter().zip(marks) {
             bell.ring_after_batch(before);
         }
-        if self
-            .faults
-            .after_db_commit
-            .as_ref()
-            .is_some_and(|crash| crash())
-        {
+        #[cfg(feature = "testing")]
+        if self.faults.after_db_commit() {
             return Err(BatchError::Crashed);
         }
         self.stats.applied.fetch_add(applied, Ordering::Relaxed);

@@ -158,9 +158,8 @@ impl Relay {
             Err(error) => return Ok(Err(Failure::Transaction(error))),
         };
         let failed = keep_alive(conn, self.config.lease, txn.settle(flight)).await?;
-        if let Some(pause) = &self.faults.before_commit {
-            pause().await;
-        }
+        #[cfg(feature = "testing")]
+        self.faults.before_commit().await;
         if !failed.is_empty() {
             return Ok(Err(Failure::Rows(failed)));
         }
@@ -171,18 +170,12 @@ impl Relay {
         Ok(committed.map_err(Failure::Transaction))
     }
 
-    /// Counts a published batch and returns its ids, for the next fetch to delete (or crashes at
-    /// the fault point first, deleting nothing).
+    /// Counts a published batch and returns its ids, for the next fetch to delete (or, with
+    /// feature `testing`, crashes at the fault point first, deleting nothing).
     fn published(&self, rows: &[Row]) -> Result<Vec<i64>, RelayError> {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        if self
-            .faults
-            .after_publish
-            .as_ref()
-            .is_some_and(|crash| crash(&ids))
-        {
-            return Err(RelayError::Crashed);
-        }
+        #[cfg(feature = "testing")]
+        self.faults.after_publish(&ids)?;
         self.stats
             .published
             .fetch_add(ids.len() as u64, Ordering::Relaxed);

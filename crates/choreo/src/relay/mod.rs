@@ -35,6 +35,8 @@
 //! and un-parks them). On shutdown the in-flight batch gets `shutdown_drain` to finish; then it
 //! is abandoned (its rows stay and are published again by the next leader).
 
+#[cfg(feature = "testing")]
+mod faults;
 mod leader;
 mod lease;
 mod park;
@@ -107,26 +109,14 @@ pub enum RelayError {
     Database(#[from] sqlx::Error),
     #[error("relay Kafka error: {0}")]
     Kafka(#[from] KafkaError),
+    /// A fault point fired (feature `testing` only).
+    #[cfg(feature = "testing")]
     #[error("a fault point stopped the relay (test crash)")]
     Crashed,
 }
 
-/// Test-only interruptions at precise points of a batch (deterministic crash and pause points).
-#[derive(Clone, Default)]
-pub struct FaultPoints {
-    /// Called after Kafka committed a batch and before its rows are deleted; `true` crashes the
-    /// relay there (nothing is deleted).
-    pub after_publish: Option<Arc<CrashPoint>>,
-    /// Awaited after a batch was sent and before it is committed, with the whole relay stopped
-    /// (as SIGSTOP would): its lease is not kept meanwhile.
-    pub before_commit: Option<Arc<dyn Fn() -> PauseFuture + Send + Sync>>,
-}
-
-/// Told the ids of a published batch; `true` crashes the relay there.
-pub type CrashPoint = dyn Fn(&[i64]) -> bool + Send + Sync;
-
-/// What [`FaultPoints::before_commit`] returns: the pause, as a future.
-pub type PauseFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+#[cfg(feature = "testing")]
+pub use faults::{CrashPoint, FaultPoints, PauseFuture};
 
 /// What a relay has done, for metrics and tests.
 #[derive(Debug, Default)]
@@ -153,6 +143,7 @@ pub struct Relay {
     database_url: String,
     kafka: KafkaConfig,
     config: RelayConfig,
+    #[cfg(feature = "testing")]
     faults: FaultPoints,
     stats: Arc<RelayStats>,
     metrics: Option<Arc<Metrics>>,
@@ -175,6 +166,7 @@ impl Relay {
             database_url: database_url.to_owned(),
             kafka: kafka.clone(),
             config,
+            #[cfg(feature = "testing")]
             faults: FaultPoints::default(),
             stats: Arc::default(),
             metrics: None,
@@ -196,7 +188,8 @@ impl Relay {
         self
     }
 
-    /// Installs fault points (tests only).
+    /// Installs fault points (feature `testing`).
+    #[cfg(feature = "testing")]
     pub fn with_faults(mut self, faults: FaultPoints) -> Self {
         self.faults = faults;
         self
@@ -235,6 +228,7 @@ impl Relay {
             self.metrics.iter().for_each(|m| m.relay_leader.set(0));
             match result {
                 Ok(()) => return Ok(()),
+                #[cfg(feature = "testing")]
                 Err(RelayError::Crashed) => return Err(RelayError::Crashed),
                 Err(error) => {
                     tracing::warn!(%error, "relay lost leadership; back to standby");

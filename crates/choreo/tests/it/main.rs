@@ -11,6 +11,7 @@ mod prune;
 mod relay;
 mod relay_broker;
 mod relay_faults;
+mod replay;
 mod stack;
 
 pub(crate) use choreo::testing::{create_topic, kafka, registry, unique, TestDb};

@@ -1,27 +1,21 @@
 //! Comparing the replay's database with another (normally the live service's): every table of
 //! the public schema but the backbone's (`choreo_*`) and `_sqlx_migrations`, rows keyed by
 //! primary key and, when the table has an `order_id` column, only the orders of the replayed
-//! range. Timestamps, generated ids (serial and identity columns, and [`GENERATED_IDS`]) and the
-//! columns named with `--ignore` are left out: they differ on every run.
+//! range. Timestamps, generated ids (serial and identity columns, and the ids the service makes
+//! itself, [`super::Service::generated_ids`]) and the columns named with `--ignore` are left out:
+//! they differ on every run.
 //!
 //! [`shape`] and [`compare`] are pure; [`run`] reads both databases.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::io::Write;
 
 use serde_json::{Map, Value as Json};
 use sqlx::PgPool;
 
-use crate::cli::Failure;
-
-/// Ids a service generates itself (UUIDv7, a provider's reference): never the same twice.
-pub const GENERATED_IDS: &[&str] = &[
-    "reservation_id",
-    "payment_id",
-    "shipment_id",
-    "provider_reference",
-    "refund_reference",
-];
+use super::run::output_failed;
+use super::ReplayError;
 
 /// A column as the catalogue describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +38,7 @@ pub struct TableShape {
 }
 
 /// `table`'s shape: its key is the primary key, or else the first unique constraint, whose
-/// columns are all compared.
+/// columns are all compared. Timestamps, sequences and the `ignore`d columns are not compared.
 pub fn shape(
     table: &str,
     columns: &[Column],
@@ -52,10 +46,7 @@ pub fn shape(
     ignore: &BTreeSet<String>,
 ) -> TableShape {
     let ignored = |c: &Column| {
-        c.generated
-            || c.data_type.starts_with("timestamp")
-            || GENERATED_IDS.contains(&c.name.as_str())
-            || ignore.contains(&c.name)
+        c.generated || c.data_type.starts_with("timestamp") || ignore.contains(&c.name)
     };
     let compared: Vec<String> = columns
         .iter()
@@ -191,26 +182,27 @@ pub fn compare(shape: &TableShape, replay: &[Json], other: &[Json]) -> Vec<RowDi
     diffs
 }
 
-/// Compares the replay's database with the one at `other_url` and prints the result; refused
+/// Compares the replay's database with the one at `other_url` and writes the result to `out`; refused
 /// (exit 3) when they differ.
 pub async fn run(
     replay: &PgPool,
     other_url: &str,
     orders: &[String],
     ignore: &[String],
-) -> Result<(), Failure> {
+    out: &mut (dyn Write + Send),
+) -> Result<(), ReplayError> {
     let other_name = super::database::name(other_url);
     let other = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect(other_url)
         .await
         .map_err(|e| {
-            Failure::Error(anyhow::anyhow!(
+            ReplayError::Failed(format!(
                 "cannot connect to --diff-against database {other_name}: {e}"
             ))
         })?;
     let ignore: BTreeSet<String> = ignore.iter().cloned().collect();
-    let db = |e: sqlx::Error| Failure::Error(anyhow::anyhow!("comparing databases: {e}"));
+    let db = |e: sqlx::Error| ReplayError::Failed(format!("comparing databases: {e}"));
     let tables: Vec<String> = sqlx::query_scalar(
         "select table_name::text from information_schema.tables
          where table_schema = 'public' and table_type = 'BASE TABLE'
@@ -258,7 +250,7 @@ pub async fn run(
         let theirs = match rows(&other, table, by_order, orders).await {
             Ok(rows) => rows,
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
-                println!("{table}: missing in {other_name}");
+                writeln!(out, "{table}: missing in {other_name}").map_err(output_failed)?;
                 diffs.push(RowDiff::Missing {
                     table: table.clone(),
                     row: "(the whole table)".into(),
@@ -271,14 +263,14 @@ pub async fn run(
     }
     other.close().await;
     if diffs.is_empty() {
-        println!("diff against {other_name}: no differences");
+        writeln!(out, "diff against {other_name}: no differences").map_err(output_failed)?;
         return Ok(());
     }
-    println!("diff against {other_name}:");
+    writeln!(out, "diff against {other_name}:").map_err(output_failed)?;
     for diff in &diffs {
-        println!("  {diff}");
+        writeln!(out, "  {diff}").map_err(output_failed)?;
     }
-    Err(Failure::Refused(format!(
+    Err(ReplayError::Refused(format!(
         "{} difference(s) between the replay and {other_name}",
         diffs.len()
     )))
@@ -330,7 +322,7 @@ mod tests {
             "shipments",
             &columns,
             &[vec!["order_id".into()]],
-            &BTreeSet::new(),
+            &["shipment_id".to_owned()].into(),
         )
     }
 
@@ -345,7 +337,12 @@ mod tests {
     fn a_key_made_of_ignored_columns_gives_way_to_a_unique_one() {
         let columns = [column("payment_id", "uuid"), column("order_id", "text")];
         let keys = [vec!["payment_id".into()], vec!["order_id".into()]];
-        let shape = shape("payments", &columns, &keys, &BTreeSet::new());
+        let shape = shape(
+            "payments",
+            &columns,
+            &keys,
+            &["payment_id".to_owned()].into(),
+        );
         assert_eq!(shape.key, ["order_id"]);
     }
 

@@ -1,5 +1,6 @@
-//! The dump file: portable, self-contained JSON lines that `replay dump` writes and `replay load`
-//! and `replay run --input` read. Nothing here talks to Kafka or a registry.
+//! The dump file: portable, self-contained JSON lines that `choreo replay dump` writes and
+//! `choreo replay load` and a service's `replay --input` ([`super::run`]) read, and the
+//! [`Record`] they hold. Nothing here talks to Kafka or a registry.
 //!
 //! ```text
 //! {"format":"choreo-dump","version":1,"created_at":"2026-11-27T17:40:00.000Z",
@@ -28,11 +29,39 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::Failure;
-use crate::read::Record;
+use super::ReplayError;
 
 pub const FORMAT: &str = "choreo-dump";
 pub const VERSION: u32 = 1;
+
+/// One Kafka record as read, with owned bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub value: Option<Vec<u8>>,
+}
+
+impl Record {
+    /// The value of header `name` as UTF-8 text (the last one, if repeated); `None` when absent,
+    /// null or not UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| std::str::from_utf8(v.as_deref()?).ok())
+    }
+
+    /// The key as UTF-8 text, when it is.
+    pub fn key_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.key.as_deref()?).ok()
+    }
+}
 
 /// The first line of a dump.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,7 +125,7 @@ impl Bytes {
         match std::str::from_utf8(bytes) {
             Ok(text) => Bytes::Text(text.to_owned()),
             Err(_) => Bytes::Binary {
-                base64: crate::decode::base64(bytes),
+                base64: to_base64(bytes),
             },
         }
     }
@@ -135,7 +164,7 @@ impl Line {
                 .iter()
                 .map(|(name, value)| (name.clone(), value.as_deref().map(Bytes::new)))
                 .collect(),
-            value: record.value.as_deref().map(crate::decode::base64),
+            value: record.value.as_deref().map(to_base64),
         }
     }
 
@@ -168,6 +197,11 @@ impl Line {
     }
 }
 
+/// Standard base64 with padding.
+fn to_base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 fn unbase64(text: &str) -> Result<Vec<u8>, String> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
@@ -185,10 +219,10 @@ pub struct DumpWriter {
 
 impl DumpWriter {
     /// Fails as bad input when the file cannot be created (its folder is missing, say).
-    pub fn create(path: &Path) -> Result<Self, Failure> {
+    pub fn create(path: &Path) -> Result<Self, ReplayError> {
         let scratch = sibling(path, "records.partial");
         let file = File::create(&scratch).map_err(|e| {
-            Failure::BadInput(format!("cannot write the dump {}: {e}", path.display()))
+            ReplayError::BadInput(format!("cannot write the dump {}: {e}", path.display()))
         })?;
         Ok(Self {
             path: path.to_owned(),
@@ -198,7 +232,7 @@ impl DumpWriter {
         })
     }
 
-    pub fn write(&mut self, record: &Record) -> Result<(), Failure> {
+    pub fn write(&mut self, record: &Record) -> Result<(), ReplayError> {
         let line = serde_json::to_string(&Line::from_record(record)).map_err(io_error)?;
         writeln!(self.records, "{line}").map_err(io_error)?;
         self.count += 1;
@@ -211,7 +245,7 @@ impl DumpWriter {
 
     /// Writes the header (with the record count filled in) and the records to the path; returns
     /// the file's size in bytes.
-    pub fn finish(mut self, mut header: Header) -> Result<u64, Failure> {
+    pub fn finish(mut self, mut header: Header) -> Result<u64, ReplayError> {
         header.records = self.count;
         self.records.flush().map_err(io_error)?;
         let partial = sibling(&self.path, "partial");
@@ -242,8 +276,8 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
-fn io_error(e: impl std::fmt::Display) -> Failure {
-    Failure::Error(anyhow::anyhow!("writing the dump failed: {e}"))
+fn io_error(e: impl std::fmt::Display) -> ReplayError {
+    ReplayError::Failed(format!("writing the dump failed: {e}"))
 }
 
 /// Reads a dump: the header on opening, then one record at a time. A file that is missing, not
@@ -257,12 +291,12 @@ pub struct DumpReader {
 }
 
 impl DumpReader {
-    pub fn open(path: &Path) -> Result<Self, Failure> {
+    pub fn open(path: &Path) -> Result<Self, ReplayError> {
         let file = File::open(path).map_err(|e| {
-            Failure::BadInput(format!("cannot read the dump {}: {e}", path.display()))
+            ReplayError::BadInput(format!("cannot read the dump {}: {e}", path.display()))
         })?;
         let mut lines = BufReader::new(file).lines();
-        let bad = |why: String| Failure::BadInput(format!("{}: {why}", path.display()));
+        let bad = |why: String| ReplayError::BadInput(format!("{}: {why}", path.display()));
         let first = lines
             .next()
             .ok_or_else(|| bad("empty file, not a choreo dump".into()))?
@@ -288,10 +322,10 @@ impl DumpReader {
     }
 
     /// The next record; `None` at the end, after checking that every record was there.
-    pub fn next_record(&mut self) -> Result<Option<Record>, Failure> {
+    pub fn next_record(&mut self) -> Result<Option<Record>, ReplayError> {
         let Some(text) = self.lines.next() else {
             if self.read != self.header.records {
-                return Err(Failure::BadInput(format!(
+                return Err(ReplayError::BadInput(format!(
                     "{}: cut short: {} record(s) of the {} its header announces",
                     self.path.display(),
                     self.read,
@@ -302,7 +336,7 @@ impl DumpReader {
         };
         self.line += 1;
         let bad = |why: String| {
-            Failure::BadInput(format!("{} line {}: {why}", self.path.display(), self.line))
+            ReplayError::BadInput(format!("{} line {}: {why}", self.path.display(), self.line))
         };
         let text = text.map_err(|e| bad(e.to_string()))?;
         let line: Line =
@@ -319,7 +353,7 @@ impl DumpReader {
     }
 
     /// Every remaining record.
-    pub fn read_all(mut self) -> Result<(Header, Vec<Record>), Failure> {
+    pub fn read_all(mut self) -> Result<(Header, Vec<Record>), ReplayError> {
         let mut records = Vec::new();
         while let Some(record) = self.next_record()? {
             records.push(record);
@@ -398,7 +432,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let cut: Vec<&str> = text.lines().take(2).collect();
         std::fs::write(&path, cut.join("\n")).unwrap();
-        let Err(Failure::BadInput(why)) = DumpReader::open(&path).unwrap().read_all() else {
+        let Err(ReplayError::BadInput(why)) = DumpReader::open(&path).unwrap().read_all() else {
             panic!("a cut dump must be bad input");
         };
         assert!(why.contains("cut short"), "{why}");

@@ -1,15 +1,15 @@
-//! The fresh database `replay run` writes to: created on request (through `PG_ADMIN_URL`),
+//! The fresh database a replay writes to: created on request (through `PG_ADMIN_URL`),
 //! migrated as the service migrates its own (the backbone's tables first), checked to hold none
 //! of the service's rows, and given the `--init-sql` state.
 
+use std::io::Write;
 use std::path::Path;
 use std::str::FromStr as _;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection as _, PgPool};
 
-use super::Service;
-use crate::cli::Failure;
+use super::{ReplayError, Service};
 
 /// The variable that names the PostgreSQL superuser URL `--create` uses.
 pub const ADMIN_URL_VAR: &str = "PG_ADMIN_URL";
@@ -23,12 +23,17 @@ pub fn name(url: &str) -> String {
 }
 
 /// Connects to `url`, creating the database first when `create` and it is missing.
-pub async fn connect(url: &str, create: bool) -> Result<PgPool, Failure> {
-    let options = PgConnectOptions::from_str(url)
-        .map_err(|e| Failure::BadInput(format!("--database-url is not a PostgreSQL URL: {e}")))?;
+pub async fn connect(
+    url: &str,
+    create: bool,
+    out: &mut (dyn Write + Send),
+) -> Result<PgPool, ReplayError> {
+    let options = PgConnectOptions::from_str(url).map_err(|e| {
+        ReplayError::BadInput(format!("--database-url is not a PostgreSQL URL: {e}"))
+    })?;
     let database = name(url);
     if create {
-        create_if_missing(&database, options.get_username()).await?;
+        create_if_missing(&database, options.get_username(), out).await?;
     }
     PgPoolOptions::new()
         .max_connections(2)
@@ -36,42 +41,44 @@ pub async fn connect(url: &str, create: bool) -> Result<PgPool, Failure> {
         .await
         .map_err(|e| match &e {
             sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000") => {
-                Failure::BadInput(format!(
+                ReplayError::BadInput(format!(
                     "database {database} does not exist (pass --create to create it)"
                 ))
             }
-            _ => Failure::Error(anyhow::anyhow!(
-                "cannot connect to database {database}: {e}"
-            )),
+            _ => ReplayError::Failed(format!("cannot connect to database {database}: {e}")),
         })
 }
 
-async fn create_if_missing(database: &str, owner: &str) -> Result<(), Failure> {
+async fn create_if_missing(
+    database: &str,
+    owner: &str,
+    out: &mut (dyn Write + Send),
+) -> Result<(), ReplayError> {
     let plain = |s: &str| {
         !s.is_empty()
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     };
     if !plain(database) || !plain(owner) {
-        return Err(Failure::BadInput(format!(
+        return Err(ReplayError::BadInput(format!(
             "--create makes databases named with letters, digits, _ and - only, not `{database}`"
         )));
     }
     let admin_url = std::env::var(ADMIN_URL_VAR).map_err(|_| {
-        Failure::BadInput(format!(
+        ReplayError::BadInput(format!(
             "--create needs {ADMIN_URL_VAR} (a PostgreSQL superuser URL; `scripts/stack up` \
              writes it to .stack/env)"
         ))
     })?;
     let mut admin = sqlx::PgConnection::connect(&admin_url)
         .await
-        .map_err(|e| Failure::Error(anyhow::anyhow!("cannot connect with {ADMIN_URL_VAR}: {e}")))?;
+        .map_err(|e| ReplayError::Failed(format!("cannot connect with {ADMIN_URL_VAR}: {e}")))?;
     let exists: bool =
         sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
             .bind(database)
             .fetch_one(&mut admin)
             .await
-            .map_err(|e| Failure::Error(e.into()))?;
+            .map_err(|e| ReplayError::Failed(e.to_string()))?;
     if exists {
         return Ok(());
     }
@@ -86,49 +93,48 @@ async fn create_if_missing(database: &str, owner: &str) -> Result<(), Failure> {
     sqlx::raw_sql(&format!("create database \"{database}\"{owner_clause}"))
         .execute(&mut admin)
         .await
-        .map_err(|e| Failure::Error(anyhow::anyhow!("creating database {database}: {e}")))?;
-    println!("created database {database}");
+        .map_err(|e| ReplayError::Failed(format!("creating database {database}: {e}")))?;
+    writeln!(out, "created database {database}").map_err(super::run::output_failed)?;
     Ok(())
 }
 
 /// Runs the backbone's and the service's migrations, then refuses a database that already holds
 /// the service's rows unless `force`, then runs `init_sql`.
-pub async fn prepare(
+pub async fn prepare<R>(
     pool: &PgPool,
-    service: Service,
+    service: &Service<R>,
     force: bool,
     init_sql: Option<(&Path, &str)>,
-) -> Result<(), Failure> {
-    let failed = |e: &dyn std::fmt::Display| Failure::Error(anyhow::anyhow!("migrating: {e}"));
-    choreo::db::migrate(pool).await.map_err(|e| failed(&e))?;
-    service.migrator().run(pool).await.map_err(|e| failed(&e))?;
+) -> Result<(), ReplayError> {
+    let failed = |e: &dyn std::fmt::Display| ReplayError::Failed(format!("migrating: {e}"));
+    crate::db::migrate(pool).await.map_err(|e| failed(&e))?;
+    service.migrator.run(pool).await.map_err(|e| failed(&e))?;
     let mut holding = Vec::new();
     let tables = ["choreo_inbox", "choreo_outbox"]
         .iter()
-        .chain(service.state_tables());
+        .chain(service.state_tables);
     for table in tables {
         let any: bool = sqlx::query_scalar(&format!("select exists (select 1 from {table})"))
             .fetch_one(pool)
             .await
-            .map_err(|e| Failure::Error(e.into()))?;
+            .map_err(|e| ReplayError::Failed(e.to_string()))?;
         if any {
             holding.push(*table);
         }
     }
     if !holding.is_empty() && !force {
-        return Err(Failure::Refused(format!(
+        return Err(ReplayError::Refused(format!(
             "database {} already holds {} rows ({}): replay into a fresh database, or pass \
              --force",
             pool.connect_options().get_database().unwrap_or("?"),
-            service.name(),
+            service.name,
             holding.join(", ")
         )));
     }
     if let Some((path, sql)) = init_sql {
-        sqlx::raw_sql(sql)
-            .execute(pool)
-            .await
-            .map_err(|e| Failure::BadInput(format!("--init-sql {} failed: {e}", path.display())))?;
+        sqlx::raw_sql(sql).execute(pool).await.map_err(|e| {
+            ReplayError::BadInput(format!("--init-sql {} failed: {e}", path.display()))
+        })?;
     }
     Ok(())
 }

@@ -1,25 +1,25 @@
-//! `choreo replay run`: reprocesses a bounded range through one service's own handlers into a
-//! fresh database. Records come from Kafka (assigned partitions, the live group never moves) or
-//! from a dump file (whose schemas are registered in the local registry first, ids rewritten);
-//! they are merged into one order ([`merge`]) and each applied in a transaction of its own, with
-//! the inbox, as the service's consumer would. The database is set up in [`super::database`],
-//! the handlers in [`super::service`], the comparison in [`super::diff`].
+//! The replay runner: reads a dump file's records in a range (its schemas registered in the local
+//! registry first, ids rewritten), merges them into one order ([`merge`]) and applies each in a
+//! transaction of its own, with the inbox, as the service's consumer would, into a fresh database
+//! (set up in `super::database`); then prints a summary ([`render`]) and, when asked, compares
+//! the result with another database ([`super::diff`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use choreo::avro::wire;
-use choreo::consumer::Incoming;
-use choreo::envelope::Metadata;
 use sqlx::PgPool;
 
-use super::format::DumpReader;
-use super::service::{Applier, Outcome};
-use super::{blocking, database, diff, kafka, progress, RangeArgs, RunArgs};
-use crate::cli::{ClusterArgs, Failure};
-use crate::read::{Reader, Record};
+use super::format::{DumpReader, Record};
+use super::{
+    database, diff, progress, registry_config, Outcome, RangeArgs, Replay, ReplayArgs, ReplayError,
+};
+use crate::avro::{wire, Codec};
+use crate::consumer::Incoming;
+use crate::envelope::Metadata;
+use crate::outbox::Outbox;
 
 /// What a replay did.
 #[derive(Debug, Default)]
@@ -31,67 +31,69 @@ pub struct Summary {
     pub failures: Vec<String>,
 }
 
-pub async fn run(cluster: &ClusterArgs, args: RunArgs) -> Result<(), Failure> {
+/// Replays `args.input` through `service`'s handlers into `args.database_url` and writes what it
+/// did to `out` (see the module doc).
+pub async fn run<R: Replay>(
+    service: &super::Service<R>,
+    args: ReplayArgs,
+    out: &mut (dyn Write + Send),
+) -> Result<Summary, ReplayError> {
     let started = Instant::now();
-    let timeout = Duration::from_secs(cluster.timeout);
-    let service = args.service;
+    let timeout = Duration::from_secs(args.timeout);
     let topics = if args.range.topics.is_empty() {
-        service.topics()
+        service.topics.clone()
     } else {
         args.range.topics.clone()
     };
-    let registry = crate::cli::registry_config(args.registry.as_deref())?;
+    let registry = registry_config(args.registry.as_deref())?;
     let init_sql = match &args.init_sql {
         Some(path) => Some((
             path.as_path(),
             std::fs::read_to_string(path).map_err(|e| {
-                Failure::BadInput(format!("cannot read --init-sql {}: {e}", path.display()))
+                ReplayError::BadInput(format!("cannot read --init-sql {}: {e}", path.display()))
             })?,
         )),
         None => None,
     };
-    let (source, records) = match &args.input {
-        Some(path) => (
-            path.display().to_string(),
-            from_file(path, &args.range, &topics, &registry, timeout).await?,
-        ),
-        None => {
-            let kafka = kafka(cluster)?;
-            let source = format!("{} ({})", topics.join(", "), kafka.brokers);
-            (
-                source,
-                from_kafka(kafka, &args.range, topics, timeout).await?,
-            )
-        }
-    };
+    let source = args.input.display().to_string();
+    let records = from_file(&args.input, &args.range, &topics, &registry, timeout).await?;
     let records = merge(records);
     let orders: BTreeSet<String> = records
         .iter()
         .filter_map(|r| r.key_str().map(str::to_owned))
         .collect();
 
-    let pool = database::connect(&args.database_url, args.create).await?;
+    let pool = database::connect(&args.database_url, args.create, out).await?;
     let init = init_sql.as_ref().map(|(path, sql)| (*path, sql.as_str()));
     database::prepare(&pool, service, args.force, init).await?;
-    let codec = Arc::new(crate::decode::codec(Some(&registry.url))?);
-    let applier = Applier::new(service, codec);
-    let summary = apply_all(&pool, &applier, service.name(), &records).await?;
+    let codec = Arc::new(Codec::new(&registry).map_err(|e| ReplayError::Failed(e.to_string()))?);
+    let handlers = (service.handlers)(codec.clone(), Outbox::new(codec, service.name));
+    let summary = apply_all(&pool, &handlers, service.name, &records).await?;
     let published = would_publish(&pool).await?;
 
-    println!(
-        "replay run --service {}: {} record(s) of {} order(s) from {source} into {} in {:.1} s",
-        service.name(),
+    writeln!(
+        out,
+        "{} replay: {} record(s) of {} order(s) from {source} into {} in {:.1} s",
+        service.name,
         summary.read,
         orders.len(),
         database::name(&args.database_url),
         started.elapsed().as_secs_f64()
-    );
-    print!("{}", render(&summary, &published));
+    )
+    .map_err(output_failed)?;
+    write!(out, "{}", render(&summary, &published)).map_err(output_failed)?;
     if let Some(other) = &args.diff_against {
         let orders: Vec<String> = orders.into_iter().collect();
-        diff::run(&pool, other, &orders, &args.ignore).await?;
+        let mut ignore = args.ignore.clone();
+        ignore.extend(service.generated_ids.iter().map(|c| (*c).to_owned()));
+        diff::run(&pool, other, &orders, &ignore, out).await?;
     }
-    Ok(())
+    Ok(summary)
+}
+
+/// Writing the report failed (stdout closed, say).
+pub(super) fn output_failed(error: std::io::Error) -> ReplayError {
+    ReplayError::Failed(format!("writing the report failed: {error}"))
 }
 
 /// The records of a dump file in the range, their schemas registered in `registry` and their
@@ -100,9 +102,9 @@ async fn from_file(
     path: &Path,
     range: &RangeArgs,
     topics: &[String],
-    registry: &choreo::RegistryConfig,
+    registry: &crate::RegistryConfig,
     timeout: Duration,
-) -> Result<Vec<Record>, Failure> {
+) -> Result<Vec<Record>, ReplayError> {
     let (header, all) = DumpReader::open(path)?.read_all()?;
     let mut records: Vec<Record> = all
         .into_iter()
@@ -112,10 +114,8 @@ async fn from_file(
         .iter()
         .filter_map(|r| Some((r.topic.clone(), wire::split(r.value.as_deref()?).ok()?.0)))
         .collect();
-    let client =
-        crate::schemas::Registry::new(registry, timeout).map_err(|e| Failure::Error(e.into()))?;
     let same = |topic: &str| topic.to_owned();
-    let ids = super::load::register_schemas(&client, &header, &used, &same).await?;
+    let ids = super::schemas::register(registry, timeout, &header, &used, &same).await?;
     for record in &mut records {
         if let Some(value) = record.value.as_mut() {
             if let Ok((old, _)) = wire::split(value) {
@@ -125,30 +125,6 @@ async fn from_file(
         }
     }
     Ok(records)
-}
-
-async fn from_kafka(
-    kafka: choreo::KafkaConfig,
-    range: &RangeArgs,
-    topics: Vec<String>,
-    timeout: Duration,
-) -> Result<Vec<Record>, Failure> {
-    let selection = range.selection(topics);
-    let range = range.clone();
-    blocking(move || {
-        let mut reader = Reader::open(&kafka, &selection, timeout)?;
-        let bar = progress(reader.remaining(), "read");
-        let mut records = Vec::new();
-        while let Some(record) = reader.next()? {
-            bar.inc(1);
-            if range.wants_key(&record) {
-                records.push(record);
-            }
-        }
-        bar.finish_and_clear();
-        Ok(records)
-    })
-    .await
 }
 
 /// One order for records of several partitions and topics: each partition in offset order, and
@@ -186,10 +162,10 @@ pub fn merge(records: Vec<Record>) -> Vec<Record> {
 /// the handler. A failure is recorded and the replay goes on.
 async fn apply_all(
     pool: &PgPool,
-    applier: &Applier,
+    handlers: &impl Replay,
     consumer: &str,
     records: &[Record],
-) -> Result<Summary, Failure> {
+) -> Result<Summary, ReplayError> {
     let bar = progress(Some(records.len() as u64), "apply");
     let mut summary = Summary::default();
     for record in records {
@@ -209,17 +185,22 @@ async fn apply_all(
                 continue;
             }
         };
-        let mut tx = pool.begin().await.map_err(|e| Failure::Error(e.into()))?;
-        let fresh = choreo::inbox::record(&mut tx, consumer, event.metadata.event_id)
+        let mut tx = pool
+            .begin()
             .await
-            .map_err(|e| Failure::Error(e.into()))?;
+            .map_err(|e| ReplayError::Failed(e.to_string()))?;
+        let fresh = crate::inbox::record(&mut tx, consumer, event.metadata.event_id)
+            .await
+            .map_err(|e| ReplayError::Failed(e.to_string()))?;
         if !fresh {
             summary.duplicates += 1;
             continue;
         }
-        match applier.apply(&mut tx, &event).await {
+        match handlers.apply(&mut tx, &event).await {
             Ok(outcome) => {
-                tx.commit().await.map_err(|e| Failure::Error(e.into()))?;
+                tx.commit()
+                    .await
+                    .map_err(|e| ReplayError::Failed(e.to_string()))?;
                 match outcome {
                     Outcome::Applied => {
                         *summary
@@ -263,14 +244,14 @@ fn incoming(record: &Record) -> Result<Incoming, String> {
 }
 
 /// The events the replay's outbox holds, per type: what the service would have published.
-async fn would_publish(pool: &PgPool) -> Result<BTreeMap<String, i64>, Failure> {
+async fn would_publish(pool: &PgPool) -> Result<BTreeMap<String, i64>, ReplayError> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "select h->>1, count(*) from choreo_outbox, jsonb_array_elements(headers) h
          where h->>0 = 'event_type' group by 1 order by 1",
     )
     .fetch_all(pool)
     .await
-    .map_err(|e| Failure::Error(e.into()))?;
+    .map_err(|e| ReplayError::Failed(e.to_string()))?;
     Ok(rows.into_iter().collect())
 }
 
