@@ -1,11 +1,14 @@
 //! Helpers for integration tests against the local stack (feature `testing`): its addresses,
 //! names no other run uses, topics and databases of a test's own, events handed to a handler as
-//! the consumer runner would, and the outbox read back. Not for production code.
+//! the consumer runner would, the outbox read back, and the registry client's errors as it makes
+//! them. Not for production code.
 
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use schema_registry_converter::error::SRCError;
+use schema_registry_converter::schema_registry_common::RawError;
 use sqlx::Connection;
 
 use crate::avro::{Codec, CodecError, Event};
@@ -189,4 +192,27 @@ pub async fn outbox_rows(pool: &sqlx::PgPool) -> Vec<OutboxRow> {
         .fetch_all(pool)
         .await
         .expect("read the outbox")
+}
+
+/// The error schema_registry_converter makes of an HTTP answer with `status` and `body`: the
+/// body read as the registry's error (`error_code` 0 when it is not one), retriable for 502/503.
+pub fn registry_answer(status: u16, body: &str) -> SRCError {
+    let message = format!("HTTP request to schema registry failed with status {status}");
+    let raw: RawError = serde_json::from_str(body).unwrap_or_else(|_| {
+        serde_json::from_str(
+            r#"{"error_code":0,"message":"couldn't parse schema registry error json"}"#,
+        )
+        .expect("a raw error")
+    });
+    if matches!(status, 502 | 503) {
+        SRCError::retryable_with_cause(raw, &message)
+    } else {
+        SRCError::non_retryable_with_cause(raw, &message)
+    }
+}
+
+/// The error schema_registry_converter makes of a call that got no answer (connection refused).
+pub fn registry_unreachable() -> SRCError {
+    let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+    SRCError::retryable_with_cause(refused, "http call to schema registry failed")
 }

@@ -13,6 +13,7 @@
 use std::error::Error as _;
 use std::time::Duration;
 
+use choreo::avro::RegistryFailure;
 use schema_registry_converter::async_impl::schema_registry::{
     get_all_versions, get_schema_by_subject_and_version, is_compatible_schema, perform_sr_call,
     post_schema, SrSettings,
@@ -259,25 +260,19 @@ impl Registry {
     }
 }
 
-/// schema_registry_converter keeps the registry's error body as the error's source; anything
-/// without one (connection refused, timeouts) or marked retriable (502, 503) is unavailable.
+/// From the client's typed error ([`RegistryFailure`]), never its message: only the registry's
+/// own error body is an answer. No answer, 502/503, the registry failing on its side, and an
+/// HTTP error without the registry's body (a proxy, a wrong URL: its 404 is not "no such
+/// subject") are unavailable.
 fn kind(error: &SRCError) -> Kind {
-    let code = error
-        .source()
-        .and_then(|s| s.downcast_ref::<RawError>())
-        .map(|raw| raw.error_code)
-        // 0: the body was not the registry's JSON error; the status is only in the message.
-        .filter(|code| *code != 0);
-    match code {
-        _ if error.retriable => Kind::Unavailable,
-        Some(404 | 40400..=40499) => Kind::NotFound,
-        Some(409) => Kind::Incompatible,
-        Some(code) if code >= 50000 || (500..600).contains(&code) => Kind::Unavailable,
-        Some(_) => Kind::Refused,
-        None if error.error.contains("status 404") => Kind::NotFound,
-        None if error.error.contains("status 409") => Kind::Incompatible,
-        None if error.error.contains("status 4") => Kind::Refused,
-        None => Kind::Unavailable,
+    match RegistryFailure::of(error) {
+        RegistryFailure::Answered(404 | 40400..=40499) => Kind::NotFound,
+        RegistryFailure::Answered(409) => Kind::Incompatible,
+        RegistryFailure::Answered(code) if code >= 50000 || (500..600).contains(&code) => {
+            Kind::Unavailable
+        }
+        RegistryFailure::Answered(_) => Kind::Refused,
+        RegistryFailure::Unreachable | RegistryFailure::Unexplained => Kind::Unavailable,
     }
 }
 
@@ -290,5 +285,52 @@ fn describe(error: &SRCError) -> String {
         (Some(message), _) => message,
         (None, Some(cause)) => format!("{}: {cause}", error.error),
         (None, None) => error.error.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use choreo::testing::{registry_answer as answered, registry_unreachable};
+
+    fn kind_of(status: u16, code: u32) -> Kind {
+        kind(&answered(
+            status,
+            &format!(r#"{{"error_code":{code},"message":"m"}}"#),
+        ))
+    }
+
+    #[test]
+    fn the_registrys_not_found_codes_mean_no_such_subject_or_version() {
+        for code in [404, 40401, 40402, 40403] {
+            assert!(matches!(kind_of(404, code), Kind::NotFound), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_conflict_is_incompatible_and_other_refusals_are_refused() {
+        assert!(matches!(kind_of(409, 409), Kind::Incompatible));
+        assert!(matches!(kind_of(422, 42201), Kind::Refused));
+        assert!(matches!(kind_of(401, 401), Kind::Refused));
+    }
+
+    #[test]
+    fn the_registry_failing_or_out_of_reach_is_unavailable() {
+        assert!(matches!(kind_of(500, 50001), Kind::Unavailable));
+        assert!(matches!(kind_of(503, 40401), Kind::Unavailable));
+        assert!(matches!(kind(&registry_unreachable()), Kind::Unavailable));
+    }
+
+    #[test]
+    fn a_404_without_the_registrys_body_is_not_a_missing_subject() {
+        // A wrong URL or a proxy: the status is in the message only, and is not read there.
+        assert!(matches!(
+            kind(&answered(404, "<html>Not Found</html>")),
+            Kind::Unavailable
+        ));
+        assert!(matches!(
+            kind(&answered(409, "conflict")),
+            Kind::Unavailable
+        ));
     }
 }

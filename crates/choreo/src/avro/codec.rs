@@ -25,8 +25,9 @@ use schema_registry_converter::async_impl::schema_registry::{
     get_schema_by_id, post_schema, SrSettings,
 };
 use schema_registry_converter::error::SRCError;
-use schema_registry_converter::schema_registry_common::{RawError, SchemaType, SuppliedSchema};
+use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 
+use super::registry::RegistryFailure;
 use super::wire::{self, WireError};
 use super::{normalize_schema, subject, Event};
 use crate::config::RegistryConfig;
@@ -356,12 +357,9 @@ const INVALID_SCHEMA: u32 = 42201;
 /// refused connection, a timeout, 5xx, but also 401/403/429, a 404 from a wrong path or a
 /// registry still starting, a body that is not the registry's) may pass, and is retried.
 fn classify(error: &SRCError) -> Failure {
-    let code = std::error::Error::source(error)
-        .and_then(|source| source.downcast_ref::<RawError>())
-        .map(|raw| raw.error_code);
-    match code {
-        Some(SCHEMA_NOT_FOUND) => Failure::NotFound,
-        Some(INCOMPATIBLE | INVALID_SCHEMA) => Failure::Refused,
+    match RegistryFailure::of(error) {
+        RegistryFailure::Answered(SCHEMA_NOT_FOUND) => Failure::NotFound,
+        RegistryFailure::Answered(INCOMPATIBLE | INVALID_SCHEMA) => Failure::Refused,
         _ => Failure::Unavailable,
     }
 }
@@ -408,19 +406,12 @@ fn ensure_consumed(id: u32, rest: &[u8]) -> Result<(), CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{registry_answer as answered, registry_unreachable as unreachable};
 
     #[test]
     fn a_codec_can_be_shared_between_tasks() {
         fn shared<T: Send + Sync + 'static>() {}
         shared::<Codec>();
-    }
-
-    fn answered(status: u16, body: &str) -> SRCError {
-        let message = format!("HTTP request to schema registry failed with status {status}");
-        match serde_json::from_str::<RawError>(body) {
-            Ok(raw) => SRCError::non_retryable_with_cause(raw, &message),
-            Err(_) => SRCError::non_retryable_without_cause(&message),
-        }
     }
 
     #[test]
@@ -438,12 +429,17 @@ mod tests {
             (403, r#"{"error_code":40301,"message":"Forbidden"}"#),
             (429, "too many requests"),
             (500, r#"{"error_code":50001,"message":"store error"}"#),
+            (
+                503,
+                r#"{"error_code":40403,"message":"a proxy's odd body"}"#,
+            ),
         ] {
             assert!(
                 matches!(classify(&answered(status, body)), Failure::Unavailable),
                 "status {status} must be retried"
             );
         }
+        assert!(matches!(classify(&unreachable()), Failure::Unavailable));
         let incompatible = answered(409, r#"{"error_code":409,"message":"incompatible"}"#);
         assert!(matches!(classify(&incompatible), Failure::Refused));
         let invalid = answered(422, r#"{"error_code":42201,"message":"invalid schema"}"#);

@@ -4,11 +4,14 @@
 //! encodes and decodes typed events, registering and fetching schemas through
 //! schema_registry_converter and caching them so that the steady state costs no registry call and
 //! no schema parse. Subjects follow TopicRecordNameStrategy: `<topic>-<namespace.Record>`.
+//! [`registry`] tells how a registry call failed, for the codec and the operator tool alike.
 
 pub mod codec;
+pub mod registry;
 pub mod wire;
 
 pub use codec::{Codec, CodecError};
+pub use registry::RegistryFailure;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

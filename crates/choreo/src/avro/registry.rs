@@ -1,0 +1,94 @@
+//! What a failed schema registry call came to, read from schema_registry_converter's typed error
+//! ([`SRCError`]): its `retriable` flag and the registry's own error body, which the client keeps
+//! as the error's source ([`RawError`]); never its message text. What an answer means is the
+//! caller's to decide: the codec retries everything but a definite answer about the schema, the
+//! operator tool reports a refusal at once.
+
+use std::error::Error as _;
+
+use schema_registry_converter::error::SRCError;
+use schema_registry_converter::schema_registry_common::RawError;
+
+/// How a registry call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistryFailure {
+    /// No answer (the connection failed or timed out), or 502/503: the client marks these
+    /// `retriable`.
+    Unreachable,
+    /// The registry's own error body with this `error_code`. Confluent's codes, which Apicurio's
+    /// ccompat API shares: 40401 subject, 40402 version, 40403 schema not found; 409
+    /// incompatible; 42201 invalid schema; 5xxxx the registry's own failure.
+    Answered(u32),
+    /// Anything else: an HTTP error without the registry's body (a proxy, a wrong path, a
+    /// registry still starting: the client then records `error_code` 0), or an answer the
+    /// client could not read.
+    Unexplained,
+}
+
+impl RegistryFailure {
+    pub fn of(error: &SRCError) -> Self {
+        if error.retriable {
+            return Self::Unreachable;
+        }
+        match error
+            .source()
+            .and_then(|source| source.downcast_ref::<RawError>())
+        {
+            Some(raw) if raw.error_code != 0 => Self::Answered(raw.error_code),
+            _ => Self::Unexplained,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{registry_answer as answered, registry_unreachable as unreachable};
+
+    #[test]
+    fn the_registrys_own_error_body_gives_its_code() {
+        let missing = answered(
+            404,
+            r#"{"error_code":40403,"message":"Schema 9 not found"}"#,
+        );
+        assert_eq!(
+            RegistryFailure::of(&missing),
+            RegistryFailure::Answered(40403)
+        );
+        let invalid = answered(422, r#"{"message":"bad","error_code":42201}"#);
+        assert_eq!(
+            RegistryFailure::of(&invalid),
+            RegistryFailure::Answered(42201)
+        );
+    }
+
+    #[test]
+    fn no_answer_and_a_bad_gateway_are_unreachable_whatever_the_body() {
+        assert_eq!(
+            RegistryFailure::of(&unreachable()),
+            RegistryFailure::Unreachable
+        );
+        for body in [
+            "<html>Bad Gateway</html>",
+            r#"{"error_code":50301,"message":"x"}"#,
+        ] {
+            assert_eq!(
+                RegistryFailure::of(&answered(503, body)),
+                RegistryFailure::Unreachable
+            );
+        }
+    }
+
+    #[test]
+    fn an_error_without_the_registrys_body_is_unexplained_whatever_its_status() {
+        for status in [400, 404, 409, 500] {
+            let proxy = answered(status, "<html>Not Found</html>");
+            assert_eq!(RegistryFailure::of(&proxy), RegistryFailure::Unexplained);
+        }
+        let unreadable = SRCError::non_retryable_without_cause("could not get id from response");
+        assert_eq!(
+            RegistryFailure::of(&unreadable),
+            RegistryFailure::Unexplained
+        );
+    }
+}
