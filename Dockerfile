@@ -93,11 +93,13 @@ EXPOSE 8090
 ENTRYPOINT ["/usr/local/bin/provider-sim"]
 
 # The operator CLI: the init job runs `choreo topics apply --dir topics` and
-# `choreo schemas register` from /app, so the specs and schemas travel with it.
+# `choreo schemas register` from /app, so the specs and schemas travel with it, and
+# `choreo trace` reads the saga's rules from sagas/.
 FROM runtime AS svc-choreo
 COPY --from=build /out/choreo /usr/local/bin/choreo
 COPY --chown=10001:10001 topics/ /app/topics/
 COPY --chown=10001:10001 schemas/ /app/schemas/
+COPY --chown=10001:10001 sagas/ /app/sagas/
 ENTRYPOINT ["/usr/local/bin/choreo"]
 
 FROM svc-${SERVICE}

@@ -290,7 +290,37 @@ fn the_dockerfile_has_a_stage_with_port_and_entrypoint_for_every_binary() {
         }
     }
     let choreo = &dockerfile[dockerfile.find("AS svc-choreo").unwrap()..];
-    assert!(choreo.contains("topics/") && choreo.contains("schemas/"));
+    for dir in ["topics/", "schemas/", "sagas/"] {
+        assert!(choreo.contains(dir), "the choreo image carries {dir}");
+    }
+}
+
+/// sagas/order.yaml states the deadline the order service starts with: the variable it names
+/// is one the order binary reads, and its default (in seconds) is that setting's default.
+#[test]
+fn the_order_sagas_deadline_is_the_order_services_setting_and_its_default() {
+    let deadline = &files::yaml("sagas/order.yaml")["deadline"];
+    let var = scalar(&deadline["config"]).expect("sagas/order.yaml: deadline.config");
+    assert!(
+        source::env_names_read("order").contains(&var),
+        "sagas/order.yaml names {var}, which the order service does not read"
+    );
+    let order = source::rust_text("services/order/src");
+    let marker = format!("env = \"{var}\", default_value_t = ");
+    let at = order
+        .find(&marker)
+        .expect("the order service's setting with a default")
+        + marker.len();
+    let default: String = order[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    assert!(var.ends_with("_SECS"), "{var} is in seconds");
+    assert_eq!(
+        scalar(&deadline["default"]),
+        Some(format!("{default}s")),
+        "sagas/order.yaml: deadline.default is the order service's default for {var}"
+    );
 }
 
 #[test]
