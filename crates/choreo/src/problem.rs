@@ -106,9 +106,16 @@ impl Kind {
     }
 }
 
-/// An RFC 9457 problem: the body and the headers of an error answer; see the module docs.
+/// An RFC 9457 problem: the body and the headers of an error answer; see the module docs. Its
+/// members are read and changed through [`Details`] (it dereferences to them); it is one
+/// pointer wide, so a `Result<_, Problem>` stays small.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Problem {
+#[serde(transparent)]
+pub struct Problem(Box<Details>);
+
+/// The members of a [`Problem`] and the headers sent with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Details {
     /// The kind's URI, `urn:choreo:problem:<slug>`.
     #[serde(rename = "type")]
     pub type_uri: String,
@@ -133,7 +140,7 @@ pub struct Problem {
 impl Problem {
     /// A problem of `kind` with `detail`.
     pub fn new(kind: Kind, detail: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(Details {
             type_uri: kind.type_uri(),
             title: kind.title.to_owned(),
             status: kind.status.as_u16(),
@@ -141,7 +148,7 @@ impl Problem {
             instance: None,
             extensions: Map::new(),
             headers: Vec::new(),
-        }
+        }))
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -225,6 +232,20 @@ impl Problem {
     }
 }
 
+impl std::ops::Deref for Problem {
+    type Target = Details;
+
+    fn deref(&self) -> &Details {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Problem {
+    fn deref_mut(&mut self) -> &mut Details {
+        &mut self.0
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({}): {}", self.title, self.status, self.detail)
@@ -246,7 +267,7 @@ impl IntoResponse for Problem {
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        for (name, value) in self.headers {
+        for (name, value) in self.0.headers {
             headers.insert(name, value);
         }
         response

@@ -1,6 +1,6 @@
 //! Bearer-token authentication: HS256 JWTs whose `sub` is the customer id. [`JwtKeys`] signs
 //! and verifies them; the [`Customer`] extractor gives a handler the verified customer or
-//! answers 401 with a JSON body. The secret stays inside `secrecy` and is never logged.
+//! answers 401 with a problem body. The secret stays inside `secrecy` and is never logged.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,7 +11,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use choreo::problem::Problem;
+
+use crate::error::unauthorized;
 use crate::AppState;
 
 /// The claims the gateway reads from a token.
@@ -63,27 +65,25 @@ impl JwtKeys {
     }
 
     /// The customer of a valid token.
-    pub fn verify(&self, token: &str) -> Result<Customer, ApiError> {
+    pub fn verify(&self, token: &str) -> Result<Customer, Problem> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                    ApiError::Unauthorized("the bearer token has expired")
+                    unauthorized("the bearer token has expired")
                 }
-                _ => ApiError::Unauthorized("the bearer token is not valid"),
+                _ => unauthorized("the bearer token is not valid"),
             })?;
         if data.claims.sub.is_empty() {
-            return Err(ApiError::Unauthorized("the bearer token has no subject"));
+            return Err(unauthorized("the bearer token has no subject"));
         }
         Ok(Customer(data.claims.sub))
     }
 
     /// The customer of the request's `Authorization: Bearer` header.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Customer, ApiError> {
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Customer, Problem> {
         let value = headers
             .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized(
-                "an Authorization: Bearer token is required",
-            ))?;
+            .ok_or_else(|| unauthorized("an Authorization: Bearer token is required"))?;
         let token = value
             .to_str()
             .ok()
@@ -92,18 +92,16 @@ impl JwtKeys {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .map(str::trim)
-            .ok_or(ApiError::Unauthorized(
-                "the Authorization header is not a Bearer token",
-            ))?;
+            .ok_or_else(|| unauthorized("the Authorization header is not a Bearer token"))?;
         self.verify(token)
     }
 }
 
 impl FromRequestParts<AppState> for Customer {
-    type Rejection = ApiError;
+    type Rejection = Problem;
 
     /// Uses the customer the rate limiter already verified, or verifies the token itself.
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         if let Some(customer) = parts.extensions.get::<Customer>() {
             return Ok(customer.clone());
         }
@@ -116,6 +114,7 @@ mod tests {
     use super::*;
     use axum::http::{HeaderValue, StatusCode};
     use axum::response::IntoResponse;
+    use choreo::problem::Kind;
 
     fn keys(secret: &str) -> JwtKeys {
         JwtKeys::new(&SecretString::from(secret))
@@ -130,7 +129,7 @@ mod tests {
         headers
     }
 
-    async fn error_json(error: ApiError) -> (StatusCode, serde_json::Value) {
+    async fn error_json(error: Problem) -> (StatusCode, serde_json::Value) {
         let response = error.into_response();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
@@ -150,7 +149,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_expired_token_is_refused_with_401_json() {
+    async fn an_expired_token_is_refused_with_401_problem() {
         let keys = keys("secret");
         let expired = Claims {
             sub: "cus_alice".into(),
@@ -164,7 +163,7 @@ mod tests {
         let error = keys.authenticate(&bearer(&token)).unwrap_err();
         let (status, body) = error_json(error).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert_eq!(body["error"], "the bearer token has expired");
+        assert_eq!(body["detail"], "the bearer token has expired");
     }
 
     #[test]
@@ -172,18 +171,16 @@ mod tests {
         let token = keys("other")
             .issue("cus_mallory", Duration::from_secs(60))
             .unwrap();
-        assert!(matches!(
-            keys("secret").authenticate(&bearer(&token)),
-            Err(ApiError::Unauthorized(_))
-        ));
+        let refused = keys("secret").authenticate(&bearer(&token)).unwrap_err();
+        assert!(refused.is(Kind::UNAUTHORIZED));
     }
 
     #[tokio::test]
-    async fn a_missing_header_is_refused_with_401_json() {
+    async fn a_missing_header_is_refused_with_401_problem() {
         let error = keys("secret").authenticate(&HeaderMap::new()).unwrap_err();
         let (status, body) = error_json(error).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert!(body["error"].as_str().unwrap().contains("Bearer"));
+        assert!(body["detail"].as_str().unwrap().contains("Bearer"));
     }
 
     #[test]

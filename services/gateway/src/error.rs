@@ -1,167 +1,150 @@
-//! The one error type of the HTTP boundary, [`ApiError`], and the one place it becomes a status
-//! code and a JSON body `{"error": "...", "field": "..."}`.
+//! The gateway's problems: every error it answers is a [`Problem`] (RFC 9457,
+//! `application/problem+json`, see [`choreo::problem`]). This module holds the kinds only the
+//! gateway has, the constructors that add its extension member `field` (the request field at
+//! fault, a JSON path such as `lines[0].quantity` or a header name) and its headers
+//! (`WWW-Authenticate` on 401, `Retry-After` on 409/429/503/504), and the one place an
+//! upstream's trouble or refusal becomes the gateway's answer.
 //!
-//! Caller mistakes are shown with a clear message (and the field at fault); upstream trouble, and
-//! a new order shed while the shop is saturated, are shown as 503/504 with `Retry-After`;
-//! infrastructure errors are logged with their context and answered with a bare 500 that leaks
-//! nothing.
+//! Caller mistakes are shown with a clear detail; upstream trouble, and a new order shed while
+//! the shop is saturated, are 503/504 with `Retry-After`; infrastructure errors are logged with
+//! their context ([`Problem::internal`]) and answered 500 with nothing of them.
 
 use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde::Serialize;
-use utoipa::ToSchema;
+use choreo::problem::{Kind, Problem};
+use serde_json::Value;
 
 use crate::upstream::UpstreamError;
 
-/// The body of every error the gateway itself answers.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong, for a person to read.
-    pub error: String,
-    /// The request field at fault (a JSON path such as `lines[0].quantity`, or a header name).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
+/// An `Idempotency-Key` sent again with another request body.
+pub const IDEMPOTENCY_KEY_REUSED: Kind = Kind::new(
+    "idempotency-key-reused",
+    "Idempotency-Key reused",
+    StatusCode::UNPROCESSABLE_ENTITY,
+);
+
+/// A request with this `Idempotency-Key` is still in progress; retry after `Retry-After`.
+pub const REQUEST_IN_FLIGHT: Kind = Kind::new(
+    "request-in-flight",
+    "Request in progress",
+    StatusCode::CONFLICT,
+);
+
+/// The shop is saturated: new orders are shed until it catches up; retry after `Retry-After`.
+pub const OVERLOADED: Kind = Kind::new("overloaded", "Shop busy", StatusCode::SERVICE_UNAVAILABLE);
+
+/// A refused value, naming the request field at fault.
+pub fn invalid(detail: impl Into<String>, field: impl Into<String>) -> Problem {
+    Problem::invalid(detail).with("field", field.into())
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// The body is not JSON at all.
-    #[error("{message}")]
-    MalformedBody { message: String },
-    /// The request is well-formed but a value is not acceptable.
-    #[error("{message}")]
-    Invalid {
-        message: String,
-        field: Option<String>,
-    },
-    #[error("expected a JSON body (Content-Type: application/json)")]
-    UnsupportedMediaType,
-    #[error("{0}")]
-    Unauthorized(&'static str),
-    #[error("not found")]
-    NotFound,
-    #[error("this Idempotency-Key was used with another request body")]
-    IdempotencyKeyReused,
-    #[error("a request with this Idempotency-Key is still in progress; retry later")]
-    RequestInFlight,
-    #[error("too many requests")]
-    RateLimited { retry_after: Duration },
-    /// The shop is saturated: new orders are shed until it catches up.
-    #[error("the shop is busy; retry later")]
-    Overloaded { retry_after: Duration },
-    /// An upstream answered with a 4xx: shown to the caller as it is.
-    #[error("upstream answered {status}")]
-    Upstream4xx {
-        status: StatusCode,
-        body: serde_json::Value,
-    },
-    #[error(transparent)]
-    Upstream(#[from] UpstreamError),
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+/// No valid bearer token.
+pub fn unauthorized(detail: &str) -> Problem {
+    Problem::new(Kind::UNAUTHORIZED, detail)
+        .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
 }
 
-impl ApiError {
-    pub fn invalid(message: impl Into<String>, field: impl Into<String>) -> Self {
-        Self::Invalid {
-            message: message.into(),
-            field: Some(field.into()),
-        }
-    }
-
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::MalformedBody { .. } => StatusCode::BAD_REQUEST,
-            Self::Invalid { .. } | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::RequestInFlight => StatusCode::CONFLICT,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Upstream4xx { status, .. } => *status,
-            Self::Upstream(UpstreamError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
-            Self::Upstream(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::RateLimited { retry_after } | Self::Overloaded { retry_after } => {
-                Some(*retry_after)
-            }
-            Self::Upstream(e) => Some(e.retry_after()),
-            Self::RequestInFlight => Some(Duration::from_secs(1)),
-            _ => None,
-        }
-    }
+pub fn rate_limited(retry_after: Duration) -> Problem {
+    Problem::new(Kind::RATE_LIMITED, "too many requests").retry_after(retry_after)
 }
 
-/// Whole seconds for a `Retry-After` header, never less than one.
-pub fn retry_after_secs(wait: Duration) -> u64 {
-    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+pub fn overloaded(retry_after: Duration) -> Problem {
+    Problem::new(OVERLOADED, "the shop is busy; retry later").retry_after(retry_after)
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let retry_after = self.retry_after();
-        let body = match self {
-            Self::Upstream4xx { body, .. } => return (status, Json(body)).into_response(),
-            Self::Internal(ref e) => {
-                tracing::error!(error = ?e, "request failed");
-                ErrorBody {
-                    error: "internal error".into(),
-                    field: None,
-                }
-            }
-            Self::Upstream(ref e) => {
-                tracing::warn!(error = ?e, "upstream unavailable");
-                ErrorBody {
-                    error: e.to_string(),
-                    field: None,
-                }
-            }
-            Self::Invalid { message, field } => ErrorBody {
-                error: message,
-                field,
-            },
-            other => ErrorBody {
-                error: other.to_string(),
-                field: None,
-            },
+pub fn idempotency_key_reused() -> Problem {
+    Problem::new(
+        IDEMPOTENCY_KEY_REUSED,
+        "this Idempotency-Key was used with another request body",
+    )
+}
+
+pub fn request_in_flight() -> Problem {
+    Problem::new(
+        REQUEST_IN_FLIGHT,
+        "a request with this Idempotency-Key is still in progress; retry later",
+    )
+    .retry_after(Duration::from_secs(1))
+}
+
+impl From<UpstreamError> for Problem {
+    /// An upstream that timed out is 504, one that is unavailable (or whose breaker is open)
+    /// 503; both say when to retry.
+    fn from(error: UpstreamError) -> Self {
+        tracing::warn!(error = ?error, "upstream unavailable");
+        let kind = match error {
+            UpstreamError::Timeout { .. } => Kind::TIMEOUT,
+            _ => Kind::UNAVAILABLE,
         };
-        let mut response = (status, Json(body)).into_response();
-        let headers = response.headers_mut();
-        if let Some(wait) = retry_after {
-            headers.insert(header::RETRY_AFTER, retry_after_secs(wait).into());
-        }
-        if status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
+        Problem::new(kind, error.to_string()).retry_after(error.retry_after())
     }
+}
+
+/// An upstream's 4xx answer as the gateway's: its problem as it is (the services answer
+/// problems), or a body of another shape as the detail of a problem of that status.
+pub fn upstream_refusal(status: StatusCode, body: Value) -> Problem {
+    if let Ok(mut problem) = serde_json::from_value::<Problem>(body.clone()) {
+        problem.status = status.as_u16();
+        return problem;
+    }
+    let kind = match status {
+        StatusCode::BAD_REQUEST => Kind::BAD_REQUEST,
+        StatusCode::UNAUTHORIZED => Kind::UNAUTHORIZED,
+        StatusCode::NOT_FOUND => Kind::NOT_FOUND,
+        StatusCode::CONFLICT => Kind::CONFLICT,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Kind::UNSUPPORTED_MEDIA_TYPE,
+        StatusCode::TOO_MANY_REQUESTS => Kind::RATE_LIMITED,
+        _ => Kind::INVALID_VALUE,
+    };
+    let detail = match body {
+        Value::String(text) => text,
+        Value::Null => status.to_string(),
+        other => other.to_string(),
+    };
+    let mut problem = Problem::new(kind, detail);
+    problem.status = status.as_u16();
+    problem
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::response::IntoResponse;
+    use serde_json::json;
 
     #[test]
-    fn retry_after_rounds_up_to_whole_seconds_of_at_least_one() {
-        assert_eq!(retry_after_secs(Duration::ZERO), 1);
-        assert_eq!(retry_after_secs(Duration::from_millis(10)), 1);
-        assert_eq!(retry_after_secs(Duration::from_millis(1500)), 2);
-        assert_eq!(retry_after_secs(Duration::from_secs(3)), 3);
+    fn an_upstream_problem_is_passed_on_as_it_is() {
+        let body = json!({
+            "type": "urn:choreo:problem:invalid-value",
+            "title": "Invalid value",
+            "status": 422,
+            "detail": "unknown sku UNKNOWN",
+        });
+        let problem = upstream_refusal(StatusCode::UNPROCESSABLE_ENTITY, body);
+        assert!(problem.is(Kind::INVALID_VALUE));
+        assert_eq!(problem.detail, "unknown sku UNKNOWN");
     }
 
     #[test]
-    fn internal_errors_leak_nothing() {
-        let response = ApiError::Internal(anyhow::anyhow!("password=hunter2")).into_response();
-        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    fn an_upstream_body_of_another_shape_becomes_the_detail_of_its_status() {
+        let problem = upstream_refusal(StatusCode::CONFLICT, json!("already cancelled"));
+        assert!(problem.is(Kind::CONFLICT));
+        assert_eq!(problem.status(), StatusCode::CONFLICT);
+        assert_eq!(problem.detail, "already cancelled");
+    }
+
+    #[test]
+    fn a_shed_order_says_when_to_retry() {
+        let response = overloaded(Duration::from_millis(1500)).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+    }
+
+    #[test]
+    fn a_refused_token_asks_for_a_bearer_token() {
+        let response = unauthorized("no").into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
     }
 }

@@ -20,7 +20,9 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use choreo::problem::Problem;
+
+use crate::error::invalid;
 
 pub const HEADER: &str = "idempotency-key";
 
@@ -29,11 +31,11 @@ pub const HEADER: &str = "idempotency-key";
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
-    pub fn parse(value: &[u8]) -> Result<Self, ApiError> {
+    pub fn parse(value: &[u8]) -> Result<Self, Problem> {
         let valid = (1..=255).contains(&value.len()) && value.iter().all(|b| b.is_ascii_graphic());
         match std::str::from_utf8(value) {
             Ok(text) if valid => Ok(Self(text.to_owned())),
-            _ => Err(ApiError::invalid(
+            _ => Err(invalid(
                 "Idempotency-Key must be 1 to 255 visible ASCII characters",
                 "Idempotency-Key",
             )),
@@ -41,7 +43,7 @@ impl IdempotencyKey {
     }
 
     /// The key of a request, if it has one.
-    pub fn from_headers(headers: &HeaderMap) -> Result<Option<Self>, ApiError> {
+    pub fn from_headers(headers: &HeaderMap) -> Result<Option<Self>, Problem> {
         headers
             .get(HEADER)
             .map(|value| Self::parse(value.as_bytes()))

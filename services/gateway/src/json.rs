@@ -1,30 +1,33 @@
-//! The gateway's JSON body extractor: axum's `Json` with its rejections mapped to [`ApiError`],
-//! so a malformed body, a wrong type, an unknown field or a refused value is a 4xx JSON answer
-//! naming the field at fault, never a 5xx or a plain-text message.
+//! The gateway's JSON body extractor: axum's `Json` with its rejections mapped to problems,
+//! so a malformed body, a wrong type, an unknown field or a refused value is a 4xx problem
+//! naming the field at fault (its `field` member), never a 5xx or a plain-text message.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use choreo::problem::{Kind, Problem};
+
+use crate::error::invalid;
 
 /// A JSON request body of type `T`, decoded through `T`'s parsing constructors.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
+    type Rejection = Problem;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
         if !is_json(&request) {
-            return Err(ApiError::UnsupportedMediaType);
+            return Err(Problem::new(
+                Kind::UNSUPPORTED_MEDIA_TYPE,
+                "expected a JSON body (Content-Type: application/json)",
+            ));
         }
         let bytes = Bytes::from_request(request, state)
             .await
-            .map_err(|rejection| ApiError::MalformedBody {
-                message: rejection.body_text(),
-            })?;
+            .map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
         decode(&bytes).map(ApiJson)
     }
 }
@@ -42,20 +45,18 @@ fn is_json(request: &Request) -> bool {
 }
 
 /// Decodes `bytes` as `T`, naming the field at fault when it fails.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let message = inner.to_string();
         match inner.classify() {
-            serde_json::error::Category::Data => ApiError::Invalid {
-                field: field_of(&path, &message),
-                message: strip_position(&message),
+            serde_json::error::Category::Data => match field_of(&path, &message) {
+                Some(field) => invalid(strip_position(&message), field),
+                None => Problem::invalid(strip_position(&message)),
             },
-            _ => ApiError::MalformedBody {
-                message: format!("the body is not valid JSON: {message}"),
-            },
+            _ => Problem::bad_request(format!("the body is not valid JSON: {message}")),
         }
     })
 }
@@ -90,12 +91,17 @@ fn strip_position(message: &str) -> String {
 mod tests {
     use super::*;
     use crate::domain::PlaceOrder;
+    use axum::http::StatusCode;
 
     fn refused(json: &str) -> (String, Option<String>) {
-        match decode::<PlaceOrder>(json.as_bytes()).unwrap_err() {
-            ApiError::Invalid { message, field } => (message, field),
-            other => panic!("expected Invalid, got {other:?}"),
-        }
+        let problem = decode::<PlaceOrder>(json.as_bytes()).unwrap_err();
+        assert_eq!(
+            problem.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{problem}"
+        );
+        let field = problem.extensions.get("field").and_then(|f| f.as_str());
+        (problem.detail.clone(), field.map(str::to_owned))
     }
 
     #[test]
@@ -126,9 +132,7 @@ mod tests {
     fn a_wrong_type_is_invalid_and_broken_json_is_malformed() {
         let (_, field) = refused(r#"{"lines":"many","currency":"EUR"}"#);
         assert_eq!(field.as_deref(), Some("lines"));
-        assert!(matches!(
-            decode::<PlaceOrder>(b"{\"lines\": ["),
-            Err(ApiError::MalformedBody { .. })
-        ));
+        let broken = decode::<PlaceOrder>(b"{\"lines\": [").unwrap_err();
+        assert!(broken.is(Kind::BAD_REQUEST));
     }
 }

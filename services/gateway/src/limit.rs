@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
-use crate::error::ApiError;
+use crate::error::rate_limited;
 use crate::AppState;
 
 /// How often (in checks) buckets of clients that went quiet are dropped.
@@ -63,7 +63,7 @@ pub async fn limit(State(state): State<AppState>, mut request: Request, next: Ne
     };
     if let Err(retry_after) = state.limiter.check(&key) {
         tracing::debug!(%key, ?retry_after, "rate limited");
-        return ApiError::RateLimited { retry_after }.into_response();
+        return rate_limited(retry_after).into_response();
     }
     next.run(request).await
 }

@@ -1,13 +1,14 @@
 //! The OpenAPI 3 document of the public API, served at `/openapi.json`: the routes, the bearer
-//! security scheme, the error body and the shapes a client sends. Generated from the handlers'
+//! security scheme, the error body (RFC 9457 problem details, [`ProblemBody`]) and the shapes a
+//! client sends. Generated from the handlers'
 //! annotations, so it cannot drift from the code that serves it.
 
 use axum::Json;
+use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::domain::{Currency, Lines, OrderLine, PlaceOrder, Quantity, Sku};
-use crate::error::ErrorBody;
 use crate::routes::orders::{self, Links, OrderView, PlacedOrder};
 
 #[derive(OpenApi)]
@@ -20,13 +21,42 @@ use crate::routes::orders::{self, Links, OrderView, PlacedOrder};
     ),
     paths(orders::place, orders::cancel, orders::get),
     components(schemas(
-        ErrorBody, PlaceOrder, OrderLine, Lines, Sku, Quantity, Currency, PlacedOrder, Links,
+        ProblemBody, PlaceOrder, OrderLine, Lines, Sku, Quantity, Currency, PlacedOrder, Links,
         OrderView
     )),
     modifiers(&BearerAuth),
     tags((name = "orders", description = "Placing, cancelling and following orders"))
 )]
 pub struct ApiDoc;
+
+/// The body of every error answer, `application/problem+json` (RFC 9457): the document's
+/// description of [`choreo::problem::Problem`], which is what the gateway serializes.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Problem)]
+pub struct ProblemBody {
+    /// The kind of problem, a stable URI: `urn:choreo:problem:` and one of `bad-request`,
+    /// `unauthorized`, `not-found`, `conflict`, `unsupported-media-type`, `invalid-value`,
+    /// `idempotency-key-reused`, `request-in-flight`, `rate-limited`, `overloaded`,
+    /// `unavailable`, `timeout`, `internal`.
+    #[serde(rename = "type")]
+    #[schema(example = "urn:choreo:problem:invalid-value")]
+    pub type_uri: String,
+    /// A short summary of the kind, the same for every problem of the kind.
+    #[schema(example = "Invalid value")]
+    pub title: String,
+    /// The HTTP status code.
+    #[schema(example = 422)]
+    pub status: u16,
+    /// What went wrong this time, for a person to read.
+    pub detail: String,
+    /// A URI naming this occurrence, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The request field at fault for `invalid-value` (a JSON path such as
+    /// `lines[0].quantity`, or a header name such as `Idempotency-Key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
 
 struct BearerAuth;
 
@@ -65,9 +95,19 @@ mod tests {
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
         );
-        assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+        let problem = &doc["components"]["schemas"]["Problem"];
+        for member in ["type", "title", "status", "detail", "instance", "field"] {
+            assert!(
+                problem["properties"][member].is_object(),
+                "{member}: {problem}"
+            );
+        }
         let limited = &doc["paths"]["/orders"]["post"]["responses"]["429"];
         assert!(limited["headers"]["Retry-After"].is_object(), "{limited}");
+        assert!(
+            limited["content"]["application/problem+json"].is_object(),
+            "{limited}"
+        );
         let params = doc["paths"]["/orders"]["post"]["parameters"].to_string();
         assert!(params.contains("Idempotency-Key"), "{params}");
     }

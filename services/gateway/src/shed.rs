@@ -25,7 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::ApiError;
+use crate::error::overloaded;
 use crate::AppState;
 
 /// How often the saga backlog is read.
@@ -201,10 +201,7 @@ pub async fn shed(State(state): State<AppState>, request: Request, next: Next) -
         Ok(_slot) => next.run(request).await,
         Err(shed) => {
             tracing::debug!(reason = shed.reason(), "order shed");
-            ApiError::Overloaded {
-                retry_after: shed.retry_after(),
-            }
-            .into_response()
+            overloaded(shed.retry_after()).into_response()
         }
     }
 }

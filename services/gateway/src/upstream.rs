@@ -150,9 +150,9 @@ impl Upstream {
             match serde_json::from_slice(&bytes) {
                 Ok(body) => body,
                 // A 4xx with a plain-text body still reaches the caller as JSON.
-                Err(_) if status.is_client_error() => serde_json::json!({
-                    "error": String::from_utf8_lossy(&bytes),
-                }),
+                Err(_) if status.is_client_error() => {
+                    serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+                }
                 Err(e) => {
                     return Err(UpstreamError::Unavailable {
                         service,

@@ -14,6 +14,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use choreo::problem::{Problem, PROBLEM_JSON};
 use choreo::testing::TestDb;
 use gateway::auth::JwtKeys;
 use gateway::{Application, Config};
@@ -38,6 +39,11 @@ struct Fake {
     admission_failing: AtomicBool,
 }
 
+/// A problem body, as the real services answer their errors.
+fn problem(problem: Problem) -> Json<Value> {
+    Json(serde_json::to_value(problem).unwrap())
+}
+
 async fn fake_place(
     State(fake): State<Arc<Fake>>,
     headers: HeaderMap,
@@ -60,7 +66,7 @@ async fn fake_place(
     if body["lines"].to_string().contains("UNKNOWN") {
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"error": "unknown sku UNKNOWN"})),
+            problem(Problem::invalid("unknown sku UNKNOWN")),
         );
     }
     let id = body["order_id"].as_str().unwrap().to_owned();
@@ -80,7 +86,7 @@ async fn fake_place(
         }
         Some(_) => (
             StatusCode::CONFLICT,
-            Json(json!({"error": "other content"})),
+            problem(Problem::conflict("other content")),
         ),
         None => {
             orders.insert(id, order.clone());
@@ -97,7 +103,7 @@ async fn fake_get(
         Some(order) => (StatusCode::OK, Json(order.clone())),
         None => (
             StatusCode::NOT_FOUND,
-            Json(json!({"error": "no such order"})),
+            problem(Problem::not_found("no such order")),
         ),
     }
 }
@@ -110,13 +116,13 @@ async fn fake_cancel(
     let Some(order) = orders.get_mut(&id) else {
         return (
             StatusCode::NOT_FOUND,
-            Json(json!({"error": "no such order"})),
+            problem(Problem::not_found("no such order")),
         );
     };
     if order["status"] == "cancelled" {
         return (
             StatusCode::CONFLICT,
-            Json(json!({"error": "already cancelled"})),
+            problem(Problem::conflict("already cancelled")),
         );
     }
     order["status"] = json!("cancelled");
@@ -266,6 +272,23 @@ async fn json_of(response: reqwest::Response) -> Value {
     response.json().await.expect("a JSON body")
 }
 
+/// The body of an error answer, which must be an RFC 9457 problem of the answer's status.
+async fn problem_of(response: reqwest::Response) -> Value {
+    assert_eq!(response.headers()["content-type"], PROBLEM_JSON);
+    let status = response.status().as_u16();
+    let body = json_of(response).await;
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:choreo:problem:")),
+        "{body}"
+    );
+    assert!(body["title"].is_string(), "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert!(body["detail"].is_string(), "{body}");
+    body
+}
+
 #[tokio::test]
 async fn an_order_is_placed_for_the_tokens_customer_with_an_id_the_gateway_made() {
     let app = spawn_app(|_| {}).await;
@@ -340,8 +363,7 @@ async fn bad_input_is_a_4xx_json_error_never_a_5xx() {
             .await
             .unwrap();
         assert_eq!(response.status(), status, "{body}");
-        let json = json_of(response).await;
-        assert!(json["error"].is_string(), "{body}: {json}");
+        let json = problem_of(response).await;
         assert_eq!(json["field"].as_str(), field, "{body}: {json}");
     }
     let response = app
@@ -352,13 +374,13 @@ async fn bad_input_is_a_4xx_json_error_never_a_5xx() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(json_of(response).await["field"], "Idempotency-Key");
+    assert_eq!(problem_of(response).await["field"], "Idempotency-Key");
     assert_eq!(app.fake.place_calls.load(Ordering::SeqCst), 0);
     app.stop().await;
 }
 
 #[tokio::test]
-async fn a_request_without_a_token_is_401_json() {
+async fn a_request_without_a_token_is_401_problem() {
     let app = spawn_app(|_| {}).await;
     let response = app
         .client
@@ -368,7 +390,8 @@ async fn a_request_without_a_token_is_401_json() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert!(json_of(response).await["error"].is_string());
+    let body = problem_of(response).await;
+    assert_eq!(body["type"], "urn:choreo:problem:unauthorized");
     app.stop().await;
 }
 
@@ -378,7 +401,9 @@ async fn an_unknown_sku_passes_through_as_the_order_service_said() {
     let body = json!({"lines": [{"sku": "UNKNOWN", "quantity": 1}], "currency": "EUR"});
     let response = app.place("cus_alice", body, None).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(json_of(response).await["error"], "unknown sku UNKNOWN");
+    let body = problem_of(response).await;
+    assert_eq!(body["type"], "urn:choreo:problem:invalid-value");
+    assert_eq!(body["detail"], "unknown sku UNKNOWN");
     app.stop().await;
 }
 
@@ -411,10 +436,9 @@ async fn the_same_key_with_another_body_is_refused_with_422() {
     let other = json!({"lines": [{"sku": "SKU-2", "quantity": 1}], "currency": "EUR"});
     let response = app.place("cus_alice", other, Some("key-2")).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(json_of(response).await["error"]
-        .as_str()
-        .unwrap()
-        .contains("Idempotency-Key"));
+    let body = problem_of(response).await;
+    assert_eq!(body["type"], "urn:choreo:problem:idempotency-key-reused");
+    assert!(body["detail"].as_str().unwrap().contains("Idempotency-Key"));
     assert_eq!(app.fake.place_calls.load(Ordering::SeqCst), 1);
     app.stop().await;
 }
@@ -480,7 +504,10 @@ async fn a_client_over_its_rate_gets_429_with_retry_after() {
         .parse()
         .unwrap();
     assert!(retry_after >= 1);
-    assert!(json_of(limited).await["error"].is_string());
+    assert_eq!(
+        problem_of(limited).await["type"],
+        "urn:choreo:problem:rate-limited"
+    );
     // Another customer has a bucket of its own.
     let bob = app
         .get(&format!("/orders/{id}"), "cus_bob")
@@ -513,10 +540,9 @@ async fn an_open_breaker_answers_503_fast_without_calling_the_upstream() {
         .parse()
         .unwrap();
     assert!((1..=30).contains(&retry_after), "{retry_after}");
-    assert!(json_of(response).await["error"]
-        .as_str()
-        .unwrap()
-        .contains("order"));
+    let body = problem_of(response).await;
+    assert_eq!(body["type"], "urn:choreo:problem:unavailable");
+    assert!(body["detail"].as_str().unwrap().contains("order"));
     assert_eq!(app.fake.place_calls.load(Ordering::SeqCst), 2);
     app.stop().await;
 }
@@ -530,7 +556,10 @@ async fn a_slow_upstream_is_cut_off_with_504() {
     assert!(started.elapsed() < Duration::from_millis(1500));
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(response.headers().contains_key("retry-after"));
-    assert!(json_of(response).await["error"].is_string());
+    assert_eq!(
+        problem_of(response).await["type"],
+        "urn:choreo:problem:timeout"
+    );
     app.stop().await;
 }
 
@@ -691,10 +720,9 @@ async fn an_order_beyond_the_in_flight_bound_is_shed_at_once_with_503_and_retry_
     assert!(started.elapsed() < Duration::from_millis(500));
     assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(shed.headers()["retry-after"], "1");
-    assert!(json_of(shed).await["error"]
-        .as_str()
-        .unwrap()
-        .contains("busy"));
+    let body = problem_of(shed).await;
+    assert_eq!(body["type"], "urn:choreo:problem:overloaded");
+    assert!(body["detail"].as_str().unwrap().contains("busy"));
     assert_eq!(app.fake.place_calls.load(Ordering::SeqCst), 1);
     assert_eq!(first.await.unwrap().status(), StatusCode::CREATED);
     // The slot is free again, and the shed request left its key unclaimed.

@@ -1,17 +1,15 @@
 //! The inventory's HTTP API over its own tables, internal to the shop: `GET /stock`,
 //! `GET /stock/{sku}`, `POST /stock/{sku}/receipts` (goods in) and `GET /reservations?order_id=`.
-//! Errors are JSON `{"error": ...}`: 4xx for what the caller can fix, 500 (logged, never
-//! detailed) for ours. Stock only changes here by receipts; the saga moves it in
+//! Errors are problems ([`choreo::problem`]): 4xx for what the caller can fix, 500 (logged,
+//! never detailed) for ours. Stock only changes here by receipts; the saga moves it in
 //! [`crate::handler`].
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use choreo::problem::Problem;
 use serde::Deserialize;
-use serde_json::json;
 use shop_events::values::Sku;
 use sqlx::PgPool;
 
@@ -28,61 +26,28 @@ pub fn router(pool: PgPool) -> Router {
         .with_state(pool)
 }
 
-/// The errors of this API, mapped to a status and a JSON body once.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    Unprocessable(String),
-    #[error("no stock of SKU {0}")]
-    NotFound(String),
-    #[error("internal error")]
-    Internal(#[from] sqlx::Error),
+fn parse_sku(text: &str) -> Result<Sku, Problem> {
+    Sku::parse(text).map_err(|invalid| Problem::bad_request(invalid.to_string()))
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        ApiError::BadRequest(rejection.body_text())
-    }
+/// The stock tables' constraints guard the books against our bugs, not against a caller (a
+/// receipt too large is refused before it is written), so a database error is internal here.
+fn db(error: sqlx::Error) -> Problem {
+    Problem::internal(error)
 }
 
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        ApiError::BadRequest(rejection.body_text())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Internal(error) => {
-                tracing::error!(%error, "inventory API failed");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        };
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
-    }
-}
-
-fn parse_sku(text: &str) -> Result<Sku, ApiError> {
-    Sku::parse(text).map_err(|invalid| ApiError::BadRequest(invalid.to_string()))
-}
-
-async fn all_stock(State(pool): State<PgPool>) -> Result<Json<Vec<StockRow>>, ApiError> {
-    Ok(Json(store::all_stock(&pool).await?))
+async fn all_stock(State(pool): State<PgPool>) -> Result<Json<Vec<StockRow>>, Problem> {
+    Ok(Json(store::all_stock(&pool).await.map_err(db)?))
 }
 
 async fn stock(
     State(pool): State<PgPool>,
     Path(sku): Path<String>,
-) -> Result<Json<StockRow>, ApiError> {
+) -> Result<Json<StockRow>, Problem> {
     let sku = parse_sku(&sku)?;
-    let row = store::stock(&pool, &sku).await?;
-    row.map(Json).ok_or(ApiError::NotFound(sku.to_string()))
+    let row = store::stock(&pool, &sku).await.map_err(db)?;
+    row.map(Json)
+        .ok_or_else(|| Problem::not_found(format!("no stock of SKU {sku}")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,16 +59,15 @@ async fn receive(
     State(pool): State<PgPool>,
     Path(sku): Path<String>,
     body: Result<Json<Receipt>, JsonRejection>,
-) -> Result<Json<StockRow>, ApiError> {
+) -> Result<Json<StockRow>, Problem> {
     let sku = parse_sku(&sku)?;
-    let Json(receipt) = body?;
+    let Json(receipt) = body.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
     let quantity = ReceiptQuantity::new(receipt.quantity)
-        .map_err(|invalid| ApiError::Unprocessable(invalid.to_string()))?;
+        .map_err(|invalid| Problem::invalid(invalid.to_string()))?;
     let row = store::receive(&pool, &sku, quantity)
-        .await?
-        .ok_or_else(|| {
-            ApiError::Unprocessable(format!("SKU {sku} cannot hold that many more units"))
-        })?;
+        .await
+        .map_err(db)?
+        .ok_or_else(|| Problem::invalid(format!("SKU {sku} cannot hold that many more units")))?;
     tracing::info!(%sku, quantity = quantity.get(), available = row.available, "received");
     Ok(Json(row))
 }
@@ -117,8 +81,9 @@ struct ReservationsQuery {
 async fn reservations(
     State(pool): State<PgPool>,
     query: Result<Query<ReservationsQuery>, QueryRejection>,
-) -> Result<Json<Vec<ReservationRow>>, ApiError> {
-    let Query(query) = query?;
+) -> Result<Json<Vec<ReservationRow>>, Problem> {
+    let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
     let order_id = query.order_id.as_deref().filter(|id| !id.is_empty());
-    Ok(Json(store::reservations(&pool, order_id).await?))
+    let reservations = store::reservations(&pool, order_id).await.map_err(db)?;
+    Ok(Json(reservations))
 }

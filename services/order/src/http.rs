@@ -2,16 +2,17 @@
 //! `POST /orders`, `POST /orders/{id}/cancel`, `GET /orders/{id}` with the saga's timeline,
 //! `GET /orders/summary`, the catalogue (`GET /catalog`, `PUT /catalog/{sku}`), and
 //! `GET /admission`, how far behind the sagas are (for the gateway's load shedding). Errors are
-//! JSON `{"error": ...}`: 4xx for what the caller can fix, 500 (logged, never detailed) for ours.
+//! problems ([`choreo::problem`]): 4xx for what the caller can fix, 500 (logged, never detailed)
+//! for ours; a violated constraint of this database is mapped by name in [`CONSTRAINTS`].
 
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use choreo::problem::{Constraint, Kind, Problem};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shop_events::values::{Currency, CustomerId, InvalidValue, Money, OrderId, Quantity, Sku};
@@ -41,53 +42,36 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The errors of this API, mapped to a status and a JSON body once.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    Unprocessable(String),
-    #[error("no order {0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("internal error")]
-    Internal(#[from] SagaError),
+/// The constraints of the order database a caller's request can violate, and how each is
+/// answered; any other database error is internal.
+pub const CONSTRAINTS: &[Constraint] = &[Constraint {
+    name: "catalog_unit_price_minor_check",
+    kind: Kind::INVALID_VALUE,
+    detail: "a price must be above zero",
+}];
+
+/// A database error as this API answers it.
+fn db(error: sqlx::Error) -> Problem {
+    Problem::from_db(error, CONSTRAINTS)
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(error: sqlx::Error) -> Self {
-        ApiError::Internal(SagaError::Database(error))
+fn saga(error: SagaError) -> Problem {
+    match error {
+        SagaError::Database(error) => db(error),
+        other => Problem::internal(other),
     }
 }
 
-impl From<InvalidValue> for ApiError {
-    fn from(error: InvalidValue) -> Self {
-        ApiError::Unprocessable(error.to_string())
-    }
+fn invalid(error: InvalidValue) -> Problem {
+    Problem::invalid(error.to_string())
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        ApiError::BadRequest(rejection.body_text())
-    }
+fn rejected(rejection: JsonRejection) -> Problem {
+    Problem::bad_request(rejection.body_text())
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Internal(error) => {
-                tracing::error!(%error, "request failed");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        };
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
-    }
+fn no_order(id: &str) -> Problem {
+    Problem::not_found(format!("no order {id}"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,11 +93,11 @@ pub struct WantedLine {
 async fn place(
     State(state): State<AppState>,
     body: Result<Json<PlaceOrder>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) = body?;
-    let order_id = OrderId::parse(&body.order_id)?;
-    let customer_id = CustomerId::parse(&body.customer_id)?;
-    let currency = Currency::parse(&body.currency)?;
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let Json(body) = body.map_err(rejected)?;
+    let order_id = OrderId::parse(&body.order_id).map_err(invalid)?;
+    let customer_id = CustomerId::parse(&body.customer_id).map_err(invalid)?;
+    let currency = Currency::parse(&body.currency).map_err(invalid)?;
     let wanted = body
         .lines
         .iter()
@@ -123,24 +107,25 @@ async fn place(
                 quantity: Quantity::new(l.quantity)?,
             })
         })
-        .collect::<Result<Vec<_>, InvalidValue>>()?;
+        .collect::<Result<Vec<_>, InvalidValue>>()
+        .map_err(invalid)?;
     let skus: Vec<String> = wanted.iter().map(|w| w.sku.to_string()).collect();
-    let prices = store::prices(&state.pool, &skus).await?;
-    let order =
-        domain::price(order_id, customer_id, currency, &wanted, &prices).map_err(|e| match e {
-            OrderError::Overflow
-            | OrderError::TooMany { .. }
-            | OrderError::TooManyLines
-            | OrderError::NoLines => ApiError::Unprocessable(e.to_string()),
-            other => ApiError::Unprocessable(other.to_string()),
-        })?;
+    let prices = store::prices(&state.pool, &skus).await.map_err(db)?;
+    // Every refusal of the pricing (an unknown SKU, too many units, ...) is the caller's to fix.
+    let order = domain::price(order_id, customer_id, currency, &wanted, &prices)
+        .map_err(|e: OrderError| Problem::invalid(e.to_string()))?;
     let deadline_at = chrono::Utc::now() + state.deadline;
-    let mut tx = state.pool.begin().await?;
-    let created = state.saga.place(&mut tx, &order, deadline_at).await?;
-    state.saga.outbox.commit(tx).await?;
+    let mut tx = state.pool.begin().await.map_err(db)?;
+    let created = state
+        .saga
+        .place(&mut tx, &order, deadline_at)
+        .await
+        .map_err(saga)?;
+    state.saga.outbox.commit(tx).await.map_err(db)?;
     let row = store::get(&state.pool, order.order_id.as_str())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(order.order_id.to_string()))?;
+        .await
+        .map_err(db)?
+        .ok_or_else(|| no_order(order.order_id.as_str()))?;
     if created {
         return Ok((StatusCode::CREATED, Json(view(&state.pool, &row).await?)));
     }
@@ -148,7 +133,7 @@ async fn place(
         && row.currency == order.currency.as_str()
         && row.lines.0 == store::lines_json(&order);
     if !same {
-        return Err(ApiError::Conflict(format!(
+        return Err(Problem::conflict(format!(
             "order {} exists with other content",
             row.order_id
         )));
@@ -166,41 +151,44 @@ async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: Result<Json<CancelOrder>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) = body?;
-    let mut tx = state.pool.begin().await?;
-    let row = store::lock(&mut tx, &id).await?;
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let Json(body) = body.map_err(rejected)?;
+    let mut tx = state.pool.begin().await.map_err(db)?;
+    let row = store::lock(&mut tx, &id).await.map_err(db)?;
     let Some(row) = row.filter(|r| r.customer_id == body.customer_id) else {
-        return Err(ApiError::NotFound(id));
+        return Err(no_order(&id));
     };
     match state
         .saga
         .apply(&mut tx, &row, &Input::CancelRequested, None)
-        .await?
+        .await
+        .map_err(saga)?
     {
-        Applied::Refused(why) => return Err(ApiError::Conflict(why.to_owned())),
+        Applied::Refused(why) => return Err(Problem::conflict(why)),
         Applied::Moved(_) | Applied::Ignored(_) => {}
     }
-    state.saga.outbox.commit(tx).await?;
+    state.saga.outbox.commit(tx).await.map_err(db)?;
     let row = store::get(&state.pool, &id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(id.clone()))?;
+        .await
+        .map_err(db)?
+        .ok_or_else(|| no_order(&id))?;
     Ok((StatusCode::ACCEPTED, Json(view(&state.pool, &row).await?)))
 }
 
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, Problem> {
     let row = store::get(&state.pool, &id)
-        .await?
-        .ok_or(ApiError::NotFound(id))?;
+        .await
+        .map_err(db)?
+        .ok_or_else(|| no_order(&id))?;
     Ok(Json(view(&state.pool, &row).await?))
 }
 
 /// An order as the API shows it, with its timeline.
-async fn view(pool: &PgPool, row: &OrderRow) -> Result<Value, ApiError> {
-    let timeline = store::timeline(pool, &row.order_id).await?;
+async fn view(pool: &PgPool, row: &OrderRow) -> Result<Value, Problem> {
+    let timeline = store::timeline(pool, &row.order_id).await.map_err(db)?;
     Ok(json!({
         "order_id": row.order_id,
         "customer_id": row.customer_id,
@@ -217,8 +205,8 @@ async fn view(pool: &PgPool, row: &OrderRow) -> Result<Value, ApiError> {
     }))
 }
 
-async fn summary(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let (by_status, confirmed_total_minor) = store::summary(&state.pool).await?;
+async fn summary(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
+    let (by_status, confirmed_total_minor) = store::summary(&state.pool).await.map_err(db)?;
     let by_status: serde_json::Map<String, Value> =
         by_status.into_iter().map(|(s, n)| (s, json!(n))).collect();
     Ok(Json(
@@ -229,15 +217,16 @@ async fn summary(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
 /// `{"open_sagas": N, "oldest_open_secs": S}`: the orders placed or reserved and not yet
 /// confirmed or cancelled, and how long ago the oldest was placed. The gateway polls it and
 /// refuses new orders while the oldest is older than its budget.
-async fn admission(State(state): State<AppState>) -> Result<Json<store::OpenSagas>, ApiError> {
-    Ok(Json(store::open_sagas(&state.pool).await?))
+async fn admission(State(state): State<AppState>) -> Result<Json<store::OpenSagas>, Problem> {
+    Ok(Json(store::open_sagas(&state.pool).await.map_err(db)?))
 }
 
-async fn catalog(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn catalog(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
     let rows: Vec<(String, String, i64)> =
         sqlx::query_as("select sku, currency, unit_price_minor from catalog order by sku")
             .fetch_all(&state.pool)
-            .await?;
+            .await
+            .map_err(db)?;
     Ok(Json(json!(rows
         .into_iter()
         .map(|(sku, currency, unit_price_minor)| json!({"sku": sku, "currency": currency, "unit_price_minor": unit_price_minor}))
@@ -255,13 +244,14 @@ async fn set_price(
     State(state): State<AppState>,
     Path(sku): Path<String>,
     body: Result<Json<Price>, JsonRejection>,
-) -> Result<StatusCode, ApiError> {
-    let Json(body) = body?;
-    let sku = Sku::parse(&sku)?;
-    let price = Money::new(body.unit_price_minor, Currency::parse(&body.currency)?)?;
-    if price.minor() == 0 {
-        return Err(ApiError::Unprocessable("a price must be above zero".into()));
-    }
-    store::set_price(&state.pool, &sku, price).await?;
+) -> Result<StatusCode, Problem> {
+    let Json(body) = body.map_err(rejected)?;
+    let sku = Sku::parse(&sku).map_err(invalid)?;
+    let currency = Currency::parse(&body.currency).map_err(invalid)?;
+    let price = Money::new(body.unit_price_minor, currency).map_err(invalid)?;
+    // A price of zero is refused by the catalogue's check constraint (see CONSTRAINTS).
+    store::set_price(&state.pool, &sku, price)
+        .await
+        .map_err(db)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,13 +1,12 @@
 //! The payment service's read-only HTTP API (the gateway and the end-to-end test read it):
 //! `GET /payments?order_id=` lists an order's payments, `GET /payments/summary` sums the money
-//! captured and refunded. Errors are one enum mapped once: a bad query is told to the caller,
-//! a database failure is logged and answered 500 without details.
+//! captured and refunded. Errors are problems ([`choreo::problem`]): a bad query is told to the
+//! caller, a database failure is logged and answered 500 without details.
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use choreo::problem::Problem;
 use serde::{Deserialize, Serialize};
 use shop_events::values::OrderId;
 use sqlx::PgPool;
@@ -59,40 +58,19 @@ struct ListQuery {
 async fn list(
     State(pool): State<PgPool>,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Vec<PaymentView>>, ApiError> {
+) -> Result<Json<Vec<PaymentView>>, Problem> {
     let raw = query
         .order_id
-        .ok_or_else(|| ApiError::BadRequest("the order_id query parameter is required".into()))?;
-    let order_id = OrderId::parse(&raw).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let payments = store::payments_of_order(&pool, order_id.as_str()).await?;
+        .ok_or_else(|| Problem::bad_request("the order_id query parameter is required"))?;
+    let order_id = OrderId::parse(&raw).map_err(|e| Problem::bad_request(e.to_string()))?;
+    let payments = store::payments_of_order(&pool, order_id.as_str())
+        .await
+        .map_err(Problem::internal)?;
     Ok(Json(payments.into_iter().map(PaymentView::from).collect()))
 }
 
-async fn summary(State(pool): State<PgPool>) -> Result<Json<Summary>, ApiError> {
-    Ok(Json(store::summary(&pool).await?))
-}
-
-/// Every error the API answers with, as `{"error": "..."}`.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, message) = match &self {
-            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, message.clone()),
-            ApiError::Database(error) => {
-                tracing::error!(%error, "a payments query failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error".to_owned(),
-                )
-            }
-        };
-        (status, Json(serde_json::json!({ "error": message }))).into_response()
-    }
+async fn summary(State(pool): State<PgPool>) -> Result<Json<Summary>, Problem> {
+    Ok(Json(
+        store::summary(&pool).await.map_err(Problem::internal)?,
+    ))
 }

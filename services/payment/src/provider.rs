@@ -384,15 +384,15 @@ fn charge_outcome(reply: Result<ChargeReply, Failure>) -> Outcome {
     }
 }
 
-/// The `error` of a `{"error": "..."}` body, or the start of whatever else came back.
+/// The `detail` of a problem body (RFC 9457), or the start of whatever else came back.
 async fn error_text(response: reqwest::Response) -> String {
     #[derive(Deserialize)]
-    struct ErrorBody {
-        error: String,
+    struct ProblemBody {
+        detail: String,
     }
     let text = response.text().await.unwrap_or_default();
-    match serde_json::from_str::<ErrorBody>(&text) {
-        Ok(body) => body.error,
+    match serde_json::from_str::<ProblemBody>(&text) {
+        Ok(body) => body.detail,
         Err(_) => text.chars().take(200).collect(),
     }
 }

@@ -1,6 +1,6 @@
 //! The HTTP edge: routes, the shared state behind a mutex, latency and injected faults, the
-//! clock of pending charges, and the one error type every handler answers with
-//! (`{"error": "..."}`). The decisions are in [`crate::decide`], the bookkeeping in
+//! clock of pending charges; every handler's error is a problem (RFC 9457, see
+//! [`choreo::problem`]). The decisions are in [`crate::decide`], the bookkeeping in
 //! [`crate::ledger`], the run-time faults in [`crate::faults`].
 //!
 //! Every `/v1` call is worked on in a task of its own, so a call that the client gave up on
@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use choreo::problem::Problem;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -97,8 +96,8 @@ impl AppState {
     async fn call<T: Send + 'static>(
         &self,
         answer: Answer,
-        work: impl FnOnce(&AppState, &mut Books) -> Result<T, ApiError> + Send + 'static,
-    ) -> Result<T, ApiError> {
+        work: impl FnOnce(&AppState, &mut Books) -> Result<T, Problem> + Send + 'static,
+    ) -> Result<T, Problem> {
         let faults = self.faults();
         let late = match (answer, faults.answer_after_ms) {
             (Answer::Late, Some(ms)) => Duration::from_millis(ms),
@@ -113,7 +112,7 @@ impl AppState {
             let delay = app.config.latency(books.rng.next_f64());
             if faults.failure_rate > 0.0 && faults.fails(books.rng.next_f64()) {
                 books.ledger.record_failure();
-                return (Err(ApiError::Unavailable), delay);
+                return (Err(unavailable()), delay);
             }
             let done = work(&app, &mut books);
             if done.is_ok() && !late.is_zero() {
@@ -122,8 +121,8 @@ impl AppState {
             (done, delay)
         });
         let (done, delay) = tokio::select! {
-            joined = task => joined.map_err(|_| ApiError::Unavailable)?,
-            () = self.shutdown.cancelled() => return Err(ApiError::Unavailable),
+            joined = task => joined.map_err(|_| unavailable())?,
+            () = self.shutdown.cancelled() => return Err(unavailable()),
         };
         self.wait(delay + late).await?;
         done
@@ -131,12 +130,12 @@ impl AppState {
 
     /// Decides and records a charge, or answers the current state of the charge made under its
     /// idempotency key.
-    fn charge(&self, books: &mut Books, req: &ChargeRequest) -> Result<ChargeAnswer, ApiError> {
+    fn charge(&self, books: &mut Books, req: &ChargeRequest) -> Result<ChargeAnswer, Problem> {
         let draw = books.rng.next_f64();
         let new = match decide(&self.rules, req, draw) {
             Decision::Unavailable => {
                 books.ledger.record_failure();
-                return Err(ApiError::Unavailable);
+                return Err(unavailable());
             }
             Decision::Captured => NewCharge::Captured,
             Decision::Declined { code } => NewCharge::Declined { code },
@@ -145,16 +144,16 @@ impl AppState {
             },
         };
         match books.ledger.replay_charge(req) {
-            Some(current) => current.map_err(ApiError::from),
+            Some(current) => current.map_err(Problem::from),
             None => Ok(books.ledger.record_charge(req, new)),
         }
     }
 
     /// Waits out the simulated latency, or less when shutting down.
-    async fn wait(&self, delay: Duration) -> Result<(), ApiError> {
+    async fn wait(&self, delay: Duration) -> Result<(), Problem> {
         tokio::select! {
             () = tokio::time::sleep(delay) => Ok(()),
-            () = self.shutdown.cancelled() => Err(ApiError::Unavailable),
+            () = self.shutdown.cancelled() => Err(unavailable()),
         }
     }
 }
@@ -178,8 +177,8 @@ pub fn router(state: AppState) -> Router {
 async fn create_charge(
     State(app): State<AppState>,
     body: Bytes,
-) -> Result<Json<ChargeAnswer>, ApiError> {
-    let req = ChargeRequest::parse(&body).map_err(ApiError::BadRequest)?;
+) -> Result<Json<ChargeAnswer>, Problem> {
+    let req = ChargeRequest::parse(&body).map_err(Problem::bad_request)?;
     let order_id = req.order_id.clone();
     let answer = app
         .call(Answer::Late, move |app, books| app.charge(books, &req))
@@ -197,12 +196,12 @@ async fn create_charge(
 async fn void_charge(
     State(app): State<AppState>,
     body: Bytes,
-) -> Result<Json<ChargeAnswer>, ApiError> {
-    let req = ChargeRequest::parse(&body).map_err(ApiError::BadRequest)?;
+) -> Result<Json<ChargeAnswer>, Problem> {
+    let req = ChargeRequest::parse(&body).map_err(Problem::bad_request)?;
     let key = req.idempotency_key.clone();
     let answer = app
         .call(Answer::OnTime, move |_, books| {
-            books.ledger.void(&req).map_err(ApiError::from)
+            books.ledger.void(&req).map_err(Problem::from)
         })
         .await;
     match &answer {
@@ -217,12 +216,12 @@ async fn void_charge(
 async fn create_refund(
     State(app): State<AppState>,
     body: Bytes,
-) -> Result<Json<RefundAnswer>, ApiError> {
-    let req = RefundRequest::parse(&body).map_err(ApiError::BadRequest)?;
+) -> Result<Json<RefundAnswer>, Problem> {
+    let req = RefundRequest::parse(&body).map_err(Problem::bad_request)?;
     let charge_id = req.charge_id.clone();
     let answer = app
         .call(Answer::OnTime, move |_, books| {
-            books.ledger.refund(&req).map_err(ApiError::from)
+            books.ledger.refund(&req).map_err(Problem::from)
         })
         .await;
     match &answer {
@@ -246,11 +245,11 @@ struct ListQuery {
 async fn list_charges(
     State(app): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<ChargePage>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+) -> Result<Json<ChargePage>, Problem> {
+    let Query(query) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
+        return Err(Problem::bad_request(format!(
             "limit must be between 1 and {MAX_PAGE}, got {limit}"
         )));
     }
@@ -276,20 +275,20 @@ async fn list_charges(
 async fn show_charge(
     State(app): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Charge>, ApiError> {
+) -> Result<Json<Charge>, Problem> {
     let books = app.books();
     let charge = books.ledger.charge(&id).cloned();
     charge
         .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no charge {id}")))
+        .ok_or_else(|| Problem::not_found(format!("no charge {id}")))
 }
 
 async fn show_faults(State(app): State<AppState>) -> Json<Faults> {
     Json(app.faults())
 }
 
-async fn put_faults(State(app): State<AppState>, body: Bytes) -> Result<Json<Faults>, ApiError> {
-    let faults = Faults::parse(&body).map_err(ApiError::BadRequest)?;
+async fn put_faults(State(app): State<AppState>, body: Bytes) -> Result<Json<Faults>, Problem> {
+    let faults = Faults::parse(&body).map_err(Problem::bad_request)?;
     app.set_faults(faults);
     Ok(Json(app.faults()))
 }
@@ -303,40 +302,16 @@ async fn stats(State(app): State<AppState>) -> Json<Stats> {
     Json(app.books().ledger.stats().clone())
 }
 
-/// Every error the API answers with, as `{"error": "..."}`.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("provider unavailable")]
-    Unavailable,
+/// The simulator cannot answer now (an injected outage, or it is stopping): 503.
+fn unavailable() -> Problem {
+    Problem::unavailable("provider unavailable")
 }
 
-impl From<LedgerError> for ApiError {
+impl From<LedgerError> for Problem {
     fn from(e: LedgerError) -> Self {
         match e {
-            LedgerError::NotFound(m) => ApiError::NotFound(m),
-            LedgerError::Conflict(m) => ApiError::Conflict(m),
+            LedgerError::NotFound(m) => Problem::not_found(m),
+            LedgerError::Conflict(m) => Problem::conflict(m),
         }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        (
-            status,
-            Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response()
     }
 }

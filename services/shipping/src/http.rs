@@ -1,16 +1,14 @@
 //! The shipping service's HTTP API over its own table, internal to the shop:
 //! `GET /shipments?order_id=` (the order's shipments) and `GET /shipments` (the latest 100).
-//! Errors are JSON `{"error": ...}`: 400 for a malformed query, 500 (logged, never detailed) for
-//! ours.
+//! Errors are problems ([`choreo::problem`]): 400 for a malformed query, 500 (logged, never
+//! detailed) for ours.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use choreo::problem::Problem;
 use serde::Deserialize;
-use serde_json::json;
 use sqlx::PgPool;
 
 use crate::store::{self, ShipmentRow};
@@ -22,34 +20,6 @@ pub fn router(pool: PgPool) -> Router {
         .with_state(pool)
 }
 
-/// The errors of this API, mapped to a status and a JSON body once.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("internal error")]
-    Internal(#[from] sqlx::Error),
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        ApiError::BadRequest(rejection.body_text())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Internal(error) => {
-                tracing::error!(%error, "shipping API failed");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        };
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
-    }
-}
-
 #[derive(Debug, Deserialize)]
 struct ShipmentsQuery {
     order_id: Option<String>,
@@ -59,8 +29,11 @@ struct ShipmentsQuery {
 async fn shipments(
     State(pool): State<PgPool>,
     query: Result<Query<ShipmentsQuery>, QueryRejection>,
-) -> Result<Json<Vec<ShipmentRow>>, ApiError> {
-    let Query(query) = query?;
+) -> Result<Json<Vec<ShipmentRow>>, Problem> {
+    let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
     let order_id = query.order_id.as_deref().filter(|id| !id.is_empty());
-    Ok(Json(store::shipments(&pool, order_id).await?))
+    let shipments = store::shipments(&pool, order_id)
+        .await
+        .map_err(Problem::internal)?;
+    Ok(Json(shipments))
 }

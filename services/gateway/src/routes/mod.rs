@@ -29,13 +29,18 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     }
 }
 
-/// A response with exactly these JSON bytes (stored answers are replayed byte for byte).
+/// A response with exactly these JSON bytes (stored answers are replayed byte for byte): a
+/// problem (`application/problem+json`) when `status` is not a success.
 pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let content_type = if status.is_success() {
+        "application/json"
+    } else {
+        choreo::problem::PROBLEM_JSON
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use choreo::problem::Problem;
 use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -14,9 +15,10 @@ use uuid::Uuid;
 use super::{json_bytes, RequestId};
 use crate::auth::Customer;
 use crate::domain::PlaceOrder;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{idempotency_key_reused, request_in_flight, upstream_refusal};
 use crate::idempotency::{fingerprint, Begin, IdempotencyKey};
 use crate::json::ApiJson;
+use crate::openapi::ProblemBody;
 use crate::upstream::{Reply, Upstream};
 use crate::AppState;
 
@@ -66,14 +68,14 @@ pub struct OrderView {
     responses(
         (status = 201, description = "Placed (or the first answer again, with `Idempotent-Replayed: true`)", body = PlacedOrder,
             headers(("Idempotent-Replayed" = String, description = "`true` when this is a stored answer"))),
-        (status = 400, description = "Not JSON", body = ErrorBody),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 409, description = "A request with this Idempotency-Key is in progress", body = ErrorBody),
-        (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "A refused value, an unknown sku, or an Idempotency-Key used with another body", body = ErrorBody),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
-        (status = 503, description = "The order service is unavailable, or the shop is saturated and sheds new orders; see Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
-        (status = 504, description = "The order service did not answer in time", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
+        (status = 400, description = "Not JSON", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this Idempotency-Key is in progress", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A refused value, an unknown sku, or an Idempotency-Key used with another body", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = ProblemBody, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
+        (status = 503, description = "The order service is unavailable, or the shop is saturated and sheds new orders; see Retry-After", body = ProblemBody, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
+        (status = 504, description = "The order service did not answer in time", body = ProblemBody, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
     ),
     security(("bearer" = []))
 )]
@@ -83,18 +85,20 @@ pub async fn place(
     RequestId(request_id): RequestId,
     headers: HeaderMap,
     ApiJson(order): ApiJson<PlaceOrder>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let Some(key) = IdempotencyKey::from_headers(&headers)? else {
         let (status, body) =
             forward(&state, &customer, Uuid::now_v7(), &order, &request_id).await?;
-        return Ok((status, Json(body)).into_response());
+        return Ok(json_bytes(status, body));
     };
-    let canonical = serde_json::to_vec(&order).map_err(anyhow::Error::from)?;
+    let canonical = serde_json::to_vec(&order).map_err(Problem::internal)?;
     let begin = state
         .idempotency
         .begin(&customer.0, &key, &fingerprint(&canonical), Uuid::now_v7())
         .await
-        .map_err(|e| anyhow::Error::new(e).context("claim the idempotency key"))?;
+        .map_err(|e| {
+            Problem::internal(anyhow::Error::new(e).context("claim the idempotency key"))
+        })?;
     let order_id = match begin {
         Begin::Proceed { order_id } => order_id,
         Begin::Replay { status, body } => {
@@ -104,17 +108,18 @@ pub async fn place(
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
             return Ok(response);
         }
-        Begin::InFlight => return Err(ApiError::RequestInFlight),
-        Begin::Mismatch => return Err(ApiError::IdempotencyKeyReused),
+        Begin::InFlight => return Err(request_in_flight()),
+        Begin::Mismatch => return Err(idempotency_key_reused()),
     };
     match forward(&state, &customer, order_id, &order, &request_id).await {
-        Ok((status, body)) => {
-            let bytes = serde_json::to_vec(&body).map_err(anyhow::Error::from)?;
+        Ok((status, bytes)) => {
             state
                 .idempotency
                 .complete(&customer.0, &key, status, &bytes)
                 .await
-                .map_err(|e| anyhow::Error::new(e).context("store the idempotent answer"))?;
+                .map_err(|e| {
+                    Problem::internal(anyhow::Error::new(e).context("store the idempotent answer"))
+                })?;
             Ok(json_bytes(status, bytes))
         }
         Err(error) => {
@@ -126,14 +131,15 @@ pub async fn place(
     }
 }
 
-/// Sends the order to the order service: 201 with the placed order, or its 4xx as it is.
+/// Sends the order to the order service: 201 with the placed order, or its 4xx as a problem;
+/// the body as the bytes to answer (and to store under an idempotency key).
 async fn forward(
     state: &AppState,
     customer: &Customer,
     order_id: Uuid,
     order: &PlaceOrder,
     request_id: &str,
-) -> Result<(StatusCode, Value), ApiError> {
+) -> Result<(StatusCode, Vec<u8>), Problem> {
     let body = json!({
         "order_id": order_id,
         "customer_id": customer.0,
@@ -142,7 +148,9 @@ async fn forward(
     });
     let reply = state.orders.post("/orders", &body, request_id).await?;
     if !reply.status.is_success() {
-        return Ok((reply.status, reply.body));
+        let problem = upstream_refusal(reply.status, reply.body);
+        let bytes = serde_json::to_vec(&problem).map_err(Problem::internal)?;
+        return Ok((reply.status, bytes));
     }
     let status = reply
         .body
@@ -158,7 +166,7 @@ async fn forward(
         },
         order: without(reply.body, &["order_id", "status", "links"]),
     };
-    let placed = serde_json::to_value(placed).map_err(anyhow::Error::from)?;
+    let placed = serde_json::to_vec(&placed).map_err(Problem::internal)?;
     Ok((StatusCode::CREATED, placed))
 }
 
@@ -177,12 +185,12 @@ fn without(mut value: Value, keys: &[&str]) -> Value {
     params(("id" = Uuid, Path, description = "The order id")),
     responses(
         (status = 202, description = "Cancellation accepted; the order as it is now", body = Object),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 404, description = "No such order of this customer", body = ErrorBody),
-        (status = 409, description = "The order can no longer be cancelled", body = ErrorBody),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
-        (status = 503, description = "The order service is unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
-        (status = 504, description = "The order service did not answer in time", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
+        (status = 401, description = "No valid bearer token", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such order of this customer", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The order can no longer be cancelled", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = ProblemBody, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
+        (status = 503, description = "The order service is unavailable", body = ProblemBody, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
+        (status = 504, description = "The order service did not answer in time", body = ProblemBody, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
     ),
     security(("bearer" = []))
 )]
@@ -191,7 +199,7 @@ pub async fn cancel(
     customer: Customer,
     RequestId(request_id): RequestId,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let id = order_id(&id)?;
     owned_order(&state.orders, &customer, id, &request_id).await?;
     let reply = state
@@ -203,7 +211,10 @@ pub async fn cancel(
         )
         .await?;
     if reply.status == StatusCode::NOT_FOUND {
-        return Err(ApiError::NotFound);
+        return Err(no_such_order(id));
+    }
+    if !reply.status.is_success() {
+        return Err(upstream_refusal(reply.status, reply.body));
     }
     Ok((reply.status, Json(reply.body)).into_response())
 }
@@ -214,11 +225,11 @@ pub async fn cancel(
     params(("id" = Uuid, Path, description = "The order id")),
     responses(
         (status = 200, description = "The order; `degraded` names the services that did not answer", body = OrderView),
-        (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 404, description = "No such order of this customer", body = ErrorBody),
-        (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
-        (status = 503, description = "The order service is unavailable", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
-        (status = 504, description = "The order service did not answer in time", body = ErrorBody, headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
+        (status = 401, description = "No valid bearer token", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such order of this customer", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see Retry-After", body = ProblemBody, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
+        (status = 503, description = "The order service is unavailable", body = ProblemBody, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
+        (status = 504, description = "The order service did not answer in time", body = ProblemBody, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
     ),
     security(("bearer" = []))
 )]
@@ -227,7 +238,7 @@ pub async fn get(
     customer: Customer,
     RequestId(request_id): RequestId,
     Path(id): Path<String>,
-) -> Result<Json<OrderView>, ApiError> {
+) -> Result<Json<OrderView>, Problem> {
     let id = order_id(&id)?;
     let order = owned_order(&state.orders, &customer, id, &request_id).await?;
     // A UUID needs no escaping in a query string.
@@ -264,8 +275,14 @@ pub async fn get(
 }
 
 /// A path segment that is no UUID names no order.
-fn order_id(segment: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(segment).map_err(|_| ApiError::NotFound)
+fn order_id(segment: &str) -> Result<Uuid, Problem> {
+    Uuid::parse_str(segment).map_err(|_| Problem::not_found(format!("no order {segment}")))
+}
+
+/// The answer for an order that does not exist or is another customer's: the same, so that
+/// nobody learns which ids exist.
+fn no_such_order(id: Uuid) -> Problem {
+    Problem::not_found(format!("no order {id}"))
 }
 
 /// The order if it belongs to `customer`; anyone else's order is "not found".
@@ -274,21 +291,18 @@ async fn owned_order(
     customer: &Customer,
     id: Uuid,
     request_id: &str,
-) -> Result<Value, ApiError> {
+) -> Result<Value, Problem> {
     let reply = orders.get(&format!("/orders/{id}"), request_id).await?;
     match reply.status {
-        StatusCode::NOT_FOUND => Err(ApiError::NotFound),
+        StatusCode::NOT_FOUND => Err(no_such_order(id)),
         status if status.is_success() => {
             let owner = reply.body.get("customer_id").and_then(Value::as_str);
             if owner == Some(customer.0.as_str()) {
                 Ok(reply.body)
             } else {
-                Err(ApiError::NotFound)
+                Err(no_such_order(id))
             }
         }
-        status => Err(ApiError::Upstream4xx {
-            status,
-            body: reply.body,
-        }),
+        status => Err(upstream_refusal(status, reply.body)),
     }
 }

@@ -56,11 +56,11 @@ async fn an_unknown_sku_is_not_found_and_an_invalid_one_is_a_bad_request() {
 
     let (status, body) = app.get("/stock/GHOST").await;
     assert_eq!(status, 404);
-    assert!(body["error"].as_str().unwrap().contains("GHOST"));
+    assert!(body["detail"].as_str().unwrap().contains("GHOST"));
 
     let (status, body) = app.get("/stock/not%20a%20sku").await;
     assert_eq!(status, 400);
-    assert!(body["error"].is_string());
+    assert!(body["detail"].is_string());
     app.finish().await;
 }
 
@@ -73,7 +73,7 @@ async fn a_receipt_outside_one_to_a_million_or_malformed_is_refused() {
             .post("/stock/MUG/receipts", &json!({ "quantity": quantity }))
             .await;
         assert_eq!(status, 422, "{quantity}: {body}");
-        assert!(body["error"].is_string());
+        assert!(body["detail"].is_string());
     }
     let (status, body) = app.post("/stock/MUG/receipts", &json!({ "qty": 1 })).await;
     assert_eq!(status, 400, "{body}");

@@ -162,7 +162,7 @@ async fn placing_the_same_order_twice_creates_it_once() {
 }
 
 #[tokio::test]
-async fn bad_orders_get_a_client_error_with_a_json_body() {
+async fn bad_orders_get_a_client_error_with_a_problem_body() {
     let app = spawn_app(Duration::from_secs(30)).await;
     let cases = [
         json!({"order_id": id(), "customer_id": "cus_a", "lines": [], "currency": "EUR"}),
@@ -175,8 +175,26 @@ async fn bad_orders_get_a_client_error_with_a_json_body() {
     for case in cases {
         let (status, body) = app.call("POST", "/orders", case.clone()).await;
         assert!(status.is_client_error(), "{case} gave {status}");
-        assert!(body["error"].is_string(), "{case} gave {body}");
+        assert!(body["detail"].is_string(), "{case} gave {body}");
+        assert_eq!(body["status"], status.as_u16(), "{case} gave {body}");
+        assert!(
+            body["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("urn:choreo:problem:")),
+            "{case} gave {body}"
+        );
     }
+    app.db.drop().await;
+}
+
+#[tokio::test]
+async fn a_price_of_zero_is_refused_by_the_catalogue_constraint_with_422() {
+    let app = spawn_app(Duration::from_secs(30)).await;
+    let price = json!({"currency": "EUR", "unit_price_minor": 0});
+    let (status, body) = app.call("PUT", "/catalog/MUG-01", price).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["type"], "urn:choreo:problem:invalid-value");
+    assert_eq!(body["detail"], "a price must be above zero");
     app.db.drop().await;
 }
 

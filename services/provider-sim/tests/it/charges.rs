@@ -65,7 +65,7 @@ async fn a_key_reused_with_another_amount_conflicts() {
     sim.charge("k1", "cus_1", 500).await;
     let (status, body) = sim.charge("k1", "cus_1", 600).await;
     assert_eq!(status, 409);
-    assert!(body["error"].as_str().unwrap().contains("idempotency key"));
+    assert!(body["detail"].as_str().unwrap().contains("idempotency key"));
 }
 
 #[tokio::test]
@@ -77,7 +77,7 @@ async fn failure_rate_one_answers_503_and_records_nothing() {
     .await;
     let (status, body) = sim.charge("k1", "cus_1", 500).await;
     assert_eq!(status, 503);
-    assert_eq!(body["error"], "provider unavailable");
+    assert_eq!(body["detail"], "provider unavailable");
     let (_, stats) = sim.get("/stats").await;
     assert_eq!(stats["injected_failures"], 1);
     assert_eq!(stats["charges_captured"], 0);
@@ -150,11 +150,11 @@ async fn bad_input_is_a_400_with_a_json_error() {
     ] {
         let (status, answer) = sim.post_raw("/v1/charges", body).await;
         assert_eq!(status, 400, "{body}");
-        assert!(answer["error"].is_string(), "{answer}");
+        assert!(answer["detail"].is_string(), "{answer}");
     }
     let (status, answer) = sim.post_raw("/v1/refunds", r#"{"charge_id":"ch_1"}"#).await;
     assert_eq!(status, 400);
-    assert!(answer["error"].is_string());
+    assert!(answer["detail"].is_string());
 }
 
 #[tokio::test]
@@ -162,5 +162,5 @@ async fn an_unknown_charge_is_a_404() {
     let sim = spawn_sim(Config::for_tests()).await;
     let (status, body) = sim.get("/v1/charges/ch_nope").await;
     assert_eq!(status, 404);
-    assert!(body["error"].is_string());
+    assert!(body["detail"].is_string());
 }

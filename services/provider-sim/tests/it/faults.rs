@@ -71,7 +71,7 @@ async fn faults_are_set_shown_and_cleared() {
     ] {
         let (status, body) = sim.put("/admin/faults", &bad).await;
         assert_eq!(status, 400, "{bad}");
-        assert!(body["error"].is_string(), "{body}");
+        assert!(body["detail"].is_string(), "{body}");
     }
 }
 

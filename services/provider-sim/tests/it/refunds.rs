@@ -43,7 +43,7 @@ async fn unknown_and_declined_charges_cannot_be_refunded() {
     let sim = spawn_sim(Config::for_tests()).await;
     let (status, body) = sim.refund("r1", "ch_nope", 1).await;
     assert_eq!(status, 404);
-    assert!(body["error"].is_string());
+    assert!(body["detail"].is_string());
 
     let (_, declined) = sim.charge("k1", "cus_decline", 100).await;
     let (status, _) = sim
@@ -66,7 +66,7 @@ async fn a_pending_charge_cannot_be_refunded() {
         .await;
     assert_eq!(status, 409, "{body}");
     assert!(
-        body["error"].as_str().unwrap().contains("pending"),
+        body["detail"].as_str().unwrap().contains("pending"),
         "{body}"
     );
 }

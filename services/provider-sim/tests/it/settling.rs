@@ -118,7 +118,7 @@ async fn charges_are_listed_in_creation_order_page_by_page() {
     assert_eq!(status, 400);
     let (status, body) = sim.get("/v1/charges?after=minus").await;
     assert_eq!(status, 400);
-    assert!(body["error"].is_string(), "{body}");
+    assert!(body["detail"].is_string(), "{body}");
 }
 
 #[tokio::test]
