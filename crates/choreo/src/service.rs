@@ -9,6 +9,11 @@
 //! awaited, so the batch in hand is committed before the process exits. The listener is bound
 //! in `connect`, so a test can start a service on port 0 and read [`Service::local_addr`].
 //!
+//! A process that serves HTTP over its own database but neither publishes nor consumes events
+//! (an edge such as an API gateway) uses the [`Frame`] alone: the pool and its migrations, the
+//! metrics, the listener with the operations endpoints, background loops and the same bounded
+//! stop; [`Service`] is a frame with the codec, outbox, relay and consumers added.
+//!
 //! Stopping is bounded: every part gets the consumers' grace period to finish its work in hand,
 //! and a process whose parts are still not done [`STOP_DEADLINE`] after the stop began (a part
 //! stuck on a broker or database that does not answer) exits on its own with status 70, so
@@ -128,27 +133,46 @@ pub enum ServiceError {
 type Task = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 type Starter = Box<dyn FnOnce(CancellationToken) -> Task + Send>;
 
-/// A service being assembled; see the module docs.
-pub struct Service {
-    pub settings: ServiceSettings,
-    pub pool: PgPool,
-    pub codec: Arc<Codec>,
-    pub outbox: Outbox,
-    pub metrics: Arc<Metrics>,
-    listener: tokio::net::TcpListener,
-    consumers: Vec<Arc<ConsumerStats>>,
-    parts: Vec<(String, Starter)>,
-    relay: bool,
-    inbox_pruner: bool,
-    /// Rung after every consumer batch, beside the relay's.
-    after_batches: Vec<Doorbell>,
+/// What a frame needs to start: see [`Frame::connect`].
+#[derive(Debug, Clone)]
+pub struct FrameSettings {
+    /// The process's name: its metrics label.
+    pub name: String,
+    pub database_url: String,
+    /// Where the HTTP listener binds (`127.0.0.1:0` for any free port).
+    pub http_addr: SocketAddr,
+    /// The most connections in the pool.
+    pub max_connections: u32,
 }
 
-impl Service {
-    /// Connects to the database, applies the backbone's migrations and then `migrator` (the
-    /// service's own), prepares the codec and outbox, and binds the HTTP listener.
+/// The frame of a process that serves HTTP over its own database: the pool (its migrations
+/// applied), the metrics, the bound listener and the background parts; see the module docs.
+pub struct Frame {
+    pub pool: PgPool,
+    pub metrics: Arc<Metrics>,
+    name: String,
+    listener: tokio::net::TcpListener,
+    parts: Vec<(String, Starter)>,
+    /// What `/readyz` waits for besides the database.
+    consumers: Vec<Arc<ConsumerStats>>,
+    /// Whether the caller took the operations endpoints to serve them in its own routes.
+    operations_taken: bool,
+}
+
+impl Frame {
+    /// Connects to the database, applies `migrator` (the process's own migrations, not the
+    /// backbone's) and binds the HTTP listener.
     pub async fn connect(
-        settings: ServiceSettings,
+        settings: FrameSettings,
+        migrator: &sqlx::migrate::Migrator,
+    ) -> Result<Self, ServiceError> {
+        Self::open(settings, false, migrator).await
+    }
+
+    /// The pool, with the backbone's migrations first when `backbone`, then `migrator`'s.
+    async fn open(
+        settings: FrameSettings,
+        backbone: bool,
         migrator: &sqlx::migrate::Migrator,
     ) -> Result<Self, ServiceError> {
         let pool = PgPoolOptions::new()
@@ -156,10 +180,10 @@ impl Service {
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect(&settings.database_url)
             .await?;
-        crate::db::migrate(&pool).await?;
+        if backbone {
+            crate::db::migrate(&pool).await?;
+        }
         migrator.run(&pool).await?;
-        let codec = Arc::new(Codec::new(&settings.registry)?);
-        let outbox = Outbox::new(codec.clone(), &settings.name);
         let metrics = Arc::new(Metrics::new(&settings.name));
         let listener = tokio::net::TcpListener::bind(settings.http_addr)
             .await
@@ -168,17 +192,13 @@ impl Service {
                 source,
             })?;
         Ok(Self {
-            settings,
             pool,
-            codec,
-            outbox,
             metrics,
+            name: settings.name,
             listener,
-            consumers: Vec::new(),
             parts: Vec::new(),
-            relay: true,
-            after_batches: Vec::new(),
-            inbox_pruner: false,
+            consumers: Vec::new(),
+            operations_taken: false,
         })
     }
 
@@ -187,52 +207,19 @@ impl Service {
         self.listener.local_addr().expect("a bound listener")
     }
 
-    /// Runs no relay in this process (e.g. when `choreo relay` runs beside it).
-    pub fn without_relay(mut self) -> Self {
-        self.relay = false;
-        self
+    /// The operations endpoints (`/metrics`, `/healthz`, `/readyz`), for a caller that wraps
+    /// them in layers of its own (request ids, traces): [`Frame::run`] then serves the routes
+    /// it is given as they are instead of adding these.
+    pub fn operations(&mut self) -> Router {
+        self.operations_taken = true;
+        crate::ops::router(self.metrics.clone(), self.readiness())
     }
 
-    /// Has the consumers added after this call ring `doorbell` after each committed batch
-    /// (besides the relay's): for a loop of the service's own that works on rows its handler
-    /// writes.
-    pub fn ring_after_batches(&mut self, doorbell: Doorbell) {
-        self.after_batches.push(doorbell);
-    }
-
-    /// Adds a consumer of `topics` in the service's group applying events with `handler`.
-    pub fn consume<H: Handler>(&mut self, handler: H, topics: &[&str]) -> Arc<ConsumerStats> {
-        self.consume_with(handler, ConsumerConfig::new(&self.settings.name, topics))
-    }
-
-    /// [`Service::consume`] with a consumer configuration of the caller's. The first consumer
-    /// also starts the inbox's pruner (one per process, whatever the number of consumers).
-    pub fn consume_with<H: Handler>(
-        &mut self,
-        handler: H,
-        config: ConsumerConfig,
-    ) -> Arc<ConsumerStats> {
-        let mut consumer = Consumer::new(&self.settings.kafka, self.pool.clone(), handler, config)
-            .with_metrics(self.metrics.clone())
-            .with_doorbell(self.outbox.doorbell().clone());
-        for bell in &self.after_batches {
-            consumer = consumer.with_doorbell(bell.clone());
+    fn readiness(&self) -> Readiness {
+        Readiness {
+            database: Some(self.pool.clone()),
+            consumers: self.consumers.clone(),
         }
-        let stats = consumer.stats();
-        self.consumers.push(stats.clone());
-        self.spawn("consumer", move |token| async move {
-            consumer.run(token).await.map_err(|e| e.to_string())
-        });
-        if !self.inbox_pruner {
-            self.inbox_pruner = true;
-            let pruner = Pruner::inbox(
-                self.pool.clone(),
-                self.settings.inbox_pruning,
-                &self.metrics,
-            );
-            self.spawn("inbox-pruner", move |token| pruner.run(token));
-        }
-        stats
     }
 
     /// Adds a background loop; it must return when `token` is cancelled.
@@ -251,8 +238,9 @@ impl Service {
         self.parts.push((part.to_owned(), starter));
     }
 
-    /// Runs every part and serves `routes` (with the operations endpoints) until `shutdown` is
-    /// cancelled or a part fails; then stops the others and waits for them.
+    /// Runs every part and serves `routes` (with the operations endpoints, and each request's
+    /// peer address as `ConnectInfo<SocketAddr>`) until `shutdown` is cancelled or a part
+    /// fails; then stops the others and waits for them, at most [`STOP_DEADLINE`].
     pub async fn run(
         self,
         routes: Router,
@@ -260,51 +248,38 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let stop = shutdown.child_token();
         let mut parts: JoinSet<(String, Result<(), String>)> = JoinSet::new();
-        if self.relay {
-            let relay = Relay::new(
-                &self.settings.database_url,
-                &self.settings.kafka,
-                RelayConfig::new(&self.settings.name),
-            )
-            .with_metrics(self.metrics.clone())
-            .with_doorbell(self.outbox.doorbell().clone());
-            let token = stop.clone();
-            parts.spawn(async move {
-                let result = relay.run(token).await.map_err(|e| e.to_string());
-                ("relay".to_owned(), result)
-            });
-        }
-        {
-            // Rings for a relay leading in another process go out as a NOTIFY.
-            let (bell, url, token) = (
-                self.outbox.doorbell().clone(),
-                self.settings.database_url.clone(),
-                stop.clone(),
-            );
-            parts.spawn(async move {
-                bell.forward(&url, token).await;
-                ("doorbell".to_owned(), Ok(()))
-            });
-        }
-        for (part, start) in self.parts {
+        self.run_parts(routes, stop, &mut parts).await
+    }
+
+    /// [`Frame::run`] with `parts` already started under `stop`.
+    async fn run_parts(
+        mut self,
+        routes: Router,
+        stop: CancellationToken,
+        parts: &mut JoinSet<(String, Result<(), String>)>,
+    ) -> Result<(), ServiceError> {
+        for (part, start) in std::mem::take(&mut self.parts) {
             let task = start(stop.clone());
             parts.spawn(async move { (part, task.await) });
         }
-        let readiness = Readiness {
-            database: Some(self.pool.clone()),
-            consumers: self.consumers.clone(),
+        let app = if self.operations_taken {
+            routes
+        } else {
+            routes.merge(crate::ops::router(self.metrics.clone(), self.readiness()))
         };
-        let app = routes.merge(crate::ops::router(self.metrics.clone(), readiness));
         let token = stop.clone();
         let listener = self.listener;
         parts.spawn(async move {
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await
-                .map_err(|e| e.to_string());
+            let result = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await
+            .map_err(|e| e.to_string());
             ("http".to_owned(), result)
         });
-        tracing::info!(service = %self.settings.name, "running");
+        tracing::info!(service = %self.name, "running");
 
         let stopped = Arc::new(AtomicBool::new(false));
         // Set when `run` returns or its future is dropped (a test's runtime ending): only a run
@@ -342,6 +317,157 @@ impl Service {
         self.pool.close().await;
         watchdog.abort();
         failure.map_or(Ok(()), Err)
+    }
+}
+
+/// A service being assembled; see the module docs.
+pub struct Service {
+    pub settings: ServiceSettings,
+    pub pool: PgPool,
+    pub codec: Arc<Codec>,
+    pub outbox: Outbox,
+    pub metrics: Arc<Metrics>,
+    frame: Frame,
+    relay: bool,
+    inbox_pruner: bool,
+    /// Rung after every consumer batch, beside the relay's.
+    after_batches: Vec<Doorbell>,
+}
+
+impl Service {
+    /// Connects to the database, applies the backbone's migrations and then `migrator` (the
+    /// service's own), prepares the codec and outbox, and binds the HTTP listener.
+    pub async fn connect(
+        settings: ServiceSettings,
+        migrator: &sqlx::migrate::Migrator,
+    ) -> Result<Self, ServiceError> {
+        let frame = Frame::open(
+            FrameSettings {
+                name: settings.name.clone(),
+                database_url: settings.database_url.clone(),
+                http_addr: settings.http_addr,
+                max_connections: settings.max_connections,
+            },
+            true,
+            migrator,
+        )
+        .await?;
+        let codec = Arc::new(Codec::new(&settings.registry)?);
+        let outbox = Outbox::new(codec.clone(), &settings.name);
+        Ok(Self {
+            pool: frame.pool.clone(),
+            metrics: frame.metrics.clone(),
+            settings,
+            codec,
+            outbox,
+            frame,
+            relay: true,
+            after_batches: Vec::new(),
+            inbox_pruner: false,
+        })
+    }
+
+    /// The address the HTTP listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.frame.local_addr()
+    }
+
+    /// Runs no relay in this process (e.g. when `choreo relay` runs beside it).
+    pub fn without_relay(mut self) -> Self {
+        self.relay = false;
+        self
+    }
+
+    /// Has the consumers added after this call ring `doorbell` after each committed batch
+    /// (besides the relay's): for a loop of the service's own that works on rows its handler
+    /// writes.
+    pub fn ring_after_batches(&mut self, doorbell: Doorbell) {
+        self.after_batches.push(doorbell);
+    }
+
+    /// Adds a consumer of `topics` in the service's group applying events with `handler`.
+    pub fn consume<H: Handler>(&mut self, handler: H, topics: &[&str]) -> Arc<ConsumerStats> {
+        self.consume_with(handler, ConsumerConfig::new(&self.settings.name, topics))
+    }
+
+    /// [`Service::consume`] with a consumer configuration of the caller's. The first consumer
+    /// also starts the inbox's pruner (one per process, whatever the number of consumers).
+    pub fn consume_with<H: Handler>(
+        &mut self,
+        handler: H,
+        config: ConsumerConfig,
+    ) -> Arc<ConsumerStats> {
+        let mut consumer = Consumer::new(&self.settings.kafka, self.pool.clone(), handler, config)
+            .with_metrics(self.metrics.clone())
+            .with_doorbell(self.outbox.doorbell().clone());
+        for bell in &self.after_batches {
+            consumer = consumer.with_doorbell(bell.clone());
+        }
+        let stats = consumer.stats();
+        self.frame.consumers.push(stats.clone());
+        self.spawn("consumer", move |token| async move {
+            consumer.run(token).await.map_err(|e| e.to_string())
+        });
+        if !self.inbox_pruner {
+            self.inbox_pruner = true;
+            let pruner = Pruner::inbox(
+                self.pool.clone(),
+                self.settings.inbox_pruning,
+                &self.metrics,
+            );
+            self.spawn("inbox-pruner", move |token| pruner.run(token));
+        }
+        stats
+    }
+
+    /// Adds a background loop; it must return when `token` is cancelled.
+    pub fn spawn<F, E>(
+        &mut self,
+        part: &str,
+        start: impl FnOnce(CancellationToken) -> F + Send + 'static,
+    ) where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        self.frame.spawn(part, start);
+    }
+
+    /// Runs every part and serves `routes` (with the operations endpoints) until `shutdown` is
+    /// cancelled or a part fails; then stops the others and waits for them.
+    pub async fn run(
+        self,
+        routes: Router,
+        shutdown: CancellationToken,
+    ) -> Result<(), ServiceError> {
+        let stop = shutdown.child_token();
+        let mut parts: JoinSet<(String, Result<(), String>)> = JoinSet::new();
+        if self.relay {
+            let relay = Relay::new(
+                &self.settings.database_url,
+                &self.settings.kafka,
+                RelayConfig::new(&self.settings.name),
+            )
+            .with_metrics(self.metrics.clone())
+            .with_doorbell(self.outbox.doorbell().clone());
+            let token = stop.clone();
+            parts.spawn(async move {
+                let result = relay.run(token).await.map_err(|e| e.to_string());
+                ("relay".to_owned(), result)
+            });
+        }
+        {
+            // Rings for a relay leading in another process go out as a NOTIFY.
+            let (bell, url, token) = (
+                self.outbox.doorbell().clone(),
+                self.settings.database_url.clone(),
+                stop.clone(),
+            );
+            parts.spawn(async move {
+                bell.forward(&url, token).await;
+                ("doorbell".to_owned(), Ok(()))
+            });
+        }
+        self.frame.run_parts(routes, stop, &mut parts).await
     }
 }
 

@@ -4,11 +4,13 @@
 //! shop is saturated ([`shed`]). It owns no shop state; its own database holds only the
 //! idempotency keys of `POST /orders`, pruned after their retention ([`idempotency`]).
 //!
+//! It is built on the backbone's frame ([`choreo::service::Frame`]) like every service: the
+//! pool and its migrations, the metrics, the listener, the background loops and the bounded
+//! stop are the frame's; it has no events, so no codec, outbox, relay or consumer.
 //! [`Application::build`] binds the listener (port 0 in tests) and [`Application::run_until`]
 //! serves, with the background loops (the saga-backlog poll, the idempotency pruner), until the
 //! shutdown token is cancelled. `main.rs` only reads the config and calls them.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,12 +18,10 @@ use anyhow::Context;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
 use choreo::metrics::Metrics;
-use choreo::ops::Readiness;
 use choreo::resilience::BreakerConfig;
+use choreo::service::{Frame, FrameSettings, ServiceError};
 use secrecy::ExposeSecret;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -42,7 +42,6 @@ pub mod upstream;
 pub use config::Config;
 
 use auth::JwtKeys;
-use choreo::prune::Pruner;
 use idempotency::Store;
 use limit::RateLimiter;
 use observe::HttpMetrics;
@@ -103,9 +102,10 @@ impl AppState {
 }
 
 /// The whole HTTP surface: the public API (rate-limited), `/openapi.json`, and the operations
-/// endpoints (`/metrics`, `/healthz`, `/readyz`), with request ids and per-request spans.
-pub fn router(state: AppState, metrics: Arc<Metrics>, readiness: Readiness) -> Router {
-    let http_metrics = HttpMetrics::register(&metrics).expect("gateway metric names are unique");
+/// endpoints (`/metrics`, `/healthz`, `/readyz`, the frame's `operations`), with request ids and
+/// per-request spans.
+pub fn router(state: AppState, metrics: &Metrics, operations: Router) -> Router {
+    let http_metrics = HttpMetrics::register(metrics).expect("gateway metric names are unique");
     let api = Router::new()
         .route(
             "/orders",
@@ -123,7 +123,7 @@ pub fn router(state: AppState, metrics: Arc<Metrics>, readiness: Readiness) -> R
             http_metrics,
             observe::observe,
         ))
-        .merge(choreo::ops::router(metrics, readiness))
+        .merge(operations)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(observe::request_span))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -131,80 +131,54 @@ pub fn router(state: AppState, metrics: Arc<Metrics>, readiness: Readiness) -> R
 
 /// The gateway, bound and ready to serve.
 pub struct Application {
-    listener: TcpListener,
+    frame: Frame,
     router: Router,
-    port: u16,
-    pruner: Pruner,
-    sagas: SagaWatch,
 }
 
 impl Application {
-    /// Connects to the database, applies the migrations, builds the router and binds the
-    /// listener on `config.http_addr` (port 0 picks a free one).
+    /// Connects to the database, applies the migrations, builds the router, binds the listener
+    /// on `config.http_addr` (port 0 picks a free one) and adds the background loops.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let url = config.database_url()?;
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url.expose_secret())
+        let settings = FrameSettings {
+            name: "gateway".to_owned(),
+            database_url: config.database_url()?.expose_secret().to_owned(),
+            http_addr: config.http_addr,
+            max_connections: 16,
+        };
+        let mut frame = Frame::connect(settings, &sqlx::migrate!("./migrations"))
             .await
             .context("connect to the gateway's database")?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .context("apply the gateway's migrations")?;
-        let metrics = Arc::new(Metrics::new("gateway"));
-        let state = AppState::new(&config, pool.clone(), &metrics)?;
-        let pruner = idempotency::pruner(pool.clone(), config.idempotency_retention, &metrics)
-            .context("register the idempotency pruner's metrics")?;
+        let state = AppState::new(&config, frame.pool.clone(), &frame.metrics)?;
+        let pruner = idempotency::pruner(
+            frame.pool.clone(),
+            config.idempotency_retention,
+            &frame.metrics,
+        )
+        .context("register the idempotency pruner's metrics")?;
         let sagas = SagaWatch {
             admission: state.admission.clone(),
             client: reqwest::Client::new(),
             order_url: config.order_url.clone(),
             timeout: config.upstream_timeout(),
         };
-        let readiness = Readiness {
-            database: Some(pool),
-            consumers: vec![],
-        };
-        let listener = TcpListener::bind(config.http_addr)
-            .await
-            .with_context(|| format!("bind {}", config.http_addr))?;
-        let port = listener.local_addr()?.port();
-        Ok(Self {
-            listener,
-            router: router(state, metrics, readiness),
-            port,
-            pruner,
-            sagas,
-        })
+        frame.spawn("saga-watch", move |token| async move {
+            sagas.run(token).await;
+            Ok::<(), std::convert::Infallible>(())
+        });
+        frame.spawn("idempotency-pruner", move |token| pruner.run(token));
+        let operations = frame.operations();
+        let router = router(state, &frame.metrics, operations);
+        Ok(Self { frame, router })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.frame.local_addr().port()
     }
 
     /// Serves, and runs the background loops, until `shutdown` is cancelled; then lets
     /// requests in hand finish and waits for the loops to stop.
-    pub async fn run_until(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        tracing::info!(port = self.port, "gateway listening");
-        let background = shutdown.child_token();
-        let mut loops = tokio::task::JoinSet::new();
-        loops.spawn(self.sagas.run(background.clone()));
-        let pruner = self.pruner;
-        let token = background.clone();
-        loops.spawn(async move {
-            let _ = pruner.run(token).await;
-        });
-        let served = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-        background.cancel();
-        while loops.join_next().await.is_some() {}
-        served
+    pub async fn run_until(self, shutdown: CancellationToken) -> Result<(), ServiceError> {
+        tracing::info!(port = self.port(), "gateway listening");
+        self.frame.run(self.router, shutdown).await
     }
 }
