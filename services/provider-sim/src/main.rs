@@ -1,13 +1,12 @@
+//! The `provider-sim` binary: reads the configuration, sets up the JSON logs every service
+//! writes, then serves until SIGTERM.
+
 use clap::Parser;
 use provider_sim::{Config, Simulator};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    choreo::service::init_tracing();
     let config = Config::parse();
     let shutdown = choreo::shutdown::on_signal()?;
     let simulator = Simulator::bind(config).await?;
