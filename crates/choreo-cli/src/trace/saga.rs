@@ -222,7 +222,7 @@ pub fn verdict(saga: &Saga, steps: &[Step]) -> Verdict {
                 .end(&ending.end)
                 .is_some_and(|end| !end.compensations.is_empty());
             Verdict::Ended {
-                compensations: owes.then(|| Compensations {
+                compensations: owes.then_some(Compensations {
                     seen: ending.compensated,
                     missing: ending.missing,
                 }),

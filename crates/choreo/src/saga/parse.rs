@@ -92,6 +92,9 @@ pub fn load(path: &Path) -> Result<Vec<Saga>, SagaError> {
         field: String::new(),
         why,
     };
+    if !path.exists() {
+        return Err(whole(path, "no such saga file or folder".into()));
+    }
     let files = if path.is_dir() {
         let entries = std::fs::read_dir(path)
             .map_err(|e| whole(path, format!("cannot read the sagas folder: {e}")))?;
