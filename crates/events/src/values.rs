@@ -1,8 +1,13 @@
 //! Value types every service shares: built only through constructors that refuse bad values
 //! (parse, don't validate), so neither an HTTP body nor a decoded event can make an invalid one.
-//! No behaviour of any one service lives here.
+//! Their serde forms go through the same constructors (an id, SKU or currency is a string, a
+//! quantity a number), so a JSON body is parsed into them once, at the edge that reads it; with
+//! the `openapi` feature they also describe themselves for an OpenAPI document. No behaviour of
+//! any one service lives here.
 
 use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A value that failed its constructor's rules.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,6 +65,27 @@ macro_rules! id_type {
                 f.write_str(&self.0)
             }
         }
+
+        text_serde!($name);
+    };
+}
+
+/// Serde for a value written as a string: serialized as its text, deserialized through its
+/// `parse`, so a refused value is a deserialization error naming why.
+macro_rules! text_serde {
+    ($name:ident) => {
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                Self::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
     };
 }
 
@@ -76,6 +102,11 @@ id_type!(
 
 /// A stock keeping unit: 1 to 32 of `A-Z`, `0-9` and `-`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, pattern = "^[A-Z0-9-]{1,32}$", example = "SKU-1")
+)]
 pub struct Sku(String);
 
 impl Sku {
@@ -103,8 +134,15 @@ impl fmt::Display for Sku {
     }
 }
 
+text_serde!(Sku);
+
 /// How many units of one SKU a line asks for: 1 to [`Quantity::MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = u16)
+)]
 pub struct Quantity(u32);
 
 impl Quantity {
@@ -122,8 +160,26 @@ impl Quantity {
     }
 }
 
+impl Serialize for Quantity {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u32(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let number = i64::deserialize(deserializer)?;
+        Self::new(number).map_err(serde::de::Error::custom)
+    }
+}
+
 /// An ISO 4217 currency code: three uppercase letters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")
+)]
 pub struct Currency([u8; 3]);
 
 impl Currency {
@@ -148,6 +204,8 @@ impl fmt::Display for Currency {
         f.write_str(self.as_str())
     }
 }
+
+text_serde!(Currency);
 
 /// An exact, non-negative amount in minor units of a currency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -232,6 +290,21 @@ mod tests {
         assert_eq!(eur.plus(usd), None);
         assert_eq!(eur.plus(eur).unwrap().minor(), 200);
         assert!(Money::new(-1, eur.currency()).is_err());
+    }
+
+    #[test]
+    fn values_read_from_json_through_their_constructors() {
+        let sku: Sku = serde_json::from_str(r#""MUG-01""#).unwrap();
+        assert_eq!(serde_json::to_string(&sku).unwrap(), r#""MUG-01""#);
+        assert!(serde_json::from_str::<Sku>(r#""mug""#).is_err());
+        let quantity: Quantity = serde_json::from_str("3").unwrap();
+        assert_eq!(serde_json::to_string(&quantity).unwrap(), "3");
+        let refused = serde_json::from_str::<Quantity>("0")
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("quantity"), "{refused}");
+        assert!(serde_json::from_str::<Currency>(r#""eur""#).is_err());
+        assert!(serde_json::from_str::<OrderId>(r#""""#).is_err());
     }
 
     proptest! {

@@ -28,7 +28,6 @@ use tower_http::trace::TraceLayer;
 
 pub mod auth;
 pub mod config;
-pub mod domain;
 pub mod error;
 pub mod idempotency;
 pub mod json;

@@ -8,8 +8,9 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::domain::{Currency, Lines, OrderLine, PlaceOrder, Quantity, Sku};
 use crate::routes::orders::{self, Links, OrderView, PlacedOrder};
+use shop_events::request::{Lines, OrderLine, OrderRequest};
+use shop_events::values::{Currency, Quantity, Sku};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,7 +22,7 @@ use crate::routes::orders::{self, Links, OrderView, PlacedOrder};
     ),
     paths(orders::place, orders::cancel, orders::get),
     components(schemas(
-        ProblemBody, PlaceOrder, OrderLine, Lines, Sku, Quantity, Currency, PlacedOrder, Links,
+        ProblemBody, OrderRequest, OrderLine, Lines, Sku, Quantity, Currency, PlacedOrder, Links,
         OrderView
     )),
     modifiers(&BearerAuth),

@@ -15,7 +15,8 @@ use axum::{Json, Router};
 use choreo::problem::{Constraint, Kind, Problem};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shop_events::values::{Currency, CustomerId, InvalidValue, Money, OrderId, Quantity, Sku};
+use shop_events::request::PlaceOrder;
+use shop_events::values::{Currency, InvalidValue, Money, Sku};
 use sqlx::PgPool;
 
 use crate::domain::{self, Input, OrderError, Wanted};
@@ -70,50 +71,45 @@ fn rejected(rejection: JsonRejection) -> Problem {
     Problem::bad_request(rejection.body_text())
 }
 
+/// A refused order body: 422 when a value in it is refused (or missing), 400 when it is no JSON.
+fn refused_order(rejection: JsonRejection) -> Problem {
+    match rejection {
+        JsonRejection::JsonDataError(e) => Problem::invalid(e.body_text()),
+        other => rejected(other),
+    }
+}
+
 fn no_order(id: &str) -> Problem {
     Problem::not_found(format!("no order {id}"))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlaceOrder {
-    pub order_id: String,
-    pub customer_id: String,
-    pub lines: Vec<WantedLine>,
-    pub currency: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WantedLine {
-    pub sku: String,
-    pub quantity: i64,
 }
 
 async fn place(
     State(state): State<AppState>,
     body: Result<Json<PlaceOrder>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
-    let Json(body) = body.map_err(rejected)?;
-    let order_id = OrderId::parse(&body.order_id).map_err(invalid)?;
-    let customer_id = CustomerId::parse(&body.customer_id).map_err(invalid)?;
-    let currency = Currency::parse(&body.currency).map_err(invalid)?;
-    let wanted = body
+    // The body's values are parsed by deserializing it (shop_events::request): a refused
+    // one is a JSON rejection that says which and why.
+    let Json(body) = body.map_err(refused_order)?;
+    let wanted: Vec<Wanted> = body
         .lines
+        .as_slice()
         .iter()
-        .map(|l| {
-            Ok(Wanted {
-                sku: Sku::parse(&l.sku)?,
-                quantity: Quantity::new(l.quantity)?,
-            })
+        .map(|line| Wanted {
+            sku: line.sku.clone(),
+            quantity: line.quantity,
         })
-        .collect::<Result<Vec<_>, InvalidValue>>()
-        .map_err(invalid)?;
+        .collect();
     let skus: Vec<String> = wanted.iter().map(|w| w.sku.to_string()).collect();
     let prices = store::prices(&state.pool, &skus).await.map_err(db)?;
     // Every refusal of the pricing (an unknown SKU, too many units, ...) is the caller's to fix.
-    let order = domain::price(order_id, customer_id, currency, &wanted, &prices)
-        .map_err(|e: OrderError| Problem::invalid(e.to_string()))?;
+    let order = domain::price(
+        body.order_id,
+        body.customer_id,
+        body.currency,
+        &wanted,
+        &prices,
+    )
+    .map_err(|e: OrderError| Problem::invalid(e.to_string()))?;
     let deadline_at = chrono::Utc::now() + state.deadline;
     let mut tx = state.pool.begin().await.map_err(db)?;
     let created = state

@@ -9,12 +9,13 @@ use axum::Json;
 use choreo::problem::Problem;
 use serde::Serialize;
 use serde_json::{json, Value};
+use shop_events::request::{OrderRequest, PlaceOrder};
+use shop_events::values::{CustomerId, OrderId};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{json_bytes, RequestId};
 use crate::auth::Customer;
-use crate::domain::PlaceOrder;
 use crate::error::{idempotency_key_reused, request_in_flight, upstream_refusal};
 use crate::idempotency::{fingerprint, Begin, IdempotencyKey};
 use crate::json::ApiJson;
@@ -61,7 +62,7 @@ pub struct OrderView {
 /// Place an order for the token's customer.
 #[utoipa::path(
     post, path = "/orders", tag = "orders",
-    request_body = PlaceOrder,
+    request_body = OrderRequest,
     params(("Idempotency-Key" = Option<String>, Header,
         description = "1 to 255 visible ASCII characters; a retry with the same key and body \
                        gets the first answer again (with `Idempotent-Replayed: true`)")),
@@ -84,7 +85,7 @@ pub async fn place(
     customer: Customer,
     RequestId(request_id): RequestId,
     headers: HeaderMap,
-    ApiJson(order): ApiJson<PlaceOrder>,
+    ApiJson(order): ApiJson<OrderRequest>,
 ) -> Result<Response, Problem> {
     let Some(key) = IdempotencyKey::from_headers(&headers)? else {
         let (status, body) =
@@ -137,15 +138,15 @@ async fn forward(
     state: &AppState,
     customer: &Customer,
     order_id: Uuid,
-    order: &PlaceOrder,
+    order: &OrderRequest,
     request_id: &str,
 ) -> Result<(StatusCode, Vec<u8>), Problem> {
-    let body = json!({
-        "order_id": order_id,
-        "customer_id": customer.0,
-        "lines": order.lines,
-        "currency": order.currency,
-    });
+    // The token's subject becomes a checked customer id here, at the edge; one the shop cannot
+    // take is refused with 422, as the order service did before.
+    let customer_id =
+        CustomerId::parse(&customer.0).map_err(|e| Problem::invalid(e.to_string()))?;
+    let id = OrderId::parse(&order_id.to_string()).map_err(Problem::internal)?;
+    let body = PlaceOrder::new(id, customer_id, order.clone());
     let reply = state.orders.post("/orders", &body, request_id).await?;
     if !reply.status.is_success() {
         let problem = upstream_refusal(reply.status, reply.body);
