@@ -1,6 +1,8 @@
 //! Resilience for calls to something outside the shop (a payment provider, a carrier): a
 //! circuit breaker ([`Breaker`]) that stops hammering a dependency that is failing as a whole,
-//! and exponential backoff with full jitter ([`Backoff`]) between retries.
+//! and exponential backoff with full jitter ([`Backoff`]) between retries; its
+//! [`Backoff::delays`] drive backon's retry loops (`backon::Retryable`), whose own exponential
+//! backoff only adds jitter on top of the delay (up to twice the cap), not full jitter.
 //!
 //! The breaker follows the count-based sliding window of resilience4j: a closed breaker
 //! remembers the outcomes of the last `window` calls and opens once `failure_threshold` of them
@@ -327,6 +329,32 @@ impl Backoff {
             None => Duration::from_nanos(random),
         }
     }
+
+    /// The delays before retries 0, 1, 2, … without end: a `backon::Backoff` (take as many as
+    /// the retries allowed).
+    pub fn delays(self) -> Delays {
+        Delays {
+            backoff: self,
+            attempt: 0,
+        }
+    }
+}
+
+/// The delays of a [`Backoff`], one per retry; see [`Backoff::delays`].
+#[derive(Debug, Clone)]
+pub struct Delays {
+    backoff: Backoff,
+    attempt: u32,
+}
+
+impl Iterator for Delays {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let delay = self.backoff.delay(self.attempt);
+        self.attempt = self.attempt.saturating_add(1);
+        Some(delay)
+    }
 }
 
 #[cfg(test)]
@@ -505,6 +533,50 @@ mod tests {
         assert_eq!(bounds, [100, 200, 400, 800, 1000, 1000]);
         assert_eq!(backoff.bound(u32::MAX), Duration::from_millis(1000));
         assert_eq!(backoff.delay_with(0, 0), Duration::ZERO);
+    }
+
+    #[test]
+    fn backoff_delays_stay_under_each_retrys_bound() {
+        let backoff = Backoff {
+            first: Duration::from_millis(100),
+            max: Duration::from_millis(1000),
+        };
+        for (attempt, delay) in (0..).zip(backoff.delays().take(8)) {
+            assert!(
+                delay <= backoff.bound(attempt),
+                "retry {attempt}: {delay:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn backon_retries_with_the_backoffs_delays_only_when_asked() {
+        use backon::Retryable as _;
+        let backoff = Backoff {
+            first: Duration::from_millis(1),
+            max: Duration::from_millis(4),
+        };
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let call = || async {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if n < 3 {
+                Err("transient")
+            } else {
+                Ok(n)
+            }
+        };
+        let done = call
+            .retry(backoff.delays().take(3))
+            .sleep(tokio::time::sleep)
+            .when(|e| *e == "transient")
+            .await;
+        assert_eq!(done, Ok(3), "three retries after the first call");
+        let refused = (|| async { Err::<(), _>("permanent") })
+            .retry(backoff.delays())
+            .sleep(tokio::time::sleep)
+            .when(|e| *e == "transient")
+            .await;
+        assert_eq!(refused, Err("permanent"));
     }
 
     /// A window, a threshold no larger than it, probes and open_for.

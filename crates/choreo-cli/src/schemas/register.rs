@@ -8,6 +8,7 @@
 use std::fmt;
 
 use apache_avro::Schema;
+use backon::Retryable as _;
 
 use super::catalog::{Catalog, Subject};
 use super::compat::check_transitive;
@@ -99,21 +100,21 @@ pub async fn register(catalog: &Catalog, registry: &Registry) -> Result<Report, 
     let backoff = choreo::resilience::Backoff::default();
     let mut lines = Vec::with_capacity(catalog.subjects.len());
     for subject in &catalog.subjects {
-        let mut attempt = 0;
-        let line = loop {
-            match register_one(catalog, registry, subject).await {
-                Err(RegistryError::Unavailable { detail, .. }) if attempt + 1 < ATTEMPTS => {
-                    let wait = backoff.delay(attempt);
-                    eprintln!(
-                        "schemas register: {}: the registry failed ({detail}); again in {wait:?}",
-                        subject.name
-                    );
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                other => break other?,
-            }
-        };
+        let line = (|| register_one(catalog, registry, subject))
+            .retry(backoff.delays().take(ATTEMPTS as usize - 1))
+            .sleep(tokio::time::sleep)
+            .when(|e| matches!(e, RegistryError::Unavailable { .. }))
+            .notify(|e, wait| {
+                let detail = match e {
+                    RegistryError::Unavailable { detail, .. } => detail.as_str(),
+                    _ => "",
+                };
+                eprintln!(
+                    "schemas register: {}: the registry failed ({detail}); again in {wait:?}",
+                    subject.name
+                );
+            })
+            .await?;
         lines.push(line);
     }
     Ok(Report {

@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder as _, ExponentialBuilder};
 use futures::FutureExt as _;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -152,6 +153,7 @@ impl<H: Handler> Worker<H> {
         // Messages taken out of the batch, by offset: (dead-letter reason, error).
         let mut excluded: HashMap<i64, (&'static str, String)> = HashMap::new();
         let mut attempts: u32 = 0;
+        let mut waits = delays(self.config.backoff);
         let mut stuck = Stuck::new(batch);
         loop {
             let attempt = AssertUnwindSafe(self.apply(batch, &excluded, attempts + 1))
@@ -188,6 +190,7 @@ impl<H: Handler> Worker<H> {
                     };
                     excluded.insert(*offset, (reason, error.clone()));
                     attempts = 0;
+                    waits = delays(self.config.backoff);
                     continue;
                 }
                 BatchError::Handler { error, .. } | BatchError::Infrastructure(error) => {
@@ -198,9 +201,9 @@ impl<H: Handler> Worker<H> {
                 #[cfg(feature = "testing")]
                 BatchError::Crashed => unreachable!(),
             }
-            let (first, longest) = self.config.backoff;
+            let wait = waits.next().unwrap_or(self.config.backoff.1);
             tokio::select! {
-                () = tokio::time::sleep(backoff(first, longest, attempts)) => {}
+                () = tokio::time::sleep(wait) => {}
                 () = stop.cancelled() => {
                     stuck.cleared(self);
                     return Err(error);
@@ -560,11 +563,15 @@ fn dead_letter(
     }
 }
 
-/// The wait before retry `attempts`: doubling from `first`, never over `longest`.
-fn backoff(first: Duration, longest: Duration, attempts: u32) -> Duration {
-    first
-        .saturating_mul(2u32.saturating_pow(attempts.min(16)))
-        .min(longest)
+/// The waits between retries of one batch, `(first, longest)`: `first`, then doubling, never
+/// over `longest`, without jitter (as before backon; the first wait used to be twice `first`).
+fn delays((first, longest): (Duration, Duration)) -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::new()
+        .with_min_delay(first)
+        .with_max_delay(longest)
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
 }
 
 #[cfg(test)]
@@ -572,10 +579,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_its_ceiling() {
+    fn a_batchs_retries_wait_the_first_delay_then_double_up_to_the_longest() {
         let (first, longest) = (Duration::from_millis(50), Duration::from_secs(5));
-        assert_eq!(backoff(first, longest, 1), Duration::from_millis(100));
-        assert_eq!(backoff(first, longest, 3), Duration::from_millis(400));
-        assert_eq!(backoff(first, longest, 30), longest);
+        let waits: Vec<Duration> = delays((first, longest)).take(30).collect();
+        let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+        let close = |d: &Duration, want: f64| (ms(d) - want).abs() < 0.01;
+        assert!(close(&waits[0], 50.0), "{waits:?}");
+        assert!(close(&waits[1], 100.0), "{waits:?}");
+        assert!(close(&waits[3], 400.0), "{waits:?}");
+        assert_eq!(waits[29], longest);
     }
 }
