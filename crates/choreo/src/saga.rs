@@ -4,39 +4,40 @@
 //! outcomes, the ends it can reach, the compensations each end owes for what happened before,
 //! and its deadline.
 //!
-//! [`parse`] builds a [`Saga`] from YAML (unknown fields rejected; every error names the file
-//! and the field); [`evaluate`] answers, without I/O, for the events seen of one run: has it
-//! ended, which compensations are done and which missing, at which step does it wait, is it
-//! past its deadline. Reading the events from Kafka is the caller's job.
+//! [`Saga::parse`] and [`load`] build a [`Saga`] from YAML (unknown fields rejected; every error
+//! names the file and the field); [`Saga::evaluate`] answers, without I/O, for the events seen
+//! of one run ([`Observed`]): has it ended, which compensations are done and which missing, at
+//! which step does it wait, is it past its deadline. Reading the events from Kafka is the
+//! caller's job.
 //!
 //! ```yaml
-//! name: order                     # the run's noun, as in "the order's start"
+//! name: job                       # the run's noun, as in "the job's start"
 //! description: ...                # optional
-//! start: OrderPlaced              # the event that begins a run
+//! start: JobRequested             # the event that begins a run
 //! deadline:                       # optional
-//!   default: 30s                  # ms, s, m or h; how long after the start a run may take
-//!   config: ORDER_DEADLINE_SECS   # optional: where the owner reads its own value
-//!   ends_as: cancelled            # optional: the end a passed deadline leads to
+//!   default: 10s                  # ms, s, m or h; how long after the start a run may take
+//!   config: JOB_DEADLINE_SECS     # optional: where the owner reads its own value
+//!   ends_as: failed               # optional: the end a passed deadline leads to
 //! steps:                          # a run waits at the last step triggered and not answered
-//!   - name: reserve
-//!     by: inventory               # optional: who takes the step
-//!     after: [OrderPlaced]        # any of these triggers it
-//!     outcomes: [InventoryReserved, InventoryRejected]
-//!     waiting: ...                # optional: what the run waits for, as said to people
+//!   - name: run
+//!     by: worker                  # optional: who takes the step
+//!     after: [JobRequested]       # any of these triggers it
+//!     outcomes: [JobStarted, JobRefused]
+//!     waiting: ...                # optional (default: the outcomes), as said to people
 //! ends:                           # the first whose `when` events were all seen
-//!   - name: cancelled
-//!     when: [OrderCancelled]
-//!     reason: reason              # optional: the field of that event saying why
+//!   - name: failed
+//!     when: [JobFailed]
+//!     reason: why                 # optional: the field of that event saying why
 //!     compensations:
-//!       - event: PaymentFailed    # the compensating event ...
-//!         where: { reason: ORDER_CANCELLED }  # ... with these field values (optional)
-//!         after: [InventoryReserved]          # owed once any of these was seen ...
-//!         unless: [PaymentCaptured]           # ... and none of these (optional)
-//!         seen_as: payment voided # optional: how a done compensation is named
+//!       - event: JobStopped       # the compensating event ...
+//!         where: { how: ABORTED } # ... with these field values (optional)
+//!         after: [JobStarted]     # owed once any of these was seen ...
+//!         unless: [JobDone]       # ... and none of these (optional)
+//!         seen_as: job aborted    # optional: how a done compensation is named
 //!         missing: ...            # optional: how a missing one is named
 //! ```
 //!
-//! Events are named by their record's short name (`OrderPlaced` for `shop.order.OrderPlaced`);
+//! Events are named by their record's short name (`JobStarted` for `acme.jobs.JobStarted`);
 //! an event seen matches by the last dotted part of its name. Nothing here knows any saga.
 
 mod evaluate;
@@ -51,7 +52,7 @@ pub use parse::{load, SagaError};
 /// A saga as its file declares it, checked: built only by [`Saga::parse`] or [`load`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Saga {
-    /// What one run is about (`order`), used in what is said about it.
+    /// What one run is about (`job`), used in what is said about it.
     pub name: String,
     pub description: String,
     /// The event that begins a run.
@@ -154,3 +155,47 @@ impl Saga {
         self.ends.iter().find(|e| e.name == name)
     }
 }
+
+/// A saga of its own for the tests (not anyone's real one): a job is started or refused, then
+/// done or crashed; a failed job frees its slot, and one that was started is aborted unless it
+/// had an outcome.
+#[cfg(test)]
+const TEST_SAGA: &str = "\
+name: job
+start: JobRequested
+deadline:
+  default: 10s
+  config: JOB_DEADLINE_SECS
+  ends_as: failed
+steps:
+  - name: run
+    by: worker
+    after: [JobRequested]
+    outcomes: [JobStarted, JobRefused]
+    waiting: a start or a refusal
+  - name: fail
+    after: [JobRefused, JobCrashed]
+    outcomes: [JobFailed]
+  - name: work
+    after: [JobStarted]
+    outcomes: [JobDone, JobCrashed]
+  - name: report
+    after: [JobDone]
+    outcomes: [ReportSent]
+ends:
+  - name: failed
+    when: [JobFailed]
+    reason: why
+    compensations:
+      - event: SlotFreed
+        after: [JobStarted]
+        missing: SlotFreed (the slot was not freed)
+      - event: JobStopped
+        where: { how: ABORTED }
+        after: [JobStarted]
+        unless: [JobDone, JobCrashed]
+        seen_as: job aborted
+        missing: an abort or an outcome
+  - name: done
+    when: [JobDone, ReportSent]
+";

@@ -10,7 +10,7 @@ use super::{Compensation, End, Saga};
 
 /// One event of a run, as the caller saw it.
 pub trait Observed {
-    /// The event's record name, full (`shop.order.OrderPlaced`) or short (`OrderPlaced`).
+    /// The event's record name, full (`acme.jobs.JobStarted`) or short (`JobStarted`).
     fn event(&self) -> &str;
     /// A text field of the event's value (an enum symbol, a string), if known.
     fn field(&self, _name: &str) -> Option<&str> {
@@ -195,48 +195,10 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-
-    /// A saga of its own (not anyone's real one): a job is started or refused, then done or
-    /// crashed; a failed job frees its slot, and one that was started is aborted unless it
-    /// had an outcome.
-    const JOB: &str = "\
-name: job
-start: JobRequested
-deadline: { default: 10s }
-steps:
-  - name: run
-    after: [JobRequested]
-    outcomes: [JobStarted, JobRefused]
-    waiting: a start or a refusal
-  - name: fail
-    after: [JobRefused, JobCrashed]
-    outcomes: [JobFailed]
-  - name: work
-    after: [JobStarted]
-    outcomes: [JobDone, JobCrashed]
-  - name: report
-    after: [JobDone]
-    outcomes: [ReportSent]
-ends:
-  - name: failed
-    when: [JobFailed]
-    reason: why
-    compensations:
-      - event: SlotFreed
-        after: [JobStarted]
-        missing: SlotFreed (the slot was not freed)
-      - event: JobStopped
-        where: { how: ABORTED }
-        after: [JobStarted]
-        unless: [JobDone, JobCrashed]
-        seen_as: job aborted
-        missing: an abort or an outcome
-  - name: done
-    when: [JobDone, ReportSent]
-";
+    use crate::saga::TEST_SAGA;
 
     fn job() -> Saga {
-        Saga::parse(Path::new("job.yaml"), JOB).unwrap()
+        Saga::parse(Path::new("job.yaml"), TEST_SAGA).unwrap()
     }
 
     /// An event with fields and a time.
@@ -375,7 +337,7 @@ ends:
     fn a_run_whose_steps_are_all_answered_waits_for_an_end() {
         let saga = Saga::parse(
             Path::new("job.yaml"),
-            &JOB.replace(
+            &TEST_SAGA.replace(
                 "outcomes: [ReportSent]",
                 "outcomes: [ReportSent, ReportSkipped]",
             ),

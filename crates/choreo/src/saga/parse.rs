@@ -311,8 +311,7 @@ fn event_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "`{name}` is not an event's short name (a record name without its namespace, \
-             e.g. `OrderPlaced`)"
+            "`{name}` is not an event's short name (its record name without the namespace)"
         ))
     }
 }
@@ -342,35 +341,7 @@ fn duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small saga of its own (not anyone's real one): a request, one step, two ends.
-    const GOOD: &str = "\
-name: job
-start: JobRequested
-deadline:
-  default: 10s
-  config: JOB_DEADLINE_SECS
-  ends_as: failed
-steps:
-  - name: run
-    by: worker
-    after: [JobRequested]
-    outcomes: [JobStarted, JobRefused]
-  - name: finish
-    after: [JobStarted]
-    outcomes: [JobDone, JobFailed]
-    waiting: JobDone (started but not done)
-ends:
-  - name: failed
-    when: [JobFailed]
-    reason: why
-    compensations:
-      - event: SlotFreed
-        after: [JobStarted]
-        missing: SlotFreed (the slot was not freed)
-  - name: done
-    when: [JobDone]
-";
+    use crate::saga::TEST_SAGA as GOOD;
 
     fn parse(text: &str) -> Result<Saga, SagaError> {
         Saga::parse(Path::new("sagas/job.yaml"), text)
@@ -388,12 +359,12 @@ ends:
         let deadline = saga.deadline.as_ref().unwrap();
         assert_eq!(deadline.default, Duration::from_secs(10));
         assert_eq!(deadline.ends_as.as_deref(), Some("failed"));
-        assert_eq!(saga.steps[0].waiting, "JobStarted or JobRefused");
+        assert_eq!(saga.steps[1].waiting, "JobFailed");
         assert_eq!(saga.steps[0].by.as_deref(), Some("worker"));
         let freed = &saga.ends[0].compensations[0];
         assert_eq!(freed.seen_as, "SlotFreed");
         assert!(freed.unless.is_empty() && freed.fields.is_empty());
-        assert_eq!(saga.end("done").unwrap().when, ["JobDone"]);
+        assert_eq!(saga.end("done").unwrap().when, ["JobDone", "ReportSent"]);
     }
 
     #[test]
@@ -434,7 +405,7 @@ ends:
             (
                 "after: [JobStarted]\n    outcomes",
                 "after: [Nope]\n    outcomes",
-                "steps[1].after[0]",
+                "steps[2].after[0]",
             ),
             (
                 "outcomes: [JobStarted, JobRefused]",
@@ -446,11 +417,11 @@ ends:
                 "outcomes: [JobStarted, JobStarted]",
                 "steps[0].outcomes[1]",
             ),
-            ("name: finish", "name: run", "steps[1].name"),
+            ("name: work", "name: run", "steps[2].name"),
             ("name: done", "name: failed", "ends[1].name"),
             (
                 "event: SlotFreed",
-                "event: shop.SlotFreed",
+                "event: jobs.SlotFreed",
                 "ends[0].compensations[0].event",
             ),
             ("start: JobRequested", "start: ''", "start"),
