@@ -6,7 +6,8 @@
 //! endpoint ([`telemetry`], [`metrics`], [`ops`]), the pruning of tables that must stay small
 //! ([`prune`]), the one HTTP error body, RFC 9457 problem details ([`problem`]), a circuit
 //! breaker and backoff for outside calls ([`resilience`]), the frame of a service process
-//! ([`service`]), and shutdown on SIGTERM ([`shutdown`]).
+//! ([`service`]), shutdown on SIGTERM ([`shutdown`]), and a saga described in a file with how
+//! far a run of it got from its events ([`saga`]), for tools and checks outside the services.
 //!
 //! No shop logic lives here: a service that is not part of the shop can use this crate as is.
 
