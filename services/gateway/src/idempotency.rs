@@ -91,7 +91,7 @@ impl Store {
         hash: &[u8],
         order_id: Uuid,
     ) -> Result<Begin, sqlx::Error> {
-        let claimed: Option<Uuid> = sqlx::query_scalar(
+        let claimed = sqlx::query_scalar!(
             "insert into idempotency_keys
                  (customer_id, idempotency_key, request_hash, order_id, locked_until)
              values ($1, $2, $3, $4, now() + make_interval(secs => $5))
@@ -102,26 +102,27 @@ impl Store {
                    and (idempotency_keys.locked_until is null
                         or idempotency_keys.locked_until < now())
              returning order_id",
+            customer,
+            key.0,
+            hash,
+            order_id,
+            self.lease.as_secs_f64(),
         )
-        .bind(customer)
-        .bind(&key.0)
-        .bind(hash)
-        .bind(order_id)
-        .bind(self.lease.as_secs_f64())
         .fetch_optional(&self.pool)
         .await?;
         if let Some(order_id) = claimed {
             return Ok(Begin::Proceed { order_id });
         }
-        let (stored_hash, status, body): (Vec<u8>, Option<i16>, Option<Vec<u8>>) = sqlx::query_as(
+        let stored = sqlx::query!(
             "select request_hash, response_status, response_body from idempotency_keys
                  where customer_id = $1 and idempotency_key = $2",
+            customer,
+            key.0,
         )
-        .bind(customer)
-        .bind(&key.0)
         .fetch_one(&self.pool)
         .await?;
-        Ok(match (stored_hash == hash, status, body) {
+        let same = stored.request_hash == hash;
+        Ok(match (same, stored.response_status, stored.response_body) {
             (false, _, _) => Begin::Mismatch,
             (true, Some(status), Some(body)) => Begin::Replay {
                 status: u16::try_from(status)
@@ -143,15 +144,15 @@ impl Store {
         status: StatusCode,
         body: &[u8],
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        sqlx::query!(
             "update idempotency_keys
              set response_status = $3, response_body = $4, locked_until = null
              where customer_id = $1 and idempotency_key = $2",
+            customer,
+            key.0,
+            status.as_u16() as i16,
+            body,
         )
-        .bind(customer)
-        .bind(&key.0)
-        .bind(status.as_u16() as i16)
-        .bind(body)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -160,12 +161,12 @@ impl Store {
     /// Lets the next request with `key` try again (the upstream gave no answer to keep).
     #[tracing::instrument(skip_all, err)]
     pub async fn release(&self, customer: &str, key: &IdempotencyKey) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        sqlx::query!(
             "update idempotency_keys set locked_until = null
              where customer_id = $1 and idempotency_key = $2 and response_status is null",
+            customer,
+            key.0,
         )
-        .bind(customer)
-        .bind(&key.0)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -231,8 +231,11 @@ pub fn settle(
         .collect()
 }
 
-/// Where one order's reservation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where one order's reservation stands. Stored as text; a value it does not name fails to
+/// decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Status {
     /// Units are held for the order.
     Reserved,

@@ -41,11 +41,11 @@ pub struct Item {
 }
 
 /// One row of `reservations`, as the HTTP API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReservationRow {
     pub order_id: String,
     pub reservation_id: Option<String>,
-    pub status: String,
+    pub status: Status,
     pub items: sqlx::types::Json<Vec<Item>>,
     pub currency: String,
     pub amount_minor: i64,
@@ -77,11 +77,12 @@ pub async fn lock_stock<'a>(
     skus: impl IntoIterator<Item = &'a Sku>,
 ) -> Result<BTreeMap<Sku, Levels>, sqlx::Error> {
     let skus: Vec<&str> = skus.into_iter().map(Sku::as_str).collect();
-    let rows: Vec<StockRow> = sqlx::query_as(
+    let rows = sqlx::query_as!(
+        StockRow,
         "select sku, available, reserved, sold, received from stock
          where sku = any($1) order by sku for update",
+        &skus as &[&str],
     )
-    .bind(&skus)
     .fetch_all(conn)
     .await?;
     rows.into_iter()
@@ -96,22 +97,19 @@ pub async fn write_levels(
 ) -> Result<(), sqlx::Error> {
     let skus: Vec<&str> = levels.keys().map(Sku::as_str).collect();
     let column = |get: fn(&Levels) -> i32| levels.values().map(get).collect::<Vec<i32>>();
-    sqlx::query(
+    sqlx::query!(
         "update stock s set available = u.available, reserved = u.reserved, sold = u.sold
          from unnest($1::text[], $2::int[], $3::int[], $4::int[]) as u(sku, available, reserved, sold)
          where s.sku = u.sku",
+        &skus as &[&str],
+        &column(|l| l.available),
+        &column(|l| l.reserved),
+        &column(|l| l.sold),
     )
-    .bind(&skus)
-    .bind(column(|l| l.available))
-    .bind(column(|l| l.reserved))
-    .bind(column(|l| l.sold))
     .execute(conn)
     .await?;
     Ok(())
 }
-
-/// A reservation row as [`lock_reservations`] reads it: order id, reservation id, status, items.
-type StoredReservation = (String, Option<String>, String, sqlx::types::Json<Vec<Item>>);
 
 /// Locks the stored reservations of `order_ids` (in order-id order, so batches never deadlock
 /// on them) and returns them by order id.
@@ -122,31 +120,29 @@ pub async fn lock_reservations(
     if order_ids.is_empty() {
         return Ok(Default::default());
     }
-    let rows: Vec<StoredReservation> = sqlx::query_as(
-        "select order_id, reservation_id, status, items from reservations
-             where order_id = any($1) order by order_id for update",
+    let rows = sqlx::query!(
+        r#"select order_id, reservation_id, status as "status: Status",
+                  items as "items: sqlx::types::Json<Vec<Item>>"
+           from reservations where order_id = any($1) order by order_id for update"#,
+        order_ids as &[&str],
     )
-    .bind(order_ids)
     .fetch_all(conn)
     .await?;
     rows.into_iter()
-        .map(
-            |(order_id, reservation_id, status, sqlx::types::Json(items))| {
-                let status = Status::parse(&status).ok_or_else(|| {
-                    sqlx::Error::Decode(format!("unknown status {status:?}").into())
-                })?;
-                let items = items
-                    .into_iter()
-                    .map(|item| Ok((Sku::parse(&item.sku).map_err(decode_error)?, item.quantity)))
-                    .collect::<Result<_, sqlx::Error>>()?;
-                let held = Held {
-                    reservation_id,
-                    status,
-                    items,
-                };
-                Ok((order_id, held))
-            },
-        )
+        .map(|row| {
+            let items = row
+                .items
+                .0
+                .into_iter()
+                .map(|item| Ok((Sku::parse(&item.sku).map_err(decode_error)?, item.quantity)))
+                .collect::<Result<_, sqlx::Error>>()?;
+            let held = Held {
+                reservation_id: row.reservation_id,
+                status: row.status,
+                items,
+            };
+            Ok((row.order_id, held))
+        })
         .collect()
 }
 
@@ -179,18 +175,18 @@ pub async fn insert_reservations(
     ) -> Vec<Option<&'r str>> {
         rows.iter().map(get).collect()
     }
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "insert into reservations (order_id, reservation_id, status, items, currency, amount_minor, reason)
          select * from unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::int8[], $7::text[])
          on conflict (order_id) do nothing",
+        &column(rows, |r| Some(r.order_id)) as &[Option<&str>],
+        &column(rows, |r| r.reservation_id) as &[Option<&str>],
+        &column(rows, |r| Some(r.status.as_str())) as &[Option<&str>],
+        &items as &[sqlx::types::Json<Vec<Item>>],
+        &column(rows, |r| Some(r.currency)) as &[Option<&str>],
+        &rows.iter().map(|r| r.amount_minor).collect::<Vec<i64>>(),
+        &column(rows, |r| r.reason) as &[Option<&str>],
     )
-    .bind(column(rows, |r| Some(r.order_id)))
-    .bind(column(rows, |r| r.reservation_id))
-    .bind(column(rows, |r| Some(r.status.as_str())))
-    .bind(items)
-    .bind(column(rows, |r| Some(r.currency)))
-    .bind(rows.iter().map(|r| r.amount_minor).collect::<Vec<i64>>())
-    .bind(column(rows, |r| r.reason))
     .execute(conn)
     .await?
     .rows_affected();
@@ -206,15 +202,15 @@ pub async fn set_statuses(
     if changes.is_empty() {
         return Ok(());
     }
-    sqlx::query(
+    sqlx::query!(
         "update reservations r set status = u.status, reason = coalesce(u.reason, r.reason),
                 updated_at = now()
          from unnest($1::text[], $2::text[], $3::text[]) as u(order_id, status, reason)
          where r.order_id = u.order_id",
+        &changes.iter().map(|c| c.0).collect::<Vec<_>>() as &[&str],
+        &changes.iter().map(|c| c.1.as_str()).collect::<Vec<_>>() as &[&str],
+        &changes.iter().map(|c| c.2).collect::<Vec<_>>() as &[Option<&str>],
     )
-    .bind(changes.iter().map(|c| c.0).collect::<Vec<_>>())
-    .bind(changes.iter().map(|c| c.1.as_str()).collect::<Vec<_>>())
-    .bind(changes.iter().map(|c| c.2).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())
@@ -222,17 +218,23 @@ pub async fn set_statuses(
 
 /// The stock of one SKU.
 pub async fn stock(pool: &PgPool, sku: &Sku) -> Result<Option<StockRow>, sqlx::Error> {
-    sqlx::query_as("select sku, available, reserved, sold, received from stock where sku = $1")
-        .bind(sku.as_str())
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as!(
+        StockRow,
+        "select sku, available, reserved, sold, received from stock where sku = $1",
+        sku.as_str(),
+    )
+    .fetch_optional(pool)
+    .await
 }
 
 /// The stock of every SKU, by SKU.
 pub async fn all_stock(pool: &PgPool) -> Result<Vec<StockRow>, sqlx::Error> {
-    sqlx::query_as("select sku, available, reserved, sold, received from stock order by sku")
-        .fetch_all(pool)
-        .await
+    sqlx::query_as!(
+        StockRow,
+        "select sku, available, reserved, sold, received from stock order by sku"
+    )
+    .fetch_all(pool)
+    .await
 }
 
 /// Adds a receipt to a SKU's stock, creating its row if it is new. `None` if the levels would
@@ -243,24 +245,25 @@ pub async fn receive(
     quantity: ReceiptQuantity,
 ) -> Result<Option<StockRow>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "insert into stock (sku, available, reserved, sold, received) values ($1, 0, 0, 0, 0)
          on conflict (sku) do nothing",
+        sku.as_str(),
     )
-    .bind(sku.as_str())
     .execute(&mut *tx)
     .await?;
     let current = lock_stock(&mut tx, [sku]).await?;
     let Some(after) = current.get(sku).and_then(|levels| levels.receive(quantity)) else {
         return Ok(None);
     };
-    let row: StockRow = sqlx::query_as(
+    let row = sqlx::query_as!(
+        StockRow,
         "update stock set available = $2, received = $3 where sku = $1
          returning sku, available, reserved, sold, received",
+        sku.as_str(),
+        after.available,
+        after.received,
     )
-    .bind(sku.as_str())
-    .bind(after.available)
-    .bind(after.received)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -272,13 +275,15 @@ pub async fn reservations(
     pool: &PgPool,
     order_id: Option<&str>,
 ) -> Result<Vec<ReservationRow>, sqlx::Error> {
-    sqlx::query_as(
-        "select order_id, reservation_id, status, items, currency, amount_minor, reason,
-                created_at, updated_at
-         from reservations where $1::text is null or order_id = $1
-         order by created_at desc limit 100",
+    sqlx::query_as!(
+        ReservationRow,
+        r#"select order_id, reservation_id, status as "status: Status",
+                  items as "items: sqlx::types::Json<Vec<Item>>", currency, amount_minor, reason,
+                  created_at, updated_at
+           from reservations where $1::text is null or order_id = $1
+           order by created_at desc limit 100"#,
+        order_id,
     )
-    .bind(order_id)
     .fetch_all(pool)
     .await
 }

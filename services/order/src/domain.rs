@@ -22,8 +22,23 @@ pub enum Status {
     Cancelled(CancelReason),
 }
 
-/// Why an order was cancelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A status as stored in its own column: [`Status`] without the cancel reason, which is stored
+/// beside it. A value it does not name fails to decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum StatusKind {
+    Placed,
+    Reserved,
+    Confirmed,
+    Shipped,
+    Cancelled,
+}
+
+/// Why an order was cancelled. Stored as text; a value it does not name fails to decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum CancelReason {
     OutOfStock,
     PaymentFailed,
@@ -42,15 +57,25 @@ impl Status {
         }
     }
 
-    /// Reads a stored status and cancel reason.
-    pub fn from_parts(status: &str, reason: Option<&str>) -> Option<Self> {
-        Some(match status {
-            "placed" => Status::Placed,
-            "reserved" => Status::Reserved,
-            "confirmed" => Status::Confirmed,
-            "shipped" => Status::Shipped,
-            "cancelled" => Status::Cancelled(CancelReason::from_str(reason?)?),
-            _ => return None,
+    /// The status as stored: its kind, and its cancel reason beside it.
+    pub fn kind(self) -> StatusKind {
+        match self {
+            Status::Placed => StatusKind::Placed,
+            Status::Reserved => StatusKind::Reserved,
+            Status::Confirmed => StatusKind::Confirmed,
+            Status::Shipped => StatusKind::Shipped,
+            Status::Cancelled(_) => StatusKind::Cancelled,
+        }
+    }
+
+    /// Reads a stored status and cancel reason; `None` for a cancellation without a reason.
+    pub fn from_parts(kind: StatusKind, reason: Option<CancelReason>) -> Option<Self> {
+        Some(match kind {
+            StatusKind::Placed => Status::Placed,
+            StatusKind::Reserved => Status::Reserved,
+            StatusKind::Confirmed => Status::Confirmed,
+            StatusKind::Shipped => Status::Shipped,
+            StatusKind::Cancelled => Status::Cancelled(reason?),
         })
     }
 

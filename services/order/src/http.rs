@@ -219,7 +219,8 @@ async fn admission(State(state): State<AppState>) -> Result<Json<store::OpenSaga
 
 async fn catalog(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
     let rows: Vec<(String, String, i64)> =
-        sqlx::query_as("select sku, currency, unit_price_minor from catalog order by sku")
+        sqlx::query!("select sku, currency, unit_price_minor from catalog order by sku")
+            .map(|row| (row.sku, row.currency, row.unit_price_minor))
             .fetch_all(&state.pool)
             .await
             .map_err(db)?;

@@ -8,15 +8,16 @@ use serde::Serialize;
 use shop_events::values::{Currency, Money, Sku};
 use sqlx::{PgConnection, PgPool};
 
-use crate::domain::{NewOrder, Status};
+use crate::domain::{CancelReason, NewOrder, Status, StatusKind};
 
-/// An order as stored.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// An order as stored. Only read from the table (its status checked whole), never built
+/// elsewhere.
+#[derive(Debug, Clone)]
 pub struct OrderRow {
     pub order_id: String,
     pub customer_id: String,
-    pub status: String,
-    pub cancel_reason: Option<String>,
+    pub status: StatusKind,
+    pub cancel_reason: Option<CancelReason>,
     pub lines: sqlx::types::Json<Vec<LineJson>>,
     pub currency: String,
     pub total_minor: i64,
@@ -24,13 +25,56 @@ pub struct OrderRow {
     pub placed_at: DateTime<Utc>,
     pub deadline_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// `status` and `cancel_reason` read together.
+    full_status: Status,
 }
 
 impl OrderRow {
-    /// The stored status; a row the schema's check lets through always reads.
+    /// The stored status with its cancel reason.
     pub fn status(&self) -> Status {
-        Status::from_parts(&self.status, self.cancel_reason.as_deref())
-            .unwrap_or_else(|| panic!("order {} has status {:?}", self.order_id, self.status))
+        self.full_status
+    }
+}
+
+/// A row of `orders` as the query macros read it, before its status is checked whole.
+struct StoredOrder {
+    order_id: String,
+    customer_id: String,
+    status: StatusKind,
+    cancel_reason: Option<CancelReason>,
+    lines: sqlx::types::Json<Vec<LineJson>>,
+    currency: String,
+    total_minor: i64,
+    payment_id: Option<String>,
+    placed_at: DateTime<Utc>,
+    deadline_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<StoredOrder> for OrderRow {
+    type Error = sqlx::Error;
+
+    /// A cancelled order without a reason fails like a value that does not decode.
+    fn try_from(row: StoredOrder) -> Result<Self, sqlx::Error> {
+        let full_status = Status::from_parts(row.status, row.cancel_reason).ok_or_else(|| {
+            sqlx::Error::Decode(
+                format!("order {} is cancelled without a reason", row.order_id).into(),
+            )
+        })?;
+        Ok(Self {
+            order_id: row.order_id,
+            customer_id: row.customer_id,
+            status: row.status,
+            cancel_reason: row.cancel_reason,
+            lines: row.lines,
+            currency: row.currency,
+            total_minor: row.total_minor,
+            payment_id: row.payment_id,
+            placed_at: row.placed_at,
+            deadline_at: row.deadline_at,
+            updated_at: row.updated_at,
+            full_status,
+        })
     }
 }
 
@@ -43,7 +87,7 @@ pub struct LineJson {
 }
 
 /// One step of an order's saga as the order service saw it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TimelineEntry {
     pub at: DateTime<Utc>,
     pub event_type: String,
@@ -53,29 +97,32 @@ pub struct TimelineEntry {
 
 /// The unit prices of `skus` that the catalogue knows.
 pub async fn prices(pool: &PgPool, skus: &[String]) -> Result<BTreeMap<Sku, Money>, sqlx::Error> {
-    let rows: Vec<(String, String, i64)> =
-        sqlx::query_as("select sku, currency, unit_price_minor from catalog where sku = any($1)")
-            .bind(skus)
-            .fetch_all(pool)
-            .await?;
+    let rows = sqlx::query!(
+        "select sku, currency, unit_price_minor from catalog where sku = any($1)",
+        skus,
+    )
+    .fetch_all(pool)
+    .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(sku, currency, minor)| {
-            let price = Money::new(minor, Currency::parse(&currency).ok()?).ok()?;
-            Some((Sku::parse(&sku).ok()?, price))
+        .filter_map(|row| {
+            let price =
+                Money::new(row.unit_price_minor, Currency::parse(&row.currency).ok()?).ok()?;
+            Some((Sku::parse(&row.sku).ok()?, price))
         })
         .collect())
 }
 
 /// Sets a SKU's unit price.
 pub async fn set_price(pool: &PgPool, sku: &Sku, price: Money) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    let currency = price.currency();
+    sqlx::query!(
         "insert into catalog (sku, currency, unit_price_minor) values ($1, $2, $3)
          on conflict (sku) do update set currency = excluded.currency, unit_price_minor = excluded.unit_price_minor",
+        sku.as_str(),
+        currency.as_str(),
+        price.minor(),
     )
-    .bind(sku.as_str())
-    .bind(price.currency().as_str())
-    .bind(price.minor())
     .execute(pool)
     .await?;
     Ok(())
@@ -100,51 +147,73 @@ pub async fn insert(
     placed_at: DateTime<Utc>,
     deadline_at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "insert into orders (order_id, customer_id, status, lines, currency, total_minor, placed_at, deadline_at, updated_at)
          values ($1, $2, 'placed', $3, $4, $5, $6, $7, $6) on conflict (order_id) do nothing",
+        order.order_id.as_str(),
+        order.customer_id.as_str(),
+        sqlx::types::Json(lines_json(order)) as _,
+        order.currency.as_str(),
+        order.total.minor(),
+        placed_at,
+        deadline_at,
     )
-    .bind(order.order_id.as_str())
-    .bind(order.customer_id.as_str())
-    .bind(sqlx::types::Json(lines_json(order)))
-    .bind(order.currency.as_str())
-    .bind(order.total.minor())
-    .bind(placed_at)
-    .bind(deadline_at)
     .execute(tx)
     .await?
     .rows_affected();
     Ok(inserted == 1)
 }
 
-const COLUMNS: &str = "order_id, customer_id, status, cancel_reason, lines, currency, total_minor, payment_id, placed_at, deadline_at, updated_at";
-
 /// The order, locked until the transaction ends.
 pub async fn lock(tx: &mut PgConnection, order_id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from orders where order_id = $1 for update"
-    ))
-    .bind(order_id)
+    sqlx::query_as!(
+        StoredOrder,
+        r#"select order_id, customer_id, status as "status: StatusKind",
+                  cancel_reason as "cancel_reason: CancelReason",
+                  lines as "lines: sqlx::types::Json<Vec<LineJson>>",
+                  currency, total_minor, payment_id, placed_at, deadline_at, updated_at
+           from orders where order_id = $1 for update"#,
+        order_id,
+    )
     .fetch_optional(tx)
-    .await
+    .await?
+    .map(OrderRow::try_from)
+    .transpose()
 }
 
 pub async fn get(pool: &PgPool, order_id: &str) -> Result<Option<OrderRow>, sqlx::Error> {
-    sqlx::query_as(&format!("select {COLUMNS} from orders where order_id = $1"))
-        .bind(order_id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as!(
+        StoredOrder,
+        r#"select order_id, customer_id, status as "status: StatusKind",
+                  cancel_reason as "cancel_reason: CancelReason",
+                  lines as "lines: sqlx::types::Json<Vec<LineJson>>",
+                  currency, total_minor, payment_id, placed_at, deadline_at, updated_at
+           from orders where order_id = $1"#,
+        order_id,
+    )
+    .fetch_optional(pool)
+    .await?
+    .map(OrderRow::try_from)
+    .transpose()
 }
 
 /// Open orders whose deadline has passed, locked (skipping any another sweeper holds).
 pub async fn lock_overdue(tx: &mut PgConnection, limit: i64) -> Result<Vec<OrderRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from orders where status in ('placed', 'reserved') and deadline_at <= now()
-         order by deadline_at limit $1 for update skip locked"
-    ))
-    .bind(limit)
+    sqlx::query_as!(
+        StoredOrder,
+        r#"select order_id, customer_id, status as "status: StatusKind",
+                  cancel_reason as "cancel_reason: CancelReason",
+                  lines as "lines: sqlx::types::Json<Vec<LineJson>>",
+                  currency, total_minor, payment_id, placed_at, deadline_at, updated_at
+           from orders where status in ('placed', 'reserved') and deadline_at <= now()
+           order by deadline_at limit $1 for update skip locked"#,
+        limit,
+    )
     .fetch_all(tx)
-    .await
+    .await?
+    .into_iter()
+    .map(OrderRow::try_from)
+    .collect()
 }
 
 pub async fn set_status(
@@ -153,14 +222,14 @@ pub async fn set_status(
     status: Status,
     payment_id: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update orders set status = $2, cancel_reason = $3, payment_id = coalesce($4, payment_id), updated_at = now()
          where order_id = $1",
+        order_id,
+        status.kind() as StatusKind,
+        status.cancel_reason() as Option<CancelReason>,
+        payment_id,
     )
-    .bind(order_id)
-    .bind(status.as_str())
-    .bind(status.cancel_reason().map(|r| r.as_str()))
-    .bind(payment_id)
     .execute(tx)
     .await?;
     Ok(())
@@ -171,36 +240,41 @@ pub async fn append_timeline(
     order_id: &str,
     entry: &TimelineEntry,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into order_timeline (order_id, at, event_type, producer, detail) values ($1, $2, $3, $4, $5)",
+        order_id,
+        entry.at,
+        entry.event_type,
+        entry.producer,
+        entry.detail,
     )
-    .bind(order_id)
-    .bind(entry.at)
-    .bind(&entry.event_type)
-    .bind(&entry.producer)
-    .bind(&entry.detail)
     .execute(tx)
     .await?;
     Ok(())
 }
 
 pub async fn timeline(pool: &PgPool, order_id: &str) -> Result<Vec<TimelineEntry>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        TimelineEntry,
         "select at, event_type, producer, detail from order_timeline where order_id = $1 order by at, id",
+        order_id,
     )
-    .bind(order_id)
     .fetch_all(pool)
     .await
 }
 
 /// Orders per status, and the total of confirmed and shipped orders in minor units.
 pub async fn summary(pool: &PgPool) -> Result<(Vec<(String, i64)>, i64), sqlx::Error> {
-    let by_status =
-        sqlx::query_as("select status, count(*) from orders group by status order by status")
-            .fetch_all(pool)
-            .await?;
-    let confirmed: i64 = sqlx::query_scalar(
-        "select coalesce(sum(total_minor), 0)::bigint from orders where status in ('confirmed', 'shipped')",
+    let by_status = sqlx::query!(
+        r#"select status, count(*) as "count!" from orders group by status order by status"#
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|row| (row.status, row.count))
+    .collect();
+    let confirmed = sqlx::query_scalar!(
+        r#"select coalesce(sum(total_minor), 0)::bigint as "total!" from orders where status in ('confirmed', 'shipped')"#,
     )
     .fetch_one(pool)
     .await?;
@@ -208,7 +282,7 @@ pub async fn summary(pool: &PgPool) -> Result<(Vec<(String, i64)>, i64), sqlx::E
 }
 
 /// The sagas still open: orders placed or reserved, not yet confirmed or cancelled.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct OpenSagas {
     pub open_sagas: i64,
     /// Seconds since the oldest open order was placed (0 when none is open).
@@ -218,10 +292,11 @@ pub struct OpenSagas {
 /// How many sagas are open and how old the oldest is (a read of the partial index
 /// `orders_open_by_placed_at`, which holds only the open orders).
 pub async fn open_sagas(pool: &PgPool) -> Result<OpenSagas, sqlx::Error> {
-    sqlx::query_as(
-        "select count(*) as open_sagas,
-                coalesce(extract(epoch from now() - min(placed_at)), 0)::float8 as oldest_open_secs
-         from orders where status in ('placed', 'reserved')",
+    sqlx::query_as!(
+        OpenSagas,
+        r#"select count(*) as "open_sagas!",
+                  coalesce(extract(epoch from now() - min(placed_at)), 0)::float8 as "oldest_open_secs!"
+           from orders where status in ('placed', 'reserved')"#,
     )
     .fetch_one(pool)
     .await

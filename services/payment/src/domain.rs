@@ -16,8 +16,10 @@ use std::fmt;
 
 pub mod reconcile;
 
-/// Where a payment stands. `None` in [`State::status`] means no payment exists yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Where a payment stands. `None` in [`State::status`] means no payment exists yet. Stored as
+/// text; a value it does not name fails to decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Status {
     /// Waiting for a worker to charge it; no charge request was ever sent.
     Pending,

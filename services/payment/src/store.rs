@@ -56,72 +56,17 @@ impl Payment {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct Row {
-    payment_id: Uuid,
-    order_id: String,
-    amount_minor: i64,
-    currency: String,
-    customer_id: Option<String>,
-    status: String,
-    cancel_requested: bool,
-    attempts: i32,
-    refund_attempts: i32,
-    provider_reference: Option<String>,
-    refund_reference: Option<String>,
-    refunded_minor: i64,
-    last_error: Option<String>,
-    created_at: DateTime<Utc>,
-}
-
-impl TryFrom<Row> for Payment {
-    type Error = sqlx::Error;
-
-    fn try_from(row: Row) -> Result<Self, sqlx::Error> {
-        let status = Status::parse(&row.status).ok_or_else(|| {
-            sqlx::Error::Decode(format!("unknown payment status {:?}", row.status).into())
-        })?;
-        Ok(Self {
-            payment_id: row.payment_id,
-            order_id: row.order_id,
-            amount_minor: row.amount_minor,
-            currency: row.currency,
-            customer_id: row.customer_id,
-            status,
-            cancel_requested: row.cancel_requested,
-            attempts: row.attempts,
-            refund_attempts: row.refund_attempts,
-            provider_reference: row.provider_reference,
-            refund_reference: row.refund_reference,
-            refunded_minor: row.refunded_minor,
-            last_error: row.last_error,
-            created_at: row.created_at,
-        })
-    }
-}
-
-const COLUMNS: &str = "payment_id, order_id, amount_minor, currency, customer_id, status, \
-    cancel_requested, attempts, refund_attempts, provider_reference, refund_reference, \
-    refunded_minor, last_error, created_at";
-
-fn rows(rows: Vec<Row>) -> Result<Vec<Payment>, sqlx::Error> {
-    rows.into_iter().map(Payment::try_from).collect()
-}
-
 /// Locks the order's row (creating it if it is new) until the transaction ends, and returns it.
 pub async fn lock_order(conn: &mut PgConnection, order_id: &str) -> Result<OrderSeen, sqlx::Error> {
-    let (customer_id, cancelled) = sqlx::query_as(
+    sqlx::query_as!(
+        OrderSeen,
         "insert into orders_seen (order_id) values ($1)
          on conflict (order_id) do update set order_id = excluded.order_id
          returning customer_id, cancelled",
+        order_id,
     )
-    .bind(order_id)
     .fetch_one(conn)
-    .await?;
-    Ok(OrderSeen {
-        customer_id,
-        cancelled,
-    })
+    .await
 }
 
 /// Records who pays for an order and how much (from OrderPlaced); a payment created before
@@ -133,26 +78,26 @@ pub async fn remember_order(
     currency: &str,
     total_minor: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into orders_seen (order_id, customer_id, currency, total_minor)
          values ($1, $2, $3, $4)
          on conflict (order_id) do update
          set customer_id = coalesce(orders_seen.customer_id, excluded.customer_id),
              currency = coalesce(orders_seen.currency, excluded.currency),
              total_minor = coalesce(orders_seen.total_minor, excluded.total_minor)",
+        order_id,
+        customer_id,
+        currency,
+        total_minor,
     )
-    .bind(order_id)
-    .bind(customer_id)
-    .bind(currency)
-    .bind(total_minor)
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "update payments set customer_id = $2, updated_at = now()
          where order_id = $1 and customer_id is null",
+        order_id,
+        customer_id,
     )
-    .bind(order_id)
-    .bind(customer_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -160,10 +105,12 @@ pub async fn remember_order(
 
 /// Records that an order was cancelled before any payment existed.
 pub async fn mark_cancelled(conn: &mut PgConnection, order_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("update orders_seen set cancelled = true where order_id = $1")
-        .bind(order_id)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "update orders_seen set cancelled = true where order_id = $1",
+        order_id,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -172,13 +119,16 @@ pub async fn payment_of_order(
     conn: &mut PgConnection,
     order_id: &str,
 ) -> Result<Option<Payment>, sqlx::Error> {
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "select {COLUMNS} from payments where order_id = $1 for update"
-    ))
-    .bind(order_id)
+    sqlx::query_as!(
+        Payment,
+        r#"select payment_id, order_id, amount_minor, currency, customer_id,
+                  status as "status: Status", cancel_requested, attempts, refund_attempts,
+                  provider_reference, refund_reference, refunded_minor, last_error, created_at
+           from payments where order_id = $1 for update"#,
+        order_id,
+    )
     .fetch_optional(conn)
-    .await?;
-    row.map(Payment::try_from).transpose()
+    .await
 }
 
 /// The payment, locked until the transaction ends.
@@ -186,13 +136,16 @@ pub async fn payment(
     conn: &mut PgConnection,
     payment_id: Uuid,
 ) -> Result<Option<Payment>, sqlx::Error> {
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "select {COLUMNS} from payments where payment_id = $1 for update"
-    ))
-    .bind(payment_id)
+    sqlx::query_as!(
+        Payment,
+        r#"select payment_id, order_id, amount_minor, currency, customer_id,
+                  status as "status: Status", cancel_requested, attempts, refund_attempts,
+                  provider_reference, refund_reference, refunded_minor, last_error, created_at
+           from payments where payment_id = $1 for update"#,
+        payment_id,
+    )
     .fetch_optional(conn)
-    .await?;
-    row.map(Payment::try_from).transpose()
+    .await
 }
 
 /// A payment to create.
@@ -212,22 +165,24 @@ pub async fn insert_payment(
     new: &NewPayment<'_>,
 ) -> Result<Payment, sqlx::Error> {
     let status = new.state.status.unwrap_or(Status::Pending);
-    let row: Row = sqlx::query_as(&format!(
-        "insert into payments
-           (payment_id, order_id, amount_minor, currency, customer_id, status, cancel_requested)
-         values ($1, $2, $3, $4, $5, $6, $7)
-         returning {COLUMNS}"
-    ))
-    .bind(new.payment_id)
-    .bind(new.order_id)
-    .bind(new.amount_minor)
-    .bind(new.currency)
-    .bind(new.customer_id)
-    .bind(status.as_str())
-    .bind(new.state.cancelled)
+    sqlx::query_as!(
+        Payment,
+        r#"insert into payments
+             (payment_id, order_id, amount_minor, currency, customer_id, status, cancel_requested)
+           values ($1, $2, $3, $4, $5, $6, $7)
+           returning payment_id, order_id, amount_minor, currency, customer_id,
+                  status as "status: Status", cancel_requested, attempts, refund_attempts,
+                  provider_reference, refund_reference, refunded_minor, last_error, created_at"#,
+        new.payment_id,
+        new.order_id,
+        new.amount_minor,
+        new.currency,
+        new.customer_id,
+        status as Status,
+        new.state.cancelled,
+    )
     .fetch_one(conn)
-    .await?;
-    row.try_into()
+    .await
 }
 
 /// Saves a decided state; a worker's save also gives the payment back (`release`).
@@ -242,7 +197,7 @@ pub async fn save(
         Some(r) => (true, r.retry_in.unwrap_or_default(), r.error),
         None => (false, Duration::ZERO, None),
     };
-    sqlx::query(
+    sqlx::query!(
         "update payments set
            status = $2,
            cancel_requested = $3,
@@ -255,15 +210,15 @@ pub async fn save(
            last_error = case when $6 then $8 else last_error end,
            updated_at = now()
          where payment_id = $1",
+        payment_id,
+        status as Status,
+        state.cancelled,
+        state.charge_id.as_deref(),
+        state.refund_id.as_deref(),
+        released,
+        retry_in.as_secs_f64(),
+        error,
     )
-    .bind(payment_id)
-    .bind(status.as_str())
-    .bind(state.cancelled)
-    .bind(state.charge_id.as_deref())
-    .bind(state.refund_id.as_deref())
-    .bind(released)
-    .bind(retry_in.as_secs_f64())
-    .bind(error)
     .execute(conn)
     .await?;
     Ok(())
@@ -287,8 +242,9 @@ pub async fn claim_due(
     limit: usize,
     lease: Duration,
 ) -> Result<Vec<Payment>, sqlx::Error> {
-    let claimed: Vec<Row> = sqlx::query_as(&format!(
-        "update payments set
+    sqlx::query_as!(
+        Payment,
+        r#"update payments set
            status = case status when 'pending' then 'charging'
                                 when 'charging' then 'in_doubt'
                                 else status end,
@@ -305,35 +261,42 @@ pub async fn claim_due(
            order by next_attempt_at
            limit $1
            for update skip locked)
-         returning {COLUMNS}"
-    ))
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .bind(lease.as_secs_f64())
+         returning payment_id, order_id, amount_minor, currency, customer_id,
+                  status as "status: Status", cancel_requested, attempts, refund_attempts,
+                  provider_reference, refund_reference, refunded_minor, last_error, created_at"#,
+        i64::try_from(limit).unwrap_or(i64::MAX),
+        lease.as_secs_f64(),
+    )
     .fetch_all(pool)
-    .await?;
-    rows(claimed)
+    .await
 }
 
 /// The payments with these ids (unlocked, for reconciliation to compare).
 pub async fn payments_by_id(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Payment>, sqlx::Error> {
-    let found: Vec<Row> = sqlx::query_as(&format!(
-        "select {COLUMNS} from payments where payment_id = any($1)"
-    ))
-    .bind(ids)
+    sqlx::query_as!(
+        Payment,
+        r#"select payment_id, order_id, amount_minor, currency, customer_id,
+                  status as "status: Status", cancel_requested, attempts, refund_attempts,
+                  provider_reference, refund_reference, refunded_minor, last_error, created_at
+           from payments where payment_id = any($1)"#,
+        ids,
+    )
     .fetch_all(pool)
-    .await?;
-    rows(found)
+    .await
 }
 
 /// The payments of an order (at most one today), as the HTTP API shows them.
 pub async fn payments_of_order(pool: &PgPool, order_id: &str) -> Result<Vec<Payment>, sqlx::Error> {
-    let found: Vec<Row> = sqlx::query_as(&format!(
-        "select {COLUMNS} from payments where order_id = $1 order by created_at"
-    ))
-    .bind(order_id)
+    sqlx::query_as!(
+        Payment,
+        r#"select payment_id, order_id, amount_minor, currency, customer_id,
+                  status as "status: Status", cancel_requested, attempts, refund_attempts,
+                  provider_reference, refund_reference, refunded_minor, last_error, created_at
+           from payments where order_id = $1 order by created_at"#,
+        order_id,
+    )
     .fetch_all(pool)
-    .await?;
-    rows(found)
+    .await
 }
 
 /// Money captured and refunded over all payments, and how many payments are in each status.
@@ -345,17 +308,21 @@ pub struct Summary {
 }
 
 pub async fn summary(pool: &PgPool) -> Result<Summary, sqlx::Error> {
-    let (captured_minor, refunded_minor): (i64, i64) = sqlx::query_as(
-        "select coalesce(sum(amount_minor) filter (where provider_reference is not null), 0)::int8,
-                coalesce(sum(refunded_minor), 0)::int8
-         from payments",
+    let totals = sqlx::query!(
+        r#"select coalesce(sum(amount_minor) filter (where provider_reference is not null), 0)::int8
+                    as "captured_minor!",
+                  coalesce(sum(refunded_minor), 0)::int8 as "refunded_minor!"
+           from payments"#,
     )
     .fetch_one(pool)
     .await?;
-    let counts: Vec<(String, i64)> =
-        sqlx::query_as("select status, count(*) from payments group by status")
+    let (captured_minor, refunded_minor) = (totals.captured_minor, totals.refunded_minor);
+    let counts =
+        sqlx::query!(r#"select status, count(*) as "count!" from payments group by status"#)
             .fetch_all(pool)
-            .await?;
+            .await?
+            .into_iter()
+            .map(|row| (row.status, row.count));
     let mut by_status: BTreeMap<String, i64> = Status::ALL
         .iter()
         .map(|s| (s.as_str().to_owned(), 0))

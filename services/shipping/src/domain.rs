@@ -42,8 +42,9 @@ pub fn carrier_for(total: Money) -> Carrier {
     }
 }
 
-/// Where an order's shipment stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where an order's shipment stands. Stored as text; a value it does not name fails to decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Status {
     /// Handed to a carrier; the order can no longer be cancelled.
     Scheduled,

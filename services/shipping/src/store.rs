@@ -22,30 +22,25 @@ pub async fn lock_status(
     conn: &mut PgConnection,
     order_id: &str,
 ) -> Result<Option<Status>, sqlx::Error> {
-    let status: Option<String> =
-        sqlx::query_scalar("select status from shipments where order_id = $1 for update")
-            .bind(order_id)
-            .fetch_optional(conn)
-            .await?;
-    status
-        .map(|text| {
-            Status::parse(&text)
-                .ok_or_else(|| sqlx::Error::Decode(format!("unknown status {text:?}").into()))
-        })
-        .transpose()
+    sqlx::query_scalar!(
+        r#"select status as "status: Status" from shipments where order_id = $1 for update"#,
+        order_id,
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 /// Records a shipment; `false` if the order already has one (nothing is written then).
 pub async fn insert(conn: &mut PgConnection, row: &ShipmentRow) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "insert into shipments (order_id, shipment_id, carrier, status, scheduled_at)
          values ($1, $2, $3, $4, $5) on conflict (order_id) do nothing",
+        row.order_id,
+        row.shipment_id,
+        row.carrier,
+        row.status,
+        row.scheduled_at,
     )
-    .bind(&row.order_id)
-    .bind(&row.shipment_id)
-    .bind(&row.carrier)
-    .bind(&row.status)
-    .bind(row.scheduled_at)
     .execute(conn)
     .await?
     .rows_affected();
@@ -57,12 +52,13 @@ pub async fn shipments(
     pool: &PgPool,
     order_id: Option<&str>,
 ) -> Result<Vec<ShipmentRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        ShipmentRow,
         "select shipment_id, order_id, carrier, status, scheduled_at from shipments
          where $1::text is null or order_id = $1
          order by scheduled_at desc, shipment_id desc limit 100",
+        order_id,
     )
-    .bind(order_id)
     .fetch_all(pool)
     .await
 }
