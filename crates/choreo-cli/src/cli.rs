@@ -78,7 +78,8 @@ pub enum Command {
     /// Dump event streams to a portable file, load a dump into a cluster, or reprocess a range
     /// through one service's handlers into a fresh local database.
     Replay(crate::replay::ReplayArgs),
-    /// Every event of one order across all topics, in causal and time order, with a verdict.
+    /// Every event of one saga run (an order) across its topics, in causal and time order, with
+    /// a verdict by the rules of the saga file (sagas/).
     Trace(crate::trace::TraceArgs),
     /// Dead letters: list them grouped by topic, group and reason, show them, redrive them.
     Dlq(crate::dlq::DlqArgs),
