@@ -8,7 +8,8 @@
 //! end-to-end scenario in steps (prepare, place, settle, check) and [`invariants`] the rules
 //! checked at the end, those of the saga itself read from `sagas/order.yaml` ([`saga`]);
 //! [`process`] starts and signals the shop's service processes; [`chaos`]
-//! injects faults into them under load; [`costs`] measures what an order costs the machine.
+//! injects faults into them under load; [`costs`] measures what an order costs the machine;
+//! [`stats`] holds the latencies their figures are quantiles of.
 
 pub mod chaos;
 pub mod client;
@@ -18,4 +19,5 @@ pub mod mix;
 pub mod process;
 pub mod saga;
 pub mod scenario;
+pub mod stats;
 pub mod topics;

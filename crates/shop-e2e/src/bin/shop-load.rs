@@ -20,6 +20,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use shop_e2e::client::Shop;
 use shop_e2e::costs;
+use shop_e2e::stats::Latencies;
 use shop_e2e::topics::marks;
 
 #[derive(Debug, Parser)]
@@ -151,13 +152,6 @@ struct Phase {
 struct Start {
     counters: costs::Sample,
     waits: Option<costs::WaitSampler>,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// How one placement went.
@@ -382,35 +376,30 @@ impl Bench {
 
     fn latencies(&self, phase: &Phase) -> (String, String, bool) {
         let sagas = self.sagas.lock().unwrap();
-        let mut latencies = Vec::new();
+        let mut latencies = Latencies::default();
         let (mut first, mut last) = (None::<DateTime<Utc>>, None::<DateTime<Utc>>);
         for id in &phase.ids {
             if let (Some(placed), Some(confirmed)) = (sagas.placed.get(id), sagas.confirmed.get(id))
             {
-                latencies
-                    .push((*confirmed - *placed).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+                latencies.record(*confirmed - *placed);
                 first = Some(first.map_or(*placed, |f| f.min(*placed)));
                 last = Some(last.map_or(*confirmed, |l| l.max(*confirmed)));
             }
         }
-        latencies.sort_by(f64::total_cmp);
         let span = match (first, last) {
             (Some(f), Some(l)) => (l - f).num_milliseconds() as f64 / 1000.0,
             _ => f64::NAN,
         };
         let hop = |from: &HashMap<String, DateTime<Utc>>, to: &HashMap<String, DateTime<Utc>>| {
-            let mut waits: Vec<f64> = phase
+            let waits: Latencies = phase
                 .ids
                 .iter()
-                .filter_map(|id| {
-                    Some((*to.get(id)? - *from.get(id)?).num_microseconds()? as f64 / 1000.0)
-                })
+                .filter_map(|id| Some(*to.get(id)? - *from.get(id)?))
                 .collect();
-            waits.sort_by(f64::total_cmp);
             format!(
                 "{:.0}/{:.0}",
-                percentile(&waits, 0.5),
-                percentile(&waits, 0.99)
+                waits.quantile_ms(0.5),
+                waits.quantile_ms(0.99)
             )
         };
         let hops = format!(
@@ -421,22 +410,22 @@ impl Bench {
         );
         let placed_rate = phase.ids.len() as f64 / phase.secs;
         let confirmed_rate = latencies.len() as f64 / span;
-        let pending = phase.ids.len() - latencies.len();
+        let pending = phase.ids.len() - latencies.len() as usize;
         // Keeping up: nothing pending, nothing shed or refused, confirmations as fast as orders came,
         // and no saga waiting longer than the phase itself.
         let kept_up = pending == 0
             && phase.failed == 0
             && phase.shed == 0
             && confirmed_rate >= 0.95 * placed_rate
-            && percentile(&latencies, 0.99) < 1000.0 * phase.secs / 4.0;
+            && latencies.quantile_ms(0.99) < 1000.0 * phase.secs / 4.0;
         let line = format!(
             "{:<18} {:>9.1} {:>12.1} {:>9.1} {:>9.1} {:>9.1} {:>8} {:>7} {:>7}{}",
             phase.name,
             placed_rate,
             confirmed_rate,
-            percentile(&latencies, 0.5),
-            percentile(&latencies, 0.99),
-            latencies.last().copied().unwrap_or(f64::NAN),
+            latencies.quantile_ms(0.5),
+            latencies.quantile_ms(0.99),
+            latencies.max_ms(),
             pending,
             phase.shed,
             phase.failed,

@@ -18,6 +18,7 @@ use shop_e2e::client::Shop;
 use shop_e2e::mix::plan;
 use shop_e2e::process::{self, assignments, Spec};
 use shop_e2e::scenario::Run;
+use shop_e2e::stats::Latencies;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -65,13 +66,6 @@ async fn wait_ready(shop: &Shop, replica: &mut Replica) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("see {}", spec.log.display()))
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 #[tokio::main]
@@ -206,13 +200,13 @@ async fn main() -> anyhow::Result<()> {
             firsts.entry((e.key.as_str(), short)).or_insert(at);
         }
     }
-    let waits = |from: &str, to: &[&str]| -> Vec<(DateTime<Utc>, f64)> {
+    let waits = |from: &str, to: &[&str]| -> Vec<(DateTime<Utc>, chrono::TimeDelta)> {
         firsts
             .iter()
             .filter(|((_, ty), _)| *ty == from)
             .filter_map(|((key, _), at)| {
                 let done = to.iter().filter_map(|t| firsts.get(&(*key, *t))).min()?;
-                Some((*at, (*done - *at).num_milliseconds() as f64))
+                Some((*at, *done - *at))
             })
             .collect()
     };
@@ -224,18 +218,13 @@ async fn main() -> anyhow::Result<()> {
     let inventory = waits("OrderPlaced", &["InventoryReserved", "InventoryRejected"]);
     let payment = waits("InventoryReserved", &["PaymentCaptured", "PaymentFailed"]);
     for (name, at) in &steps {
-        let window = |all: &[(DateTime<Utc>, f64)]| {
-            let mut w: Vec<f64> = all
+        let window = |all: &[(DateTime<Utc>, chrono::TimeDelta)]| {
+            let w: Latencies = all
                 .iter()
                 .filter(|(t, _)| *t >= *at && *t < *at + chrono::Duration::seconds(10))
-                .map(|(_, ms)| *ms)
+                .map(|(_, wait)| *wait)
                 .collect();
-            w.sort_by(f64::total_cmp);
-            format!(
-                "{:>7.0}/{:<7.0}",
-                percentile(&w, 0.5),
-                w.last().copied().unwrap_or(f64::NAN)
-            )
+            format!("{:>7.0}/{:<7.0}", w.quantile_ms(0.5), w.max_ms())
         };
         println!(
             "  {name:<34} {:>16} {:>16}",

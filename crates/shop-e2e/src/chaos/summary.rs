@@ -15,6 +15,7 @@ use super::schedule::Fault;
 use crate::invariants::time;
 use crate::mix::Kind;
 use crate::scenario::{Placed, Settled};
+use crate::stats::Latencies;
 
 /// How long after a fault an order still counts as placed "during" it.
 const AFTERMATH: chrono::Duration = chrono::Duration::seconds(10);
@@ -22,8 +23,8 @@ const AFTERMATH: chrono::Duration = chrono::Duration::seconds(10);
 /// One settled order's times.
 struct Timing {
     placed: DateTime<Utc>,
-    /// Placed to the last step of its saga, in seconds.
-    latency: f64,
+    /// Placed to the last step of its saga.
+    latency: chrono::TimeDelta,
     shipped: Option<DateTime<Utc>>,
 }
 
@@ -37,20 +38,9 @@ fn timing(order: &Value) -> Option<Timing> {
         .and_then(|s| time(&s["at"]).ok());
     Some(Timing {
         placed,
-        latency: (last - placed).num_milliseconds() as f64 / 1000.0,
+        latency: last - placed,
         shipped,
     })
-}
-
-/// The `p` quantile of `values` (sorted here) by the nearest-rank method, or NaN when there
-/// are none.
-pub fn percentile(values: &mut [f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let rank = (p * values.len() as f64).ceil() as usize;
-    values[rank.clamp(1, values.len()) - 1]
 }
 
 /// Seconds with two decimals, or `-` for none (NaN: nothing was measured).
@@ -62,10 +52,10 @@ fn secs(value: f64) -> String {
     }
 }
 
-fn p50_p99(mut values: Vec<f64>) -> String {
+fn p50_p99(values: Latencies) -> String {
     let n = values.len();
-    let p50 = secs(percentile(&mut values, 0.5));
-    let p99 = secs(percentile(&mut values, 0.99));
+    let p50 = secs(values.quantile_secs(0.5));
+    let p99 = secs(values.quantile_secs(0.99));
     format!("{p50:>6} / {p99:>6} {:>7}", format!("({n})"))
 }
 
@@ -98,7 +88,7 @@ pub fn print(
     for (fault, all) in &kinds {
         let ok: Vec<&&Injection> = all.iter().filter(|i| i.failed.is_none()).collect();
         // Only until the next fault starts: a recovery that one hides is not measured.
-        let mut recoveries: Vec<f64> = ok
+        let recoveries: Latencies = ok
             .iter()
             .filter_map(|i| {
                 let next = injections
@@ -112,18 +102,16 @@ pub fn print(
                     .filter_map(|t| t.shipped)
                     .filter(|&at| next.is_none_or(|next| at < next))
                     .min()
-                    .map(|s| (s - i.ended).num_milliseconds() as f64 / 1000.0)
+                    .map(|s| s - i.ended)
             })
             .collect();
-        let measured = recoveries.len();
-        let max = recoveries.iter().copied().fold(f64::NAN, f64::max);
         let recovery = format!(
             "{:>6} / {:>6} {:>4}",
-            secs(percentile(&mut recoveries, 0.5)),
-            secs(max),
-            format!("({measured})")
+            secs(recoveries.quantile_secs(0.5)),
+            secs(recoveries.max_secs()),
+            format!("({})", recoveries.len())
         );
-        let latencies: Vec<f64> = timings
+        let latencies: Latencies = timings
             .iter()
             .filter(|t| ok.iter().any(|i| during(t, i)))
             .map(|t| t.latency)
@@ -177,12 +165,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_pick_from_the_sorted_values() {
-        let mut values = vec![5.0, 1.0, 3.0, 2.0, 4.0];
-        assert_eq!(percentile(&mut values, 0.5), 3.0);
-        assert_eq!(percentile(&mut values, 0.99), 5.0);
-        assert_eq!(percentile(&mut values, 0.0), 1.0);
-        assert!(percentile(&mut [], 0.5).is_nan());
-        assert_eq!(percentile(&mut [2.0, 1.0], 0.5), 1.0);
+    fn latencies_print_as_seconds_with_their_count_and_a_dash_for_none() {
+        let three: Latencies = [1500, 2000, 2500]
+            .into_iter()
+            .map(chrono::TimeDelta::milliseconds)
+            .collect();
+        assert_eq!(p50_p99(three), "  2.00 /   2.50     (3)");
+        assert_eq!(p50_p99(Latencies::default()), "     - /      -     (0)");
     }
 }
