@@ -29,6 +29,21 @@ pub const TOPICS: [&str; 2] = [
 /// The inventory's own migrations (the backbone's run first, in `Service::connect`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
+/// The inventory as `inventory replay` drives it ([`choreo::replay`]): its consumer's handler
+/// over the topics it consumes, into its tables. Reservation ids are its own (UUIDv7).
+pub fn replay_service() -> choreo::replay::Service<impl choreo::replay::Replay> {
+    choreo::replay::Service {
+        name: NAME,
+        topics: TOPICS.map(str::to_owned).to_vec(),
+        migrator: &MIGRATOR,
+        state_tables: &["stock", "reservations"],
+        generated_ids: &["reservation_id"],
+        handlers: |codec, outbox| {
+            choreo::replay::Handled(handler::InventoryHandler::new(codec, outbox))
+        },
+    }
+}
+
 /// The inventory service's configuration. The database, Kafka and registry addresses come from
 /// `DATABASE_URL` (or `DATABASE_URL_INVENTORY`), `KAFKA_BROKERS` and `SCHEMA_REGISTRY_URL`.
 #[derive(Debug, Clone, clap::Parser)]

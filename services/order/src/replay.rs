@@ -1,19 +1,97 @@
-//! Replaying the order service's own events (`shop.orders.v1`) into a database, for
-//! `choreo replay run --service order`. The live service does not consume its own topic: its
-//! orders come from HTTP and its deadline. A replay has only the events, so it turns the ones that
+//! Replaying the order service into a database, for `order replay` ([`service`], built on
+//! [`choreo::replay`]). Consumed events go through its consumer's handler; its own events
+//! (`shop.orders.v1`) as follows. The live service does not consume its own topic: its orders
+//! come from HTTP and its deadline. A replay has only the events, so it turns the ones that
 //! stand for those outside inputs back into them: an OrderPlaced stores the order as placed (as
 //! [`crate::saga::Saga::place`] did, without announcing it again), an OrderCancelled for a
 //! customer's request or a timeout applies that input through the saga. Every other own event
 //! (OrderConfirmed, other cancellations) is an outcome of consumed events and is left to them.
 
+use std::sync::Arc;
+
+use choreo::avro::{Codec, Event as _};
+use choreo::consumer::{traced, Handler as _, HandlerError, Incoming};
+use choreo::outbox::Outbox;
+use choreo::replay::{reason, Outcome, Replay};
 use chrono::{DateTime, Utc};
 use shop_events::values::{Currency, CustomerId, InvalidValue, Money, OrderId, Sku};
 use shop_events::{CancelReason, OrderPlaced, ShopEvent};
 use sqlx::PgConnection;
 
 use crate::domain::{Input, Line, NewOrder};
+use crate::handler::OrderHandler;
 use crate::saga::{self, Applied, Saga, SagaError};
 use crate::store;
+
+/// The order service as `order replay` drives it: the topics it consumes and its own, its
+/// migrations and state tables (the catalogue comes with the migrations), and [`Replayer`].
+pub fn service() -> choreo::replay::Service<Replayer> {
+    choreo::replay::Service {
+        name: "order",
+        topics: crate::handler::TOPICS
+            .iter()
+            .copied()
+            .chain([OrderPlaced::TOPIC])
+            .map(str::to_owned)
+            .collect(),
+        migrator: &crate::MIGRATOR,
+        state_tables: &["orders", "order_timeline"],
+        generated_ids: &[],
+        handlers: Replayer::new,
+    }
+}
+
+/// The order's handlers in a replay: consumed events go to its consumer's handler, its own
+/// events to [`apply_own`].
+pub struct Replayer {
+    codec: Arc<Codec>,
+    handler: OrderHandler,
+    saga: Saga,
+}
+
+impl Replayer {
+    /// Built as `Application::build` builds the handler (no sweeper runs).
+    pub fn new(codec: Arc<Codec>, outbox: Outbox) -> Self {
+        let saga = Saga {
+            outbox,
+            outcomes: Default::default(),
+        };
+        let handler = OrderHandler {
+            codec: codec.clone(),
+            saga: saga.clone(),
+        };
+        Self {
+            codec,
+            handler,
+            saga,
+        }
+    }
+}
+
+impl Replay for Replayer {
+    async fn apply(&self, tx: &mut PgConnection, event: &Incoming) -> Result<Outcome, String> {
+        let decoded = ShopEvent::decode(&self.codec, &event.metadata.event_type, &event.value)
+            .await
+            .map_err(|e| reason(&HandlerError::Codec(e)))?;
+        match decoded {
+            Some(
+                own @ (ShopEvent::OrderPlaced(_)
+                | ShopEvent::OrderConfirmed(_)
+                | ShopEvent::OrderCancelled(_)),
+            ) => match traced(event, apply_own(tx, &self.saga, &own)).await {
+                Ok(Replayed::Placed | Replayed::Applied(_)) => Ok(Outcome::Applied),
+                Ok(Replayed::AlreadyPlaced) => Ok(Outcome::Skipped("the order was placed already")),
+                Ok(Replayed::Skipped(why)) => Ok(Outcome::Skipped(why)),
+                Err(ReplayError::Saga(e)) => Err(reason(&e.into())),
+                Err(e) => Err(format!("rejected: {e}")),
+            },
+            _ => traced(event, self.handler.handle(tx, event))
+                .await
+                .map(|()| Outcome::Applied)
+                .map_err(|e| reason(&e)),
+        }
+    }
+}
 
 /// What replaying one own event did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -38,6 +38,22 @@ pub const TOPICS: [&str; 2] = [
 /// The service's own migrations (the backbone's run first, in [`choreo::service::Service::connect`]).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
+/// Payment as `payment replay` drives it ([`choreo::replay`]): its consumer's handler over the
+/// topics it consumes, into its tables; the worker that charges the provider does not run.
+/// Payment ids are its own (UUIDv7), provider references the provider's.
+pub fn replay_service() -> choreo::replay::Service<impl choreo::replay::Replay> {
+    choreo::replay::Service {
+        name: "payment",
+        topics: TOPICS.map(str::to_owned).to_vec(),
+        migrator: &MIGRATOR,
+        state_tables: &["orders_seen", "payments"],
+        generated_ids: &["payment_id", "provider_reference", "refund_reference"],
+        handlers: |codec, outbox| {
+            choreo::replay::Handled(handler::PaymentHandler::new(codec, outbox))
+        },
+    }
+}
+
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

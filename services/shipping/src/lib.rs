@@ -23,6 +23,21 @@ pub const TOPICS: [&str; 1] = [<shop_events::OrderConfirmed as choreo::avro::Eve
 /// Shipping's own migrations (the backbone's run first, in `Service::connect`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
+/// Shipping as `shipping replay` drives it ([`choreo::replay`]): its consumer's handler over the
+/// topics it consumes, into its tables. Shipment ids are its own (UUIDv7).
+pub fn replay_service() -> choreo::replay::Service<impl choreo::replay::Replay> {
+    choreo::replay::Service {
+        name: NAME,
+        topics: TOPICS.map(str::to_owned).to_vec(),
+        migrator: &MIGRATOR,
+        state_tables: &["shipments"],
+        generated_ids: &["shipment_id"],
+        handlers: |codec, outbox| {
+            choreo::replay::Handled(handler::ShippingHandler::new(codec, outbox))
+        },
+    }
+}
+
 /// The shipping service's configuration. The database, Kafka and registry addresses come from
 /// `DATABASE_URL` (or `DATABASE_URL_SHIPPING`), `KAFKA_BROKERS` and `SCHEMA_REGISTRY_URL`.
 #[derive(Debug, Clone, clap::Parser)]

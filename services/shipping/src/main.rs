@@ -1,14 +1,23 @@
-//! `shipping`: runs the shipping service (see the library's docs and `shipping --help`).
+//! `shipping`: runs the shipping service; `shipping replay` instead reprocesses a dump file
+//! through its handler into a fresh database ([`choreo::replay`]). See the library's docs and
+//! `shipping --help`.
 
-use clap::Parser;
+use std::process::ExitCode;
+
+use choreo::replay::CommandLine;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     choreo::config::load_env_file();
+    let config = match choreo::replay::command_line::<shipping::Config>(shipping::NAME) {
+        CommandLine::Serve(config) => config,
+        CommandLine::Replay(args) => {
+            return Ok(choreo::replay::main(shipping::replay_service(), args).await)
+        }
+    };
     choreo::service::init_tracing();
-    let config = shipping::Config::parse();
     let app = shipping::Application::build(config.settings()?).await?;
     tracing::info!(addr = %app.local_addr(), "shipping service listening");
     app.run(choreo::shutdown::on_signal()?).await?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -2,40 +2,19 @@
 //! live services may consume them). Replaying through a service's handlers is the service
 //! binary's `replay` subcommand, tested in `crates/choreo` and in the services.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
 use choreo::avro::{wire, Codec};
-use choreo::replay::testing::DumpBuilder;
+use choreo::replay::testing::{DumpBuilder, Scratch};
 use choreo::testing::{create_topic, kafka, registry, unique};
 use choreo_cli::read::Record;
 use choreo_cli::replay::format::{DumpReader, Header};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use shop_events::{OrderCancelled, OrderLine, OrderPlaced};
-
-/// A folder of the test's own, deleted when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(unique("choreo-replay"));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn choreo(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_choreo"))

@@ -1,9 +1,9 @@
 //! Dump files for tests (feature `testing`): [`DumpBuilder`] encodes events with the stack's
 //! registry into records as a producer would have written them, writes them as a dump file, and
 //! applies them straight through a consumer's handler (the "live" side a replay is compared
-//! with).
+//! with); [`Scratch`] is a folder to write them in.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sqlx::PgPool;
@@ -142,5 +142,33 @@ impl DumpBuilder {
                 .expect("the handler applies the event");
             tx.commit().await.expect("commit");
         }
+    }
+}
+
+/// A folder of one test's own, deleted when dropped.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new() -> Self {
+        let dir = std::env::temp_dir().join(crate::testing::unique("choreo-replay"));
+        std::fs::create_dir_all(&dir).expect("a scratch folder");
+        Self(dir)
+    }
+
+    /// The path of `name` in the folder.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

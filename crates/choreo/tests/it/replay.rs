@@ -4,13 +4,13 @@
 //! fresh refused, `--init-sql`, `--create` and `--diff-against`. Dump files are written here; no
 //! Kafka.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use choreo::avro::{Codec, Event};
 use choreo::consumer::{Handler, HandlerError, Incoming};
 use choreo::outbox::Outbox;
-use choreo::replay::testing::DumpBuilder;
+use choreo::replay::testing::{DumpBuilder, Scratch};
 use choreo::replay::{run::run, Handled, RangeArgs, ReplayArgs, ReplayError, Service};
 use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
@@ -102,27 +102,6 @@ fn tally(topic: &str) -> Service<Handled<Tally>> {
 
 fn codec() -> Arc<Codec> {
     Arc::new(Codec::new(&registry()).unwrap())
-}
-
-/// A folder of the test's own, deleted when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(unique("choreo-replay"));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn args(input: &Path, database_url: &str) -> ReplayArgs {

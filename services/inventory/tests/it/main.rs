@@ -5,3 +5,4 @@
 mod events;
 mod helpers;
 mod http;
+mod replay;

@@ -3,6 +3,8 @@
 //! assertions read its tables and decode its outbox. No Kafka here: the shop's end-to-end test
 //! runs every service together on the real topics.
 
+mod replay;
+
 use std::sync::Arc;
 use std::time::Duration;
 

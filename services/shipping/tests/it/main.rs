@@ -3,4 +3,5 @@
 //! shop's topics are shared); events are handed to the handler as the consumer runner would.
 
 mod helpers;
+mod replay;
 mod shipments;
