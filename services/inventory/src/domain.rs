@@ -8,8 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use shop_events::values::{Currency, InvalidValue, Money, OrderId, Quantity, Sku};
-use shop_events::{OrderPlaced, ReleaseReason};
+use shop_events::typed::PlacedOrder;
+use shop_events::values::{InvalidValue, Money, OrderId, Sku};
+use shop_events::ReleaseReason;
 
 /// The stock of one SKU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -101,35 +102,25 @@ pub struct Request {
 }
 
 impl Request {
-    /// Parses an `OrderPlaced`: every id, SKU, quantity and amount through its checked type.
-    pub fn from_placed(event: &OrderPlaced) -> Result<Self, InvalidValue> {
-        let order_id = OrderId::parse(&event.order_id)?;
-        let total = Money::new(event.total_minor, Currency::parse(&event.currency)?)?;
-        if event.lines.is_empty() {
-            return Err(InvalidValue {
-                what: "lines",
-                value: String::new(),
-                why: "an order has at least one line",
-            });
-        }
+    /// What a placed order (its values parsed as it was decoded) asks: its lines summed by SKU.
+    pub fn from_placed(event: &PlacedOrder) -> Result<Self, InvalidValue> {
         let mut items: BTreeMap<Sku, i32> = BTreeMap::new();
         for line in &event.lines {
-            let sku = Sku::parse(&line.sku)?;
-            let quantity = Quantity::new(i64::from(line.quantity))?;
-            let sum = items.entry(sku).or_default();
+            let quantity = line.quantity;
+            let sum = items.entry(line.sku.clone()).or_default();
             // Quantity::MAX fits an i32; only millions of lines of one SKU could overflow.
             *sum = sum
                 .checked_add(quantity.get() as i32)
                 .ok_or_else(|| InvalidValue {
                     what: "quantity",
-                    value: line.quantity.to_string(),
+                    value: quantity.get().to_string(),
                     why: "the lines of one SKU add up to too many units",
                 })?;
         }
         Ok(Self {
-            order_id,
+            order_id: event.order_id.clone(),
             items,
-            total,
+            total: event.total,
         })
     }
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use choreo::avro::{Codec, Event};
 use choreo::consumer::{traced, BatchFailure, Handler, HandlerError, Incoming};
 use choreo::outbox::Outbox;
+use shop_events::typed::PlacedOrder;
 use shop_events::values::Sku;
 use shop_events::{
     InventoryRejected, InventoryReleased, InventoryReserved, RejectReason, ReleaseReason,
@@ -68,9 +69,13 @@ impl InventoryHandler {
             };
             steps.push(match decoded {
                 Some(ShopEvent::OrderPlaced(placed)) => {
-                    Step::Place(Request::from_placed(&placed).map_err(|invalid| {
-                        failed(HandlerError::Rejected(format!("OrderPlaced: {invalid}")))
-                    })?)
+                    // The event's values are parsed once, here, as it is taken in.
+                    let request = PlacedOrder::try_from(&placed)
+                        .and_then(|placed| Request::from_placed(&placed))
+                        .map_err(|invalid| {
+                            failed(HandlerError::Rejected(format!("OrderPlaced: {invalid}")))
+                        })?;
+                    Step::Place(request)
                 }
                 Some(ShopEvent::PaymentFailed(e)) => settle(
                     e.order_id,

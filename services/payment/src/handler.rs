@@ -1,7 +1,8 @@
 //! The consumer's handler: applies OrderPlaced, InventoryReserved and OrderCancelled to the
 //! payment service's database, inside the consumer's transaction. It never calls the provider
 //! (a slow provider must not stall a partition): it creates payments for the [`crate::worker`]
-//! to charge, and voids or flags them when orders are cancelled. Other events are skipped.
+//! to charge, and voids or flags them when orders are cancelled. Other events are skipped. The
+//! events' values are parsed once, as they are decoded ([`shop_events::typed`]).
 
 use std::sync::Arc;
 
@@ -10,8 +11,8 @@ use choreo::consumer::{Handler, HandlerError, Incoming};
 use choreo::doorbell::Doorbell;
 use choreo::envelope::Metadata;
 use choreo::outbox::{Outbox, OutboxError};
-use shop_events::values::{Currency, CustomerId, InvalidValue, Money, OrderId};
-use shop_events::{InventoryReserved, OrderCancelled, OrderPlaced, ShopEvent};
+use shop_events::typed::{CancelledOrder, PlacedOrder, ReservedStock};
+use shop_events::ShopEvent;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -51,16 +52,14 @@ impl PaymentHandler {
     async fn order_placed(
         &self,
         tx: &mut PgConnection,
-        event: &OrderPlaced,
+        event: &PlacedOrder,
     ) -> Result<(), HandlerError> {
-        let order_id = OrderId::parse(&event.order_id).map_err(rejected)?;
-        let customer_id = CustomerId::parse(&event.customer_id).map_err(rejected)?;
-        let total = money(event.total_minor, &event.currency)?;
-        store::lock_order(tx, order_id.as_str()).await?;
+        let total = event.total;
+        store::lock_order(tx, event.order_id.as_str()).await?;
         store::remember_order(
             tx,
-            order_id.as_str(),
-            customer_id.as_str(),
+            event.order_id.as_str(),
+            event.customer_id.as_str(),
             total.currency().as_str(),
             total.minor(),
         )
@@ -72,11 +71,10 @@ impl PaymentHandler {
     async fn inventory_reserved(
         &self,
         tx: &mut PgConnection,
-        event: &InventoryReserved,
+        event: &ReservedStock,
         cause: &Metadata,
     ) -> Result<(), HandlerError> {
-        let order_id = OrderId::parse(&event.order_id).map_err(rejected)?;
-        let amount = money(event.amount_minor, &event.currency)?;
+        let (order_id, amount) = (&event.order_id, event.amount);
         let order = store::lock_order(tx, order_id.as_str()).await?;
         if store::payment_of_order(tx, order_id.as_str())
             .await?
@@ -113,10 +111,10 @@ impl PaymentHandler {
     async fn order_cancelled(
         &self,
         tx: &mut PgConnection,
-        event: &OrderCancelled,
+        event: &CancelledOrder,
         cause: &Metadata,
     ) -> Result<(), HandlerError> {
-        let order_id = OrderId::parse(&event.order_id).map_err(rejected)?;
+        let order_id = &event.order_id;
         store::lock_order(tx, order_id.as_str()).await?;
         let Some(payment) = store::payment_of_order(tx, order_id.as_str()).await? else {
             store::mark_cancelled(tx, order_id.as_str()).await?;
@@ -150,25 +148,21 @@ impl Handler for PaymentHandler {
         let decoded =
             ShopEvent::decode(&self.codec, &event.metadata.event_type, &event.value).await?;
         match decoded {
-            Some(ShopEvent::OrderPlaced(e)) => self.order_placed(tx, &e).await,
+            Some(ShopEvent::OrderPlaced(e)) => {
+                self.order_placed(tx, &PlacedOrder::try_from(&e)?).await
+            }
             Some(ShopEvent::InventoryReserved(e)) => {
-                self.inventory_reserved(tx, &e, &event.metadata).await
+                let reserved = ReservedStock::try_from(&e)?;
+                self.inventory_reserved(tx, &reserved, &event.metadata)
+                    .await
             }
             Some(ShopEvent::OrderCancelled(e)) => {
-                self.order_cancelled(tx, &e, &event.metadata).await
+                let cancelled = CancelledOrder::try_from(&e)?;
+                self.order_cancelled(tx, &cancelled, &event.metadata).await
             }
             _ => Ok(()),
         }
     }
-}
-
-fn money(minor: i64, currency: &str) -> Result<Money, HandlerError> {
-    let currency = Currency::parse(currency).map_err(rejected)?;
-    Money::new(minor, currency).map_err(rejected)
-}
-
-fn rejected(error: InvalidValue) -> HandlerError {
-    HandlerError::Rejected(error.to_string())
 }
 
 fn outbox_error(error: OutboxError) -> HandlerError {

@@ -2,7 +2,8 @@
 //! each `OrderConfirmed` and announces it with `ShipmentScheduled`, in the consumer's transaction
 //! through the outbox. An order that already has a shipment is passed over with a debug log, so a
 //! redelivered or repeated confirmation schedules nothing twice; every other event is passed over.
-//! The rules are in [`crate::domain`], the SQL in [`crate::store`].
+//! The rules are in [`crate::domain`], the SQL in [`crate::store`]; the event's values are parsed
+//! once, as it is decoded ([`shop_events::typed`]).
 
 use std::sync::Arc;
 
@@ -10,8 +11,8 @@ use choreo::avro::Codec;
 use choreo::consumer::{Handler, HandlerError, Incoming};
 use choreo::outbox::Outbox;
 use chrono::{DateTime, Utc};
-use shop_events::values::{Currency, InvalidValue, Money, OrderId};
-use shop_events::{OrderConfirmed, ShipmentScheduled, ShopEvent};
+use shop_events::typed::ConfirmedOrder;
+use shop_events::{ShipmentScheduled, ShopEvent};
 use sqlx::PgConnection;
 
 use crate::domain::{self, Decision, Status};
@@ -35,10 +36,9 @@ impl ShippingHandler {
         &self,
         tx: &mut PgConnection,
         incoming: &Incoming,
-        confirmed: &OrderConfirmed,
+        confirmed: &ConfirmedOrder,
     ) -> Result<(), HandlerError> {
-        let (order_id, total) = parse(confirmed)
-            .map_err(|invalid| HandlerError::Rejected(format!("OrderConfirmed: {invalid}")))?;
+        let (order_id, total) = (&confirmed.order_id, confirmed.total);
         let existing = store::lock_status(tx, order_id.as_str()).await?;
         let Decision::Schedule(carrier) = domain::decide(existing, total) else {
             tracing::debug!("already scheduled; passed over");
@@ -72,12 +72,6 @@ impl ShippingHandler {
     }
 }
 
-fn parse(confirmed: &OrderConfirmed) -> Result<(OrderId, Money), InvalidValue> {
-    let order_id = OrderId::parse(&confirmed.order_id)?;
-    let total = Money::new(confirmed.total_minor, Currency::parse(&confirmed.currency)?)?;
-    Ok((order_id, total))
-}
-
 impl Handler for ShippingHandler {
     fn knows(&self, event_type: &str) -> bool {
         ShopEvent::is_known(event_type)
@@ -88,6 +82,7 @@ impl Handler for ShippingHandler {
             ShopEvent::decode(&self.codec, &event.metadata.event_type, &event.value).await?;
         match decoded {
             Some(ShopEvent::OrderConfirmed(confirmed)) => {
+                let confirmed = ConfirmedOrder::try_from(&confirmed)?;
                 self.on_confirmed(tx, event, &confirmed).await
             }
             Some(_) | None => {

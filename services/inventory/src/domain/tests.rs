@@ -3,7 +3,7 @@
 use super::*;
 use proptest::collection::btree_map;
 use proptest::prelude::*;
-use shop_events::OrderLine;
+use shop_events::{OrderLine, OrderPlaced};
 
 pub(super) fn sku(text: &str) -> Sku {
     Sku::parse(text).unwrap()
@@ -37,9 +37,14 @@ fn placed(lines: &[(&str, i32)]) -> OrderPlaced {
     }
 }
 
+/// The request of an `OrderPlaced`, parsed as the handler parses it.
+fn request(event: &OrderPlaced) -> Result<Request, InvalidValue> {
+    Request::from_placed(&PlacedOrder::try_from(event)?)
+}
+
 #[test]
 fn lines_of_one_sku_are_summed() {
-    let request = Request::from_placed(&placed(&[("MUG", 2), ("TEA", 1), ("MUG", 3)])).unwrap();
+    let request = request(&placed(&[("MUG", 2), ("TEA", 1), ("MUG", 3)])).unwrap();
     assert_eq!(
         request.items,
         BTreeMap::from([(sku("MUG"), 5), (sku("TEA"), 1)])
@@ -49,9 +54,9 @@ fn lines_of_one_sku_are_summed() {
 
 #[test]
 fn an_order_with_a_bad_line_is_not_a_request() {
-    assert!(Request::from_placed(&placed(&[("mug", 1)])).is_err());
-    assert!(Request::from_placed(&placed(&[("MUG", 0)])).is_err());
-    assert!(Request::from_placed(&placed(&[])).is_err());
+    assert!(request(&placed(&[("mug", 1)])).is_err());
+    assert!(request(&placed(&[("MUG", 0)])).is_err());
+    assert!(request(&placed(&[])).is_err());
 }
 
 #[test]
