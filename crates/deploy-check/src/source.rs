@@ -97,10 +97,13 @@ pub fn uses_service_settings(binary: &str) -> bool {
     rust_text(&src_of(binary)).contains("ServiceSettings::from_env")
 }
 
-/// Whether `binary` serves `/metrics` (the backbone's ops router, directly or via `Service`).
+/// Whether `binary` serves `/metrics` (the backbone's ops router, directly or via `Service` or
+/// `Frame`).
 pub fn serves_metrics(binary: &str) -> bool {
     let text = rust_text(&src_of(binary));
-    text.contains("ops::router") || text.contains("Service::connect")
+    text.contains("ops::router")
+        || text.contains("Service::connect")
+        || text.contains("Frame::connect")
 }
 
 fn src_of(binary: &str) -> String {
