@@ -15,7 +15,10 @@ use crate::values::{Currency, CustomerId, InvalidValue, OrderId, Quantity, Sku};
 #[serde(deny_unknown_fields)]
 pub struct OrderLine {
     pub sku: Sku,
-    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = u16, minimum = 1, maximum = 1000)
+    )]
     pub quantity: Quantity,
 }
 

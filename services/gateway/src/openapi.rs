@@ -96,6 +96,11 @@ mod tests {
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
         );
+        let body = doc["paths"]["/orders"]["post"]["requestBody"].to_string();
+        assert!(body.contains("#/components/schemas/PlaceOrder"), "{body}");
+        let line = &doc["components"]["schemas"]["OrderLine"]["properties"];
+        assert_eq!(line["quantity"]["maximum"], 1000, "{line}");
+        assert_eq!(line["sku"]["$ref"], "#/components/schemas/Sku", "{line}");
         let problem = &doc["components"]["schemas"]["Problem"];
         for member in ["type", "title", "status", "detail", "instance", "field"] {
             assert!(
