@@ -67,40 +67,54 @@ async fn a_thousand_orders_end_by_their_deadlines_with_every_invariant_holding()
     );
 
     // Replaying the run through the shipping service's own handlers, into a fresh database,
-    // gives the state the live shipping service reached (choreo replay run --diff-against).
-    replay_matches_the_live_service("shipping", &run.tag, started_at).await;
+    // gives the state the live shipping service reached (`shipping replay --diff-against`).
+    let shipping_topics = [<shop_events::OrderConfirmed as choreo::avro::Event>::TOPIC];
+    replay_matches_the_live_service("shipping", &shipping_topics, &run.tag, started_at).await;
 }
 
-/// Runs `choreo replay run --service <service>` over everything since `since` into a fresh
-/// database and compares it with the live service's database: no differences.
+/// Dumps everything on the service's topics since `since` (`choreo replay dump`), replays the
+/// file through the service's own handlers into a fresh database (`<service> replay`) and
+/// compares it with the live service's database: no differences.
 async fn replay_matches_the_live_service(
     service: &str,
+    topics: &[&str],
     tag: &str,
     since: chrono::DateTime<chrono::Utc>,
 ) {
     let exe = std::env::current_exe().unwrap();
-    let choreo = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("choreo");
-    assert!(
-        choreo.is_file(),
-        "{} is missing: cargo build -p choreo-cli",
-        choreo.display()
-    );
+    let bin = |name: &str| {
+        let path = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .unwrap()
+            .join(name);
+        assert!(
+            path.is_file(),
+            "{} is missing: cargo build -p choreo-cli -p {service}",
+            path.display()
+        );
+        path
+    };
     let admin = std::env::var("PG_ADMIN_URL").expect("PG_ADMIN_URL");
     let live = std::env::var(format!("DATABASE_URL_{}", service.to_uppercase()))
         .expect("the live database");
     let name = format!("replay_e2e_{}_{}", service, tag.to_lowercase());
     let fresh = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-    let args: Vec<String> = [
+    let file = std::env::temp_dir().join(format!("{name}.jsonl"));
+    let mut dump = vec!["replay".to_owned(), "dump".into()];
+    for topic in topics {
+        dump.extend(["--topic".to_owned(), (*topic).to_owned()]);
+    }
+    dump.extend([
+        "--from-time".to_owned(),
+        since.to_rfc3339(),
+        "--output".into(),
+        file.display().to_string(),
+    ]);
+    let replay: Vec<String> = [
         "replay",
-        "run",
-        "--service",
-        service,
-        "--from-time",
-        &since.to_rfc3339(),
+        "--input",
+        &file.display().to_string(),
         "--database-url",
         &fresh,
         "--create",
@@ -109,11 +123,24 @@ async fn replay_matches_the_live_service(
     ]
     .map(str::to_owned)
     .to_vec();
-    let output =
-        tokio::task::spawn_blocking(move || std::process::Command::new(choreo).args(args).output())
-            .await
-            .unwrap()
-            .unwrap();
+    let (choreo, service_bin) = (bin("choreo"), bin(service));
+    let (dumped, output) = tokio::task::spawn_blocking(move || {
+        let dumped = std::process::Command::new(choreo).args(dump).output()?;
+        let output = std::process::Command::new(service_bin)
+            .args(replay)
+            .output()?;
+        std::io::Result::Ok((dumped, output))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        dumped.status.success(),
+        "choreo replay dump: {}\n{}",
+        dumped.status,
+        String::from_utf8_lossy(&dumped.stderr)
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let mut pg: sqlx::PgConnection = sqlx::Connection::connect(&admin).await.unwrap();
     sqlx::query(&format!("drop database if exists {name} with (force)"))
@@ -122,12 +149,12 @@ async fn replay_matches_the_live_service(
         .unwrap();
     assert!(
         output.status.success() && stdout.contains("no differences"),
-        "replay run --service {service}: {}\n{stdout}\n{}",
+        "{service} replay: {}\n{stdout}\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
     println!(
-        "replay run --service {service}: {}",
+        "{service} replay: {}",
         stdout.lines().last().unwrap_or_default()
     );
 }
