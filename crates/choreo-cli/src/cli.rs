@@ -75,8 +75,8 @@ pub enum Command {
     Relay(RelayArgs),
     /// Print a topic's records as JSON lines (values decoded from Avro), with filters and --follow.
     Inspect(crate::inspect::InspectArgs),
-    /// Dump event streams to a portable file, load a dump into a cluster, or reprocess a range
-    /// through one service's handlers into a fresh local database.
+    /// Dump event streams to a portable file, or load a dump into a cluster (each service's
+    /// binary replays a dump through its handlers: `<service> replay --help`).
     Replay(crate::replay::ReplayArgs),
     /// Every event of one saga run (an order) across its topics, in causal and time order, with
     /// a verdict by the rules of the saga file (sagas/).
