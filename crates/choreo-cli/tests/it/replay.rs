@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use choreo::avro::{wire, Codec};
-use choreo::replay::testing::{DumpBuilder, Scratch};
+use choreo::replay::testing::{expect_exit, DumpBuilder, Scratch};
 use choreo::testing::{create_topic, kafka, registry, unique};
 use choreo_cli::read::Record;
 use choreo_cli::replay::format::{DumpReader, Header};
@@ -27,18 +27,6 @@ fn choreo(args: &[&str]) -> Output {
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-#[track_caller]
-fn expect_exit(output: &Output, code: i32) -> (String, String) {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    (stdout, stderr)
 }
 
 fn codec() -> Arc<Codec> {

@@ -1,9 +1,11 @@
 //! Dump files for tests (feature `testing`): [`DumpBuilder`] encodes events with the stack's
 //! registry into records as a producer would have written them, writes them as a dump file, and
 //! applies them straight through a consumer's handler (the "live" side a replay is compared
-//! with); [`Scratch`] is a folder to write them in.
+//! with); [`Scratch`] is a folder to write them in; [`run`] and [`expect_exit`] drive a binary's
+//! `replay` as a user would.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::Arc;
 
 use sqlx::PgPool;
@@ -171,4 +173,27 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Runs the binary `exe` (`env!("CARGO_BIN_EXE_<name>")`) with `args`, the stack's registry in
+/// `SCHEMA_REGISTRY_URL`.
+pub fn run(exe: &str, args: &[&str]) -> Output {
+    Command::new(exe)
+        .args(args)
+        .env("SCHEMA_REGISTRY_URL", crate::testing::registry().url)
+        .output()
+        .expect("the binary runs")
+}
+
+/// The output's stdout and stderr, once its exit code is checked to be `code`.
+#[track_caller]
+pub fn expect_exit(output: &Output, code: i32) -> (String, String) {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    (stdout, stderr)
 }

@@ -3,58 +3,20 @@
 //! did (compared with `--diff-against`), a database that is not fresh is refused, and the
 //! binary's own command line is the service's with `replay` added. No Kafka.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use choreo::avro::Codec;
 use choreo::outbox::Outbox;
-use choreo::replay::testing::{DumpBuilder, Scratch};
+use choreo::replay::testing::{expect_exit, run, DumpBuilder, Scratch};
 use choreo::testing::{registry, unique, TestDb};
 use inventory::handler::InventoryHandler;
-use shop_events::{OrderLine, OrderPlaced, PaymentFailed, PaymentFailureReason};
+use shop_events::{PaymentFailed, PaymentFailureReason};
+
+use crate::helpers::{order, order_id};
 
 fn inventory(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_inventory"))
-        .args(args)
-        .env("SCHEMA_REGISTRY_URL", registry().url)
-        .output()
-        .expect("run inventory")
-}
-
-#[track_caller]
-fn expect_exit(output: &Output, code: i32) -> (String, String) {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    (stdout, stderr)
-}
-
-fn order_id() -> String {
-    unique("o").replace('.', "-")
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-fn placed(order_id: &str, sku: &str, quantity: i32) -> OrderPlaced {
-    OrderPlaced {
-        order_id: order_id.into(),
-        customer_id: "cus_replay".into(),
-        lines: vec![OrderLine {
-            sku: sku.into(),
-            quantity,
-            unit_price_minor: 1250,
-        }],
-        currency: "EUR".into(),
-        total_minor: 1250 * i64::from(quantity),
-        placed_at: now_ms(),
-        deadline_at: now_ms() + 30_000,
-    }
+    run(env!("CARGO_BIN_EXE_inventory"), args)
 }
 
 const RECEIPTS: &str = "insert into stock (sku, available, reserved, sold, received) values \
@@ -71,25 +33,30 @@ async fn a_replay_with_receipts_reserves_rejects_and_releases_as_the_service_did
     let mut events = DumpBuilder::new(codec.clone());
     let (kept, rejected, released) = (order_id(), order_id(), order_id());
     events
-        .add(&orders_topic, 0, &kept, &placed(&kept, "MUG-01", 2))
+        .add(&orders_topic, 0, &kept, &order(&kept, &[("MUG-01", 2)]))
         .await;
     events
         .add(
             &orders_topic,
             1,
             &rejected,
-            &placed(&rejected, "MUG-01", 10),
+            &order(&rejected, &[("MUG-01", 10)]),
         )
         .await;
     events
-        .add(&orders_topic, 0, &released, &placed(&released, "TEE-01", 1))
+        .add(
+            &orders_topic,
+            0,
+            &released,
+            &order(&released, &[("TEE-01", 1)]),
+        )
         .await;
     let failed = PaymentFailed {
         order_id: released.clone(),
         payment_id: "pay-1".into(),
         reason: PaymentFailureReason::Declined,
         detail: None,
-        failed_at: now_ms(),
+        failed_at: 1_700_000_002_000,
     };
     events.add(&payments_topic, 0, &released, &failed).await;
     events.duplicate_last();
@@ -105,7 +72,7 @@ async fn a_replay_with_receipts_reserves_rejects_and_releases_as_the_service_did
         .await;
 
     let replay = TestDb::create().await;
-    let run = |extra: &[&str]| {
+    let replay_once = |extra: &[&str]| {
         let mut args = vec![
             "replay",
             "--input",
@@ -124,7 +91,7 @@ async fn a_replay_with_receipts_reserves_rejects_and_releases_as_the_service_did
         args.extend_from_slice(extra);
         inventory(&args)
     };
-    let (stdout, _) = expect_exit(&run(&[]), 0);
+    let (stdout, _) = expect_exit(&replay_once(&[]), 0);
     assert!(
         stdout.contains("inventory replay: 5 record(s) of 3 order(s)"),
         "{stdout}"
@@ -166,7 +133,7 @@ async fn a_replay_with_receipts_reserves_rejects_and_releases_as_the_service_did
     assert_eq!(available, [("MUG-01".into(), 3), ("TEE-01".into(), 3)]);
 
     // The same database again is refused: it holds the replay's rows.
-    let (_, stderr) = expect_exit(&run(&[]), 3);
+    let (_, stderr) = expect_exit(&replay_once(&[]), 3);
     assert!(stderr.contains("already holds inventory rows"), "{stderr}");
 
     // A live database that differs (a unit sold that no event tells of) is found out.

@@ -2,32 +2,16 @@
 //! events turned back into orders and decisions, the outcomes it consumed applied by its handler,
 //! OrderPlaced not announced again, a replay of the same file twice changing nothing. No Kafka.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use choreo::avro::Codec;
-use choreo::replay::testing::{DumpBuilder, Scratch};
+use choreo::replay::testing::{expect_exit, run, DumpBuilder, Scratch};
 use choreo::testing::{registry, unique, TestDb};
 use shop_events::{OrderCancelled, OrderConfirmed, OrderLine, OrderPlaced};
 
 fn order(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_order"))
-        .args(args)
-        .env("SCHEMA_REGISTRY_URL", registry().url)
-        .output()
-        .expect("run order")
-}
-
-#[track_caller]
-fn expect_exit(output: &Output, code: i32) -> (String, String) {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    (stdout, stderr)
+    run(env!("CARGO_BIN_EXE_order"), args)
 }
 
 fn order_id() -> String {
@@ -121,7 +105,7 @@ async fn a_replay_turns_its_own_events_back_into_orders_and_decisions() {
     events.write(&file);
 
     let replay = TestDb::create().await;
-    let run = |extra: &[&str]| {
+    let replay_once = |extra: &[&str]| {
         let mut args = vec![
             "replay",
             "--input",
@@ -136,7 +120,7 @@ async fn a_replay_turns_its_own_events_back_into_orders_and_decisions() {
         args.extend_from_slice(extra);
         order(&args)
     };
-    let (stdout, _) = expect_exit(&run(&[]), 0);
+    let (stdout, _) = expect_exit(&replay_once(&[]), 0);
     assert!(
         stdout.contains("order replay: 6 record(s) of 2 order(s)"),
         "{stdout}"
@@ -170,9 +154,9 @@ async fn a_replay_turns_its_own_events_back_into_orders_and_decisions() {
     );
 
     // The same file again, forced into the same database: every event is a duplicate.
-    let (_, stderr) = expect_exit(&run(&[]), 3);
+    let (_, stderr) = expect_exit(&replay_once(&[]), 3);
     assert!(stderr.contains("already holds order rows"), "{stderr}");
-    let (stdout, _) = expect_exit(&run(&["--force"]), 0);
+    let (stdout, _) = expect_exit(&replay_once(&["--force"]), 0);
     assert!(stdout.contains("duplicates skipped: 6"), "{stdout}");
     assert!(stdout.contains("applied: none"), "{stdout}");
     assert_eq!(statuses(&replay.pool).await, before);

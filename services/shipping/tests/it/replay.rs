@@ -3,58 +3,19 @@
 //! out of the comparison), a changed live row is found, and a database that is not fresh is
 //! refused. No Kafka.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use choreo::avro::Codec;
 use choreo::outbox::Outbox;
-use choreo::replay::testing::{DumpBuilder, Scratch};
+use choreo::replay::testing::{expect_exit, run, DumpBuilder, Scratch};
 use choreo::testing::{registry, unique, TestDb};
 use shipping::handler::ShippingHandler;
-use shop_events::{OrderConfirmed, OrderLine, OrderPlaced};
+
+use crate::helpers::{confirmed, order_id};
 
 fn shipping(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shipping"))
-        .args(args)
-        .env("SCHEMA_REGISTRY_URL", registry().url)
-        .output()
-        .expect("run shipping")
-}
-
-#[track_caller]
-fn expect_exit(output: &Output, code: i32) -> (String, String) {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    (stdout, stderr)
-}
-
-fn order_id() -> String {
-    unique("o").replace('.', "-")
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-fn placed(order_id: &str, sku: &str, quantity: i32) -> OrderPlaced {
-    OrderPlaced {
-        order_id: order_id.into(),
-        customer_id: "cus_replay".into(),
-        lines: vec![OrderLine {
-            sku: sku.into(),
-            quantity,
-            unit_price_minor: 1250,
-        }],
-        currency: "EUR".into(),
-        total_minor: 1250 * i64::from(quantity),
-        placed_at: now_ms(),
-        deadline_at: now_ms() + 30_000,
-    }
+    run(env!("CARGO_BIN_EXE_shipping"), args)
 }
 
 #[tokio::test]
@@ -64,18 +25,8 @@ async fn a_replay_schedules_what_the_service_did_and_diffs_clean() {
     let codec = Arc::new(Codec::new(&registry()).unwrap());
     let mut events = DumpBuilder::new(codec.clone());
     let orders: Vec<String> = (0..3).map(|_| order_id()).collect();
-    for (i, order) in orders.iter().enumerate() {
-        events
-            .add(&topic, 0, order, &placed(order, "MUG-01", 1))
-            .await;
-        let confirmed = OrderConfirmed {
-            order_id: order.clone(),
-            payment_id: format!("pay-{i}"),
-            currency: "EUR".into(),
-            total_minor: 1250 + i64::try_from(i).unwrap() * 10_000,
-            confirmed_at: now_ms(),
-        };
-        events.add(&topic, 0, order, &confirmed).await;
+    for (total, order) in (1..).map(|i| i * 10_000).zip(&orders) {
+        events.add(&topic, 0, order, &confirmed(order, total)).await;
     }
     events.duplicate_last();
     let file = scratch.file("shipping.jsonl");
@@ -89,7 +40,7 @@ async fn a_replay_schedules_what_the_service_did_and_diffs_clean() {
         .await;
 
     let replay = TestDb::create().await;
-    let run = |extra: &[&str]| {
+    let replay_once = |extra: &[&str]| {
         let mut args = vec![
             "replay",
             "--input",
@@ -104,9 +55,9 @@ async fn a_replay_schedules_what_the_service_did_and_diffs_clean() {
         args.extend_from_slice(extra);
         shipping(&args)
     };
-    let (stdout, _) = expect_exit(&run(&[]), 0);
+    let (stdout, _) = expect_exit(&replay_once(&[]), 0);
     assert!(
-        stdout.contains("shipping replay: 7 record(s) of 3 order(s)"),
+        stdout.contains("shipping replay: 4 record(s) of 3 order(s)"),
         "{stdout}"
     );
     assert!(stdout.contains("duplicates skipped: 1"), "{stdout}");
@@ -123,7 +74,7 @@ async fn a_replay_schedules_what_the_service_did_and_diffs_clean() {
     assert_eq!(shipments, 3);
 
     // The same database again is refused: it holds the replay's rows.
-    let (_, stderr) = expect_exit(&run(&[]), 3);
+    let (_, stderr) = expect_exit(&replay_once(&[]), 3);
     assert!(stderr.contains("already holds shipping rows"), "{stderr}");
 
     sqlx::query("update shipments set carrier = 'pigeon' where order_id = $1")
@@ -131,7 +82,7 @@ async fn a_replay_schedules_what_the_service_did_and_diffs_clean() {
         .execute(&live.pool)
         .await
         .unwrap();
-    let (stdout, stderr) = expect_exit(&run(&["--force"]), 3);
+    let (stdout, stderr) = expect_exit(&replay_once(&["--force"]), 3);
     assert!(
         stdout.contains(&format!("shipments [order_id=\"{}\"]: changed", orders[1])),
         "{stdout}"
