@@ -17,6 +17,7 @@ use schema_registry_converter::schema_registry_common::{
 
 use super::format::Header;
 use super::ReplayError;
+use crate::avro::RegistryFailure;
 use crate::RegistryConfig;
 
 /// The target registry's id of every `(source topic, source schema id)` in `used`, registering
@@ -85,49 +86,34 @@ async fn lookup(
                 "the registry's lookup of {subject} answered without an id"
             ))
         }),
-        Err(e) if status(&e) == Some(404) => Ok(None),
+        Err(e) if not_found(&e) => Ok(None),
         Err(e) => Err(failure(url, subject, &e)),
     }
 }
 
-/// The HTTP status a failed call ended with, from the registry's error code (40401 is a 404) or
-/// else the error's message; `None` when no answer came (connection refused, timeouts).
-fn status(error: &SRCError) -> Option<u32> {
-    let code = error
-        .source()
-        .and_then(|s| s.downcast_ref::<RawError>())
-        .map(|raw| raw.error_code)
-        .filter(|code| *code != 0);
-    match code {
-        Some(code) if code >= 1000 => Some(code / 100),
-        Some(code) => Some(code),
-        None => error
-            .error
-            .split("status ")
-            .nth(1)
-            .and_then(|rest| rest.get(..3))
-            .and_then(|digits| digits.parse().ok()),
-    }
-}
-
 /// A refusal as incompatible (409) is refused; anything else failed, the registry being away
-/// (no answer, 5xx, retriable) told apart from its refusing the call.
+/// (no answer, 5xx, no answer of its own) told apart from its refusing the call.
 fn failure(url: &str, subject: &str, error: &SRCError) -> ReplayError {
     let detail = describe(error);
-    match status(error) {
-        _ if error.retriable => ReplayError::Failed(format!(
-            "the schema registry at {url} is unreachable or failing: {detail}"
-        )),
-        Some(409) => ReplayError::Refused(format!(
+    match RegistryFailure::of(error) {
+        RegistryFailure::Answered(409) => ReplayError::Refused(format!(
             "the registry refused the schema for {subject} as incompatible: {detail}"
         )),
-        Some(status) if status < 500 => {
+        RegistryFailure::Answered(code) if code < 500 || (1000..50000).contains(&code) => {
             ReplayError::Failed(format!("the registry failed on {subject}: {detail}"))
         }
         _ => ReplayError::Failed(format!(
             "the schema registry at {url} is unreachable or failing: {detail}"
         )),
     }
+}
+
+/// Whether the registry answered that there is no such subject or schema.
+fn not_found(error: &SRCError) -> bool {
+    matches!(
+        RegistryFailure::of(error),
+        RegistryFailure::Answered(404 | 40400..=40499)
+    )
 }
 
 fn describe(error: &SRCError) -> String {
