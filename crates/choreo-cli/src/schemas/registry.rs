@@ -10,18 +10,16 @@
 //! 3.3 ignores `?verbose=true` and answers with its own key order, not the text it was sent, so
 //! reasons are found locally ([`super::compat`]) and texts are compared normalized.
 
-use std::error::Error as _;
 use std::time::Duration;
 
+use choreo::avro::registry::describe;
 use choreo::avro::RegistryFailure;
 use schema_registry_converter::async_impl::schema_registry::{
     get_all_versions, get_schema_by_subject_and_version, is_compatible_schema, perform_sr_call,
     post_schema, SrSettings,
 };
 use schema_registry_converter::error::SRCError;
-use schema_registry_converter::schema_registry_common::{
-    RawError, SchemaType, SrCall, SuppliedSchema,
-};
+use schema_registry_converter::schema_registry_common::{SchemaType, SrCall, SuppliedSchema};
 
 /// The compatibility level every shop subject has.
 pub const LEVEL: &str = "BACKWARD_TRANSITIVE";
@@ -273,18 +271,6 @@ fn kind(error: &SRCError) -> Kind {
         }
         RegistryFailure::Answered(_) => Kind::Refused,
         RegistryFailure::Unreachable | RegistryFailure::Unexplained => Kind::Unavailable,
-    }
-}
-
-fn describe(error: &SRCError) -> String {
-    let raw = error
-        .source()
-        .and_then(|s| s.downcast_ref::<RawError>())
-        .map(|raw| raw.message.clone());
-    match (raw, &error.cause) {
-        (Some(message), _) => message,
-        (None, Some(cause)) => format!("{}: {cause}", error.error),
-        (None, None) => error.error.clone(),
     }
 }
 

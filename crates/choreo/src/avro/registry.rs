@@ -40,6 +40,20 @@ impl RegistryFailure {
     }
 }
 
+/// The failure for people: the registry's own message when it answered, else the client's
+/// error with its cause.
+pub fn describe(error: &SRCError) -> String {
+    let raw = error
+        .source()
+        .and_then(|source| source.downcast_ref::<RawError>())
+        .filter(|raw| raw.error_code != 0);
+    match (raw, &error.cause) {
+        (Some(raw), _) => raw.message.clone(),
+        (None, Some(cause)) => format!("{}: {cause}", error.error),
+        (None, None) => error.error.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +104,20 @@ mod tests {
             RegistryFailure::of(&unreadable),
             RegistryFailure::Unexplained
         );
+    }
+
+    #[test]
+    fn a_failure_reads_as_the_registrys_message_or_the_clients_error() {
+        let missing = answered(
+            404,
+            r#"{"error_code":40401,"message":"Subject 'x' not found."}"#,
+        );
+        assert_eq!(describe(&missing), "Subject 'x' not found.");
+        let proxy = describe(&answered(404, "<html>Not Found</html>"));
+        assert!(
+            proxy.starts_with("HTTP request to schema registry failed with status 404"),
+            "{proxy}"
+        );
+        assert!(describe(&unreachable()).starts_with("http call to schema registry failed: "));
     }
 }
