@@ -1,5 +1,5 @@
 //! `choreo replay`: dump event streams to a portable file ([`dump`]) or load a dump into a
-//! cluster ([`load`]). The file format is the backbone's ([`format`], from
+//! cluster ([`load`]). The file format is the backbone's ([`format`](mod@format), from
 //! [`choreo::replay::format`]), which a service binary's `replay` subcommand also reads to
 //! reprocess a range through the service's own handlers (this tool knows no service). Reading
 //! Kafka goes through [`crate::read`]; nothing here joins a consumer group.

@@ -1,9 +1,9 @@
 //! Replaying recorded events through a service's own handlers into a fresh database: the dump
-//! file a replay reads ([`format`], which `choreo replay dump|load` share), the service as a
-//! replay sees it ([`Service`], [`Replay`]), the runner ([`run`]) with its database set-up
-//! (`database`) and its comparison with another database ([`diff`]), and the `replay` subcommand
-//! every service binary offers ([`command_line`], [`ReplayArgs`], [`main`]). Nothing here reads Kafka or joins a
-//! consumer group: records come from a dump file.
+//! file a replay reads ([`format`](mod@format), which `choreo replay dump|load` share), the
+//! service as a replay sees it ([`Service`], [`Replay`]), the runner ([`run`]) with its database
+//! set-up (`database`) and its comparison with another database ([`diff`]), and the `replay`
+//! subcommand every service binary offers ([`command_line`], [`ReplayArgs`], [`main`]). Nothing
+//! here reads Kafka or joins a consumer group: records come from a dump file.
 
 mod cli;
 mod database;
