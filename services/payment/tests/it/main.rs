@@ -10,3 +10,4 @@ mod helpers;
 mod provider_client;
 mod reconciliation;
 mod refunds;
+mod replay;
