@@ -7,12 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::cluster::registry;
-// Re-exported only for `trace`, which still imports them from here; every other subcommand
-// imports `crate::failure` and `crate::cluster`. Make these private `use`s once it does too.
-pub use crate::cluster::ClusterArgs;
-use crate::failure::fail;
-pub use crate::failure::Failure;
+use crate::cluster::{registry, ClusterArgs};
+use crate::failure::{fail, Failure};
 use crate::schemas::{self, check, history, register};
 use crate::topics;
 

@@ -7,7 +7,9 @@
 //! ([`prune`]), the one HTTP error body, RFC 9457 problem details ([`problem`]), a circuit
 //! breaker and backoff for outside calls ([`resilience`]), the frame of a service process
 //! ([`service`]), shutdown on SIGTERM ([`shutdown`]), and a saga described in a file with how
-//! far a run of it got from its events ([`saga`]), for tools and checks outside the services.
+//! far a run of it got from its events ([`saga`]), for tools and checks outside the services,
+//! and the runner behind each service binary's `replay` subcommand, which feeds a recorded
+//! event stream through the service's own handlers into a fresh database ([`replay`]).
 //!
 //! No shop logic lives here: a service that is not part of the shop can use this crate as is.
 
