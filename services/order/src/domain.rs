@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use shop_events::values::{Currency, CustomerId, InvalidValue, Money, OrderId, Quantity, Sku};
+use shop_events::request::{Lines, OrderLine};
 
 /// Where an order stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,13 +220,6 @@ fn cancel(reason: CancelReason) -> Decision {
     }
 }
 
-/// A line as asked for: a SKU and how many.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Wanted {
-    pub sku: Sku,
-    pub quantity: Quantity,
-}
-
 /// A priced line of an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
@@ -251,7 +245,7 @@ pub enum OrderError {
     Invalid(#[from] InvalidValue),
     #[error("an order needs at least one line")]
     NoLines,
-    #[error("an order has at most {max} lines", max = MAX_LINES)]
+    #[error("an order has at most {max} lines", max = Lines::MAX)]
     TooManyLines,
     #[error("unknown sku {0}")]
     UnknownSku(Sku),
@@ -267,20 +261,19 @@ pub enum OrderError {
     Overflow,
 }
 
-pub const MAX_LINES: usize = 50;
-
-/// Prices `wanted` from `prices` (a SKU's unit price), merging lines of one SKU, in SKU order.
+/// Prices `wanted` (the lines as asked for, the request's own type) from `prices` (a SKU's unit
+/// price), merging lines of one SKU, in SKU order.
 pub fn price(
     order_id: OrderId,
     customer_id: CustomerId,
     currency: Currency,
-    wanted: &[Wanted],
+    wanted: &[OrderLine],
     prices: &BTreeMap<Sku, Money>,
 ) -> Result<NewOrder, OrderError> {
     if wanted.is_empty() {
         return Err(OrderError::NoLines);
     }
-    if wanted.len() > MAX_LINES {
+    if wanted.len() > Lines::MAX {
         return Err(OrderError::TooManyLines);
     }
     let mut merged: BTreeMap<&Sku, u32> = BTreeMap::new();
@@ -439,14 +432,14 @@ mod tests {
         Money::new(minor, Currency::parse("EUR").unwrap()).unwrap()
     }
 
-    fn wanted(s: &str, q: i64) -> Wanted {
-        Wanted {
+    fn wanted(s: &str, q: i64) -> OrderLine {
+        OrderLine {
             sku: sku(s),
             quantity: Quantity::new(q).unwrap(),
         }
     }
 
-    fn new_order(lines: &[Wanted]) -> Result<NewOrder, OrderError> {
+    fn new_order(lines: &[OrderLine]) -> Result<NewOrder, OrderError> {
         let prices = BTreeMap::from([(sku("MUG-01"), eur(1250)), (sku("TEE-01"), eur(1999))]);
         price(
             OrderId::parse("o-1").unwrap(),
@@ -541,7 +534,7 @@ mod tests {
         fn a_priced_total_is_the_sum_of_its_lines(
             quantities in proptest::collection::vec((0usize..2, 1i64..=400), 1..6)
         ) {
-            let lines: Vec<Wanted> = quantities
+            let lines: Vec<OrderLine> = quantities
                 .iter()
                 .map(|(which, q)| wanted(["MUG-01", "TEE-01"][*which], *q))
                 .collect();

@@ -19,7 +19,7 @@ use shop_events::request::PlaceOrder;
 use shop_events::values::{Currency, InvalidValue, Money, Sku};
 use sqlx::PgPool;
 
-use crate::domain::{self, Input, OrderError, Wanted};
+use crate::domain::{self, Input, OrderError};
 use crate::saga::{Applied, Saga, SagaError};
 use crate::store::{self, OrderRow};
 
@@ -90,15 +90,7 @@ async fn place(
     // The body's values are parsed by deserializing it (shop_events::request): a refused
     // one is a JSON rejection that says which and why.
     let Json(body) = body.map_err(refused_order)?;
-    let wanted: Vec<Wanted> = body
-        .lines
-        .as_slice()
-        .iter()
-        .map(|line| Wanted {
-            sku: line.sku.clone(),
-            quantity: line.quantity,
-        })
-        .collect();
+    let wanted = body.lines.as_slice();
     let skus: Vec<String> = wanted.iter().map(|w| w.sku.to_string()).collect();
     let prices = store::prices(&state.pool, &skus).await.map_err(db)?;
     // Every refusal of the pricing (an unknown SKU, too many units, ...) is the caller's to fix.
@@ -106,7 +98,7 @@ async fn place(
         body.order_id,
         body.customer_id,
         body.currency,
-        &wanted,
+        wanted,
         &prices,
     )
     .map_err(|e: OrderError| Problem::invalid(e.to_string()))?;
