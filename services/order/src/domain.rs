@@ -10,8 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use shop_events::values::{Currency, CustomerId, InvalidValue, Money, OrderId, Quantity, Sku};
 use shop_events::request::{Lines, OrderLine};
+use shop_events::values::{Currency, CustomerId, InvalidValue, Money, OrderId, Quantity, Sku};
 
 /// Where an order stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
