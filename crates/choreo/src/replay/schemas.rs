@@ -4,20 +4,17 @@
 //! the registry's API lives here.
 
 use std::collections::{BTreeSet, HashMap};
-use std::error::Error as _;
 use std::time::Duration;
 
 use schema_registry_converter::async_impl::schema_registry::{
     perform_sr_call, post_schema, SrSettings,
 };
 use schema_registry_converter::error::SRCError;
-use schema_registry_converter::schema_registry_common::{
-    RawError, SchemaType, SrCall, SuppliedSchema,
-};
+use schema_registry_converter::schema_registry_common::{SchemaType, SrCall, SuppliedSchema};
 
 use super::format::Header;
 use super::ReplayError;
-use crate::avro::RegistryFailure;
+use crate::avro::registry::{describe, RegistryFailure};
 use crate::RegistryConfig;
 
 /// The target registry's id of every `(source topic, source schema id)` in `used`, registering
@@ -114,16 +111,4 @@ fn not_found(error: &SRCError) -> bool {
         RegistryFailure::of(error),
         RegistryFailure::Answered(404 | 40400..=40499)
     )
-}
-
-fn describe(error: &SRCError) -> String {
-    let raw = error
-        .source()
-        .and_then(|s| s.downcast_ref::<RawError>())
-        .map(|raw| raw.message.clone());
-    match (raw, &error.cause) {
-        (Some(message), _) => message,
-        (None, Some(cause)) => format!("{}: {cause}", error.error),
-        (None, None) => error.error.clone(),
-    }
 }
