@@ -7,7 +7,8 @@
 //! ([`prune`]), the one HTTP error body, RFC 9457 problem details ([`problem`]), a circuit
 //! breaker and backoff for outside calls ([`resilience`]), the frame of a service process
 //! ([`service`]), shutdown on SIGTERM ([`shutdown`]), and a saga described in a file with how
-//! far a run of it got from its events ([`saga`]), for tools and checks outside the services,
+//! far a run of it got from its events ([`saga`]) with the one error of a declared file
+//! ([`declared`]), for tools and checks outside the services,
 //! and the runner behind each service binary's `replay` subcommand, which feeds a recorded
 //! event stream through the service's own handlers into a fresh database ([`replay`]).
 //!
@@ -17,6 +18,7 @@ pub mod avro;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod declared;
 pub mod doorbell;
 pub mod envelope;
 pub mod inbox;

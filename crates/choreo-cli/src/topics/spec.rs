@@ -5,7 +5,6 @@
 //! and why, so that a bad spec is fixed without reading code.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -62,32 +61,9 @@ pub struct TopicSpec {
     pub consumers: Vec<String>,
 }
 
-/// A spec file that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecError {
-    pub file: PathBuf,
-    /// The field at fault, dotted (`configs.retention.ms`), or empty when the file as a whole is.
-    pub field: String,
-    pub why: String,
-}
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.why)
-        } else {
-            write!(
-                f,
-                "{}: field `{}`: {}",
-                self.file.display(),
-                self.field,
-                self.why
-            )
-        }
-    }
-}
-
-impl std::error::Error for SpecError {}
+/// A spec file that cannot be used: the file, the field and why (the backbone's one error of
+/// a declared file).
+pub type SpecError = choreo::declared::FileError;
 
 /// Reads and validates every `*.yaml`/`*.yml` file in `dir`, in file name order.
 /// Fails on the first bad file, and on two files that name the same topic.

@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use serde_json::{json, Value as Json};
 
 use crate::cluster::ClusterArgs;
-use crate::failure::Failure;
 use crate::decode;
+use crate::failure::Failure;
 use crate::inspect::{format_ms, parse_time};
 use crate::read::{self, Record, Selection, Start, Stop};
 use saga::{Step, Verdict};

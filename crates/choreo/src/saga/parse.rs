@@ -3,7 +3,6 @@
 //! without reading code.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,25 +10,8 @@ use serde::Deserialize;
 
 use super::{Compensation, Deadline, End, Saga, Step};
 
-/// A saga file that cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SagaError {
-    pub file: PathBuf,
-    /// The field at fault, dotted, or empty when the file as a whole is.
-    pub field: String,
-    pub why: String,
-}
-
-impl fmt::Display for SagaError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.field.as_str() {
-            "" => write!(f, "{}: {}", self.file.display(), self.why),
-            field => write!(f, "{}: field `{field}`: {}", self.file.display(), self.why),
-        }
-    }
-}
-
-impl std::error::Error for SagaError {}
+/// A saga file that cannot be used: the file, the field and why.
+pub type SagaError = crate::declared::FileError;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
