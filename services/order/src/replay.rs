@@ -14,7 +14,8 @@ use choreo::consumer::{traced, Handler as _, HandlerError, Incoming};
 use choreo::outbox::Outbox;
 use choreo::replay::{reason, Outcome, Replay};
 use chrono::{DateTime, Utc};
-use shop_events::values::{Currency, CustomerId, InvalidValue, Money, OrderId, Sku};
+use shop_events::typed::PlacedOrder;
+use shop_events::values::InvalidValue;
 use shop_events::{CancelReason, OrderPlaced, ShopEvent};
 use sqlx::PgConnection;
 
@@ -181,25 +182,24 @@ async fn place(tx: &mut PgConnection, placed: &OrderPlaced) -> Result<Replayed, 
     Ok(Replayed::Placed)
 }
 
-/// The order an OrderPlaced describes, checked like one taken over HTTP.
+/// The order an OrderPlaced describes, its values checked once as every consumer of the event
+/// checks them ([`PlacedOrder`]).
 pub fn new_order(placed: &OrderPlaced) -> Result<NewOrder, ReplayError> {
-    let currency = Currency::parse(&placed.currency)?;
-    let mut lines = Vec::with_capacity(placed.lines.len());
-    for line in &placed.lines {
-        lines.push(Line {
-            sku: Sku::parse(&line.sku)?,
-            quantity: u32::try_from(line.quantity).map_err(|_| {
-                ReplayError::Malformed(format!("line {} has quantity {}", line.sku, line.quantity))
-            })?,
-            unit_price: Money::new(line.unit_price_minor, currency)?,
-        });
-    }
+    let placed = PlacedOrder::try_from(placed)?;
     Ok(NewOrder {
-        order_id: OrderId::parse(&placed.order_id)?,
-        customer_id: CustomerId::parse(&placed.customer_id)?,
-        currency,
-        lines,
-        total: Money::new(placed.total_minor, currency)?,
+        order_id: placed.order_id,
+        customer_id: placed.customer_id,
+        currency: placed.total.currency(),
+        lines: placed
+            .lines
+            .into_iter()
+            .map(|line| Line {
+                sku: line.sku,
+                quantity: line.quantity.get(),
+                unit_price: line.unit_price,
+            })
+            .collect(),
+        total: placed.total,
     })
 }
 
@@ -240,7 +240,10 @@ mod tests {
     fn a_malformed_order_placed_event_is_refused() {
         let mut bad = placed();
         bad.lines[0].quantity = -1;
-        assert!(matches!(new_order(&bad), Err(ReplayError::Malformed(_))));
+        assert!(matches!(new_order(&bad), Err(ReplayError::Invalid(_))));
+        let mut bad = placed();
+        bad.lines.clear();
+        assert!(matches!(new_order(&bad), Err(ReplayError::Invalid(_))));
         let mut bad = placed();
         bad.currency = "euro".into();
         assert!(matches!(new_order(&bad), Err(ReplayError::Invalid(_))));
