@@ -4,7 +4,8 @@
 //! routes beside `/metrics`, `/healthz` and `/readyz`.
 //!
 //! A service's `main` reads [`ServiceSettings`], calls [`Service::connect`], registers its
-//! consumer ([`Service::consume`]) and loops ([`Service::spawn`]), then [`Service::run`]s until
+//! consumer ([`Service::consume`]) and loops ([`Service::spawn`]), adds its routes
+//! ([`Service::serving`], a [`Ready`] service), then runs until
 //! the shutdown token is cancelled or a part fails; either way every part is stopped and
 //! awaited, so the batch in hand is committed before the process exits. The listener is bound
 //! in `connect`, so a test can start a service on port 0 and read [`Service::local_addr`].
@@ -254,6 +255,35 @@ impl Service {
             });
         }
         self.frame.run_parts(routes, stop, &mut parts).await
+    }
+}
+
+/// A service with its routes: connected, bound, every part set up, ready to [`Ready::run`].
+/// What a service crate's `build` returns, so that its `main` and its tests start it alike.
+pub struct Ready {
+    service: Service,
+    routes: Router,
+}
+
+impl Service {
+    /// The service with the routes it serves beside the operations endpoints.
+    pub fn serving(self, routes: Router) -> Ready {
+        Ready {
+            service: self,
+            routes,
+        }
+    }
+}
+
+impl Ready {
+    /// The address the HTTP listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.service.local_addr()
+    }
+
+    /// Runs until `shutdown` is cancelled or a part fails ([`Service::run`]).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServiceError> {
+        self.service.run(self.routes, shutdown).await
     }
 }
 

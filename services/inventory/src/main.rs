@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
     };
     choreo::service::init_tracing();
-    let app = inventory::Application::build(config.settings()?).await?;
+    let app = inventory::build(config.settings()?).await?;
     tracing::info!(addr = %app.local_addr(), "inventory service listening");
     app.run(choreo::shutdown::on_signal()?).await?;
     Ok(ExitCode::SUCCESS)

@@ -19,8 +19,7 @@ pub mod store;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use choreo::service::{Service, ServiceError, ServiceSettings};
-use tokio_util::sync::CancellationToken;
+use choreo::service::{Ready, Service, ServiceError, ServiceSettings};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
@@ -39,47 +38,30 @@ pub struct Config {
     pub sweep_ms: u64,
 }
 
-/// The order service, connected and bound, ready to run.
-pub struct Application {
-    service: Service,
-    state: http::AppState,
-}
-
-impl Application {
-    /// Connects to the database (migrating it), binds the listener, and sets up the consumer and
-    /// the deadline sweeper.
-    pub async fn build(config: &Config, settings: ServiceSettings) -> Result<Self, ServiceError> {
-        let mut service = Service::connect(settings, &MIGRATOR).await?;
-        let saga = saga::Saga {
-            outbox: service.outbox.clone(),
-            outcomes: outcomes::Outcomes::register(&service.metrics.registry)
-                .expect("order metric names are unique"),
-        };
-        let handler = handler::OrderHandler {
-            codec: service.codec.clone(),
-            saga: saga.clone(),
-        };
-        service.consume(handler, &handler::TOPICS);
-        let sweeper = deadline::Sweeper {
-            pool: service.pool.clone(),
-            saga: saga.clone(),
-            every: Duration::from_millis(config.sweep_ms),
-        };
-        service.spawn("deadline-sweeper", move |token| sweeper.run(token));
-        let state = http::AppState {
-            pool: service.pool.clone(),
-            saga,
-            deadline: Duration::from_secs(config.deadline_secs),
-        };
-        Ok(Self { service, state })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.service.local_addr()
-    }
-
-    /// Runs until `shutdown` is cancelled or a part fails.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServiceError> {
-        self.service.run(http::router(self.state), shutdown).await
-    }
+/// Connects to the database (migrating it), binds the listener, and sets up the consumer and
+/// the deadline sweeper: the service ready to run.
+pub async fn build(config: &Config, settings: ServiceSettings) -> Result<Ready, ServiceError> {
+    let mut service = Service::connect(settings, &MIGRATOR).await?;
+    let saga = saga::Saga {
+        outbox: service.outbox.clone(),
+        outcomes: outcomes::Outcomes::register(&service.metrics.registry)
+            .expect("order metric names are unique"),
+    };
+    let handler = handler::OrderHandler {
+        codec: service.codec.clone(),
+        saga: saga.clone(),
+    };
+    service.consume(handler, &handler::TOPICS);
+    let sweeper = deadline::Sweeper {
+        pool: service.pool.clone(),
+        saga: saga.clone(),
+        every: Duration::from_millis(config.sweep_ms),
+    };
+    service.spawn("deadline-sweeper", move |token| sweeper.run(token));
+    let state = http::AppState {
+        pool: service.pool.clone(),
+        saga,
+        deadline: Duration::from_secs(config.deadline_secs),
+    };
+    Ok(service.serving(http::router(state)))
 }

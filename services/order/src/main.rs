@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     };
     choreo::service::init_tracing();
     let settings = choreo::service::ServiceSettings::from_env("order", config.http_addr)?;
-    let app = order::Application::build(&config, settings).await?;
+    let app = order::build(&config, settings).await?;
     tracing::info!(addr = %app.local_addr(), "order service listening");
     app.run(choreo::shutdown::on_signal()?).await?;
     Ok(ExitCode::SUCCESS)

@@ -51,7 +51,7 @@ pub struct Replayer {
 }
 
 impl Replayer {
-    /// Built as `Application::build` builds the handler (no sweeper runs).
+    /// Built as `order::build` builds the handler (no sweeper runs).
     pub fn new(codec: Arc<Codec>, outbox: Outbox) -> Self {
         let saga = Saga {
             outbox,

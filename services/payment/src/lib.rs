@@ -9,7 +9,7 @@
 //! provider; the [`reconciler`] compares the provider's ledger with the payments table and has
 //! any capture we did not hold refunded. All apply the pure rules in [`domain`]; SQL lives in
 //! [`store`], event building in [`publish`], the read-only HTTP API in [`http`], counters in
-//! [`metrics`], flags in [`config`]; [`Application`] puts them together in a
+//! [`metrics`], flags in [`config`]; [`build`] puts them together in a
 //! [`choreo::service::Service`].
 
 pub mod config;
@@ -23,11 +23,9 @@ pub mod reconciler;
 pub mod store;
 pub mod worker;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use choreo::service::{Service, ServiceError, ServiceSettings};
-use tokio_util::sync::CancellationToken;
+use choreo::service::{Ready, Service, ServiceError, ServiceSettings};
 
 /// The consumer group's topics.
 pub const TOPICS: [&str; 2] = [
@@ -65,59 +63,42 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
 }
 
-/// The payment service, connected and bound, ready to run.
-pub struct Application {
-    service: Service,
-}
-
-impl Application {
-    /// Connects to the database (migrating it), binds the listener, and sets up the consumer and
-    /// the payment worker.
-    pub async fn build(
-        config: &config::Config,
-        settings: ServiceSettings,
-    ) -> Result<Self, StartError> {
-        let mut service = Service::connect(settings, &MIGRATOR).await?;
-        // Rung after each consumer batch that created or changed a payment.
-        let work = choreo::doorbell::Doorbell::for_writes(worker::CHANNEL);
-        service.ring_after_batches(work.clone());
-        let handler = handler::PaymentHandler::new(service.codec.clone(), service.outbox.clone())
-            .with_work(work.clone());
-        service.consume(handler, &TOPICS);
-        let metrics = metrics::PaymentMetrics::register(&service.metrics.registry)?;
-        let client = Arc::new(provider::ProviderClient::new(config.provider())?);
-        let worker = worker::Worker::new(
+/// Connects to the database (migrating it), binds the listener, and sets up the consumer and
+/// the payment worker: the service ready to run.
+pub async fn build(
+    config: &config::Config,
+    settings: ServiceSettings,
+) -> Result<Ready, StartError> {
+    let mut service = Service::connect(settings, &MIGRATOR).await?;
+    // Rung after each consumer batch that created or changed a payment.
+    let work = choreo::doorbell::Doorbell::for_writes(worker::CHANNEL);
+    service.ring_after_batches(work.clone());
+    let handler = handler::PaymentHandler::new(service.codec.clone(), service.outbox.clone())
+        .with_work(work.clone());
+    service.consume(handler, &TOPICS);
+    let metrics = metrics::PaymentMetrics::register(&service.metrics.registry)?;
+    let client = Arc::new(provider::ProviderClient::new(config.provider())?);
+    let worker = worker::Worker::new(
+        service.pool.clone(),
+        service.outbox.clone(),
+        client.clone(),
+        config.worker(),
+        metrics.clone(),
+        work,
+    );
+    service.spawn("payment-worker", |token| worker.run(token));
+    if let Some(reconcile) = config.reconcile() {
+        let reconciler = reconciler::Reconciler::new(
             service.pool.clone(),
             service.outbox.clone(),
-            client.clone(),
-            config.worker(),
-            metrics.clone(),
-            work,
+            client,
+            reconcile,
+            metrics,
         );
-        service.spawn("payment-worker", |token| worker.run(token));
-        if let Some(reconcile) = config.reconcile() {
-            let reconciler = reconciler::Reconciler::new(
-                service.pool.clone(),
-                service.outbox.clone(),
-                client,
-                reconcile,
-                metrics,
-            );
-            service.spawn("payment-reconciler", |token| reconciler.run(token));
-        } else {
-            tracing::warn!("payment reconciliation is off (PAYMENT_RECONCILE_MS=0)");
-        }
-        Ok(Self { service })
+        service.spawn("payment-reconciler", |token| reconciler.run(token));
+    } else {
+        tracing::warn!("payment reconciliation is off (PAYMENT_RECONCILE_MS=0)");
     }
-
-    /// The address the HTTP API is bound to.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.service.local_addr()
-    }
-
-    /// Runs until `shutdown` is cancelled or a part fails.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServiceError> {
-        let routes = http::router(self.service.pool.clone());
-        self.service.run(routes, shutdown).await
-    }
+    let routes = http::router(service.pool.clone());
+    Ok(service.serving(routes))
 }

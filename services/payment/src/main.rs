@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     };
     choreo::service::init_tracing();
     let settings = choreo::service::ServiceSettings::from_env("payment", config.http_addr)?;
-    let app = payment::Application::build(&config, settings).await?;
+    let app = payment::build(&config, settings).await?;
     tracing::info!(addr = %app.local_addr(), "payment service listening");
     app.run(choreo::shutdown::on_signal()?).await?;
     Ok(ExitCode::SUCCESS)

@@ -11,8 +11,7 @@ pub mod store;
 
 use std::net::SocketAddr;
 
-use choreo::service::{Service, ServiceError, ServiceSettings};
-use tokio_util::sync::CancellationToken;
+use choreo::service::{Ready, Service, ServiceError, ServiceSettings};
 
 /// The service's name: its consumer group, outbox producer and `DATABASE_URL_SHIPPING` suffix.
 pub const NAME: &str = "shipping";
@@ -62,30 +61,14 @@ impl Config {
     }
 }
 
-/// The shipping service, connected and bound, ready to run.
-pub struct Application {
-    service: Service,
-}
-
-impl Application {
-    /// Connects to the database (migrating it), binds the listener and sets up the consumer.
-    pub async fn build(settings: ServiceSettings) -> Result<Self, ServiceError> {
-        let mut service = Service::connect(settings, &MIGRATOR).await?;
-        let handler = handler::ShippingHandler::new(service.codec.clone(), service.outbox.clone());
-        service.consume(handler, &TOPICS);
-        Ok(Self { service })
-    }
-
-    /// The address the HTTP listener is bound to.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.service.local_addr()
-    }
-
-    /// Runs until `shutdown` is cancelled or a part fails.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServiceError> {
-        let routes = http::router(self.service.pool.clone());
-        self.service.run(routes, shutdown).await
-    }
+/// Connects to the database (migrating it), binds the listener and sets up the consumer: the
+/// service ready to run.
+pub async fn build(settings: ServiceSettings) -> Result<Ready, ServiceError> {
+    let mut service = Service::connect(settings, &MIGRATOR).await?;
+    let handler = handler::ShippingHandler::new(service.codec.clone(), service.outbox.clone());
+    service.consume(handler, &TOPICS);
+    let routes = http::router(service.pool.clone());
+    Ok(service.serving(routes))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
     };
     choreo::service::init_tracing();
-    let app = shipping::Application::build(config.settings()?).await?;
+    let app = shipping::build(config.settings()?).await?;
     tracing::info!(addr = %app.local_addr(), "shipping service listening");
     app.run(choreo::shutdown::on_signal()?).await?;
     Ok(ExitCode::SUCCESS)
