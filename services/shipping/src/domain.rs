@@ -43,23 +43,12 @@ pub fn carrier_for(total: Money) -> Carrier {
 }
 
 /// Where an order's shipment stands. Stored as text; a value it does not name fails to decode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, serde::Serialize, serde::Deserialize)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Handed to a carrier; the order can no longer be cancelled.
     Scheduled,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Scheduled => "scheduled",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        (text == "scheduled").then_some(Self::Scheduled)
-    }
 }
 
 /// What an order's confirmation leads to.

@@ -49,7 +49,7 @@ impl ShippingHandler {
             shipment_id: uuid::Uuid::now_v7().to_string(),
             order_id: order_id.to_string(),
             carrier: carrier.as_str().to_owned(),
-            status: Status::Scheduled.as_str().to_owned(),
+            status: Status::Scheduled,
             scheduled_at: DateTime::from_timestamp_millis(now).unwrap_or_else(Utc::now),
         };
         if !store::insert(tx, &row).await? {

@@ -13,7 +13,7 @@ pub struct ShipmentRow {
     pub shipment_id: String,
     pub order_id: String,
     pub carrier: String,
-    pub status: String,
+    pub status: Status,
     pub scheduled_at: DateTime<Utc>,
 }
 
@@ -38,7 +38,7 @@ pub async fn insert(conn: &mut PgConnection, row: &ShipmentRow) -> Result<bool, 
         row.order_id,
         row.shipment_id,
         row.carrier,
-        row.status,
+        row.status as Status,
         row.scheduled_at,
     )
     .execute(conn)
@@ -54,9 +54,9 @@ pub async fn shipments(
 ) -> Result<Vec<ShipmentRow>, sqlx::Error> {
     sqlx::query_as!(
         ShipmentRow,
-        "select shipment_id, order_id, carrier, status, scheduled_at from shipments
+        r#"select shipment_id, order_id, carrier, status as "status: Status", scheduled_at from shipments
          where $1::text is null or order_id = $1
-         order by scheduled_at desc, shipment_id desc limit 100",
+         order by scheduled_at desc, shipment_id desc limit 100"#,
         order_id,
     )
     .fetch_all(pool)

@@ -28,11 +28,13 @@ fn a_confirmed_order_is_scheduled_once() {
 
 #[test]
 fn statuses_round_trip_their_names() {
+    let name = serde_json::to_string(&Status::Scheduled).unwrap();
+    assert_eq!(name, r#""scheduled""#);
     assert_eq!(
-        Status::parse(Status::Scheduled.as_str()),
-        Some(Status::Scheduled)
+        serde_json::from_str::<Status>(&name).unwrap(),
+        Status::Scheduled
     );
-    assert_eq!(Status::parse("lost"), None);
+    assert!(serde_json::from_str::<Status>(r#""lost""#).is_err());
 }
 
 proptest! {
