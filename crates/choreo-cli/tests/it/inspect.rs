@@ -1,6 +1,7 @@
-//! `choreo inspect` against the real broker and registry: events of a test's own topic decoded
-//! and filtered, raw bytes, values that are not ours, and bad arguments. Also the helpers the
-//! trace and lag tests share: running the binary and producing events with their headers.
+//! `choreo inspect` against the real broker and registry: events of a test's own topic (the
+//! fixture job events, see [`super::fixtures`]) decoded and filtered, raw bytes, values that are
+//! not ours, and bad arguments. Also the helpers the trace and lag tests share: running the
+//! binary and producing events with their headers.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -11,7 +12,8 @@ use choreo::testing::{create_topic, kafka, registry};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value as Json;
-use shop_events::{CancelReason, OrderCancelled, OrderLine, OrderPlaced};
+
+use super::fixtures::{cancelled, started, CancelReason};
 
 /// Runs `choreo` with the stack's addresses.
 pub(crate) fn choreo(args: &[&str]) -> Output {
@@ -101,100 +103,75 @@ impl Events {
     }
 }
 
-pub(crate) fn placed(order_id: &str) -> OrderPlaced {
-    OrderPlaced {
-        order_id: order_id.into(),
-        customer_id: "cus_test".into(),
-        lines: vec![OrderLine {
-            sku: "MUG-01".into(),
-            quantity: 2,
-            unit_price_minor: 600,
-        }],
-        currency: "EUR".into(),
-        total_minor: 1200,
-        placed_at: 1_700_000_000_000,
-        deadline_at: 1_700_000_030_000,
-    }
-}
-
-fn cancelled(order_id: &str) -> OrderCancelled {
-    OrderCancelled {
-        order_id: order_id.into(),
-        reason: CancelReason::CustomerRequest,
-        detail: Some("changed my mind".into()),
-        cancelled_at: 1_700_000_001_000,
-    }
-}
-
-fn metadata(order_id: &str) -> Metadata {
-    Metadata::new("unset", order_id, "order")
+fn metadata(job_id: &str) -> Metadata {
+    Metadata::new("unset", job_id, "scheduler")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspect_decodes_values_and_filters_by_key_type_partition_and_last() {
     let topic = create_topic("test.inspect", 3).await;
     let events = Events::new();
+    let stop = |job_id| {
+        cancelled(
+            job_id,
+            CancelReason::OperatorRequest,
+            Some("no longer needed"),
+        )
+    };
     events
-        .send(&topic, "order-a", &placed("order-a"), metadata("order-a"))
+        .send(&topic, "job-a", &started("job-a"), metadata("job-a"))
         .await;
     events
-        .send(
-            &topic,
-            "order-a",
-            &cancelled("order-a"),
-            metadata("order-a"),
-        )
+        .send(&topic, "job-a", &stop("job-a"), metadata("job-a"))
         .await;
     let (_, b_partition, _) = events
-        .send(&topic, "order-b", &placed("order-b"), metadata("order-b"))
+        .send(&topic, "job-b", &started("job-b"), metadata("job-b"))
         .await;
     let (_, _, b_last) = events
-        .send(
-            &topic,
-            "order-b",
-            &cancelled("order-b"),
-            metadata("order-b"),
-        )
+        .send(&topic, "job-b", &stop("job-b"), metadata("job-b"))
         .await;
 
     let all = json_lines(&choreo(&["inspect", &topic]));
     assert_eq!(all.len(), 4, "{all:?}");
-    let first_a = all.iter().find(|l| l["key"] == "order-a").unwrap();
-    assert_eq!(first_a["event_type"], "shop.order.OrderPlaced");
-    assert_eq!(first_a["value"]["total_minor"], 1200);
-    assert_eq!(first_a["value"]["lines"][0]["sku"], "MUG-01");
-    assert_eq!(first_a["headers"]["producer"], "order");
+    let first_a = all.iter().find(|l| l["key"] == "job-a").unwrap();
+    assert_eq!(first_a["event_type"], "test.job.JobStarted");
+    assert_eq!(first_a["value"]["budget_ms"], 1200);
+    assert_eq!(
+        first_a["value"]["steps"][0]["name"], "fetch",
+        "arrays of records as arrays of objects"
+    );
+    assert_eq!(first_a["headers"]["producer"], "scheduler");
     assert_eq!(first_a["topic"], topic.as_str());
 
-    let a = json_lines(&choreo(&["inspect", &topic, "--key", "order-a"]));
+    let a = json_lines(&choreo(&["inspect", &topic, "--key", "job-a"]));
     assert_eq!(a.len(), 2);
-    assert!(a.iter().all(|l| l["key"] == "order-a"));
+    assert!(a.iter().all(|l| l["key"] == "job-a"));
     assert_eq!(
-        a[1]["value"]["reason"], "CUSTOMER_REQUEST",
+        a[1]["value"]["reason"], "OPERATOR_REQUEST",
         "enums as symbols"
     );
     assert_eq!(
-        a[1]["value"]["detail"], "changed my mind",
+        a[1]["value"]["detail"], "no longer needed",
         "unions as the inner value"
     );
 
-    let short = json_lines(&choreo(&["inspect", &topic, "--type", "OrderCancelled"]));
+    let short = json_lines(&choreo(&["inspect", &topic, "--type", "JobCancelled"]));
     assert_eq!(short.len(), 2);
     let full = json_lines(&choreo(&[
         "inspect",
         &topic,
         "--type",
-        "shop.order.OrderPlaced",
+        "test.job.JobStarted",
     ]));
     assert_eq!(full.len(), 2);
     assert!(full
         .iter()
-        .all(|l| l["event_type"] == "shop.order.OrderPlaced"));
+        .all(|l| l["event_type"] == "test.job.JobStarted"));
 
     let b_part = b_partition.to_string();
     let partition = json_lines(&choreo(&["inspect", &topic, "--partition", &b_part]));
     assert!(partition.iter().all(|l| l["partition"] == b_partition));
-    assert!(partition.iter().any(|l| l["key"] == "order-b"));
+    assert!(partition.iter().any(|l| l["key"] == "job-b"));
 
     let last = json_lines(&choreo(&[
         "inspect",
@@ -218,14 +195,14 @@ async fn a_value_not_in_the_wire_format_is_reported_and_reading_goes_on() {
     events
         .send_bytes(&topic, "k", b"{\"not\":\"avro\"}", &metadata("k"))
         .await;
-    events.send(&topic, "k", &placed("k"), metadata("k")).await;
+    events.send(&topic, "k", &started("k"), metadata("k")).await;
 
     let lines = json_lines(&choreo(&["inspect", &topic]));
     assert_eq!(lines.len(), 2, "{lines:?}");
     let error = lines[0]["value_error"].as_str().expect("value_error");
     assert!(error.contains("wire format"), "{error}");
     assert_eq!(lines[0]["value"]["utf8"], "{\"not\":\"avro\"}");
-    assert_eq!(lines[1]["value"]["order_id"], "k");
+    assert_eq!(lines[1]["value"]["job_id"], "k");
     assert!(lines[1].get("value_error").is_none());
 }
 
@@ -260,7 +237,7 @@ async fn bad_arguments_exit_2_and_an_unreachable_cluster_exits_1() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains(&missing), "{}", stderr(&output));
 
-    let output = choreo(&["inspect", "shop.orders.v1", "--offset", "5"]);
+    let output = choreo(&["inspect", "test.jobs.v1", "--offset", "5"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--offset needs exactly one --partition"));
 
@@ -282,7 +259,7 @@ async fn bad_arguments_exit_2_and_an_unreachable_cluster_exits_1() {
         "--timeout",
         "2",
         "inspect",
-        "shop.orders.v1",
+        "test.jobs.v1",
     ]);
     assert_eq!(output.status.code(), Some(1));
     assert!(

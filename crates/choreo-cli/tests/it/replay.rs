@@ -1,6 +1,7 @@
-//! `choreo replay dump|load` through the binary, on topics of the tests' own (never the shop's:
-//! live services may consume them). Replaying through a service's handlers is the service
-//! binary's `replay` subcommand, tested in `crates/choreo` and in the services.
+//! `choreo replay dump|load` through the binary, on topics of the tests' own (never a service's:
+//! live services may consume them) carrying the fixture job events ([`super::fixtures`]).
+//! Replaying through a service's handlers is the service binary's `replay` subcommand, tested in
+//! `crates/choreo` and in the services.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -14,7 +15,8 @@ use choreo_cli::read::Record;
 use choreo_cli::replay::format::{DumpReader, Header};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use shop_events::{OrderCancelled, OrderLine, OrderPlaced};
+
+use super::fixtures::{cancelled, started, CancelReason};
 
 fn choreo(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_choreo"))
@@ -33,28 +35,8 @@ fn codec() -> Arc<Codec> {
     Arc::new(Codec::new(&registry()).unwrap())
 }
 
-fn order_id() -> String {
-    unique("o").replace('.', "-")
-}
-
-fn placed(order_id: &str, sku: &str, quantity: i32) -> OrderPlaced {
-    OrderPlaced {
-        order_id: order_id.into(),
-        customer_id: "cus_replay".into(),
-        lines: vec![OrderLine {
-            sku: sku.into(),
-            quantity,
-            unit_price_minor: 1250,
-        }],
-        currency: "EUR".into(),
-        total_minor: 1250 * i64::from(quantity),
-        placed_at: now_ms(),
-        deadline_at: now_ms() + 30_000,
-    }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+fn job_id() -> String {
+    unique("job").replace('.', "-")
 }
 
 async fn produce(topic: &str, records: &[Record]) {
@@ -103,17 +85,10 @@ async fn dump_load_and_dump_again_give_the_same_records() {
     let target = create_topic("test.replay.target", 3).await;
     let mut events = DumpBuilder::new(codec());
     for partition in 0..3 {
-        let order = order_id();
-        events
-            .add(&source, partition, &order, &placed(&order, "MUG-01", 1))
-            .await;
-        let cancelled = OrderCancelled {
-            order_id: order.clone(),
-            reason: shop_events::CancelReason::Timeout,
-            detail: None,
-            cancelled_at: now_ms(),
-        };
-        events.add(&source, partition, &order, &cancelled).await;
+        let job = job_id();
+        events.add(&source, partition, &job, &started(&job)).await;
+        let timed_out = cancelled(&job, CancelReason::Timeout, None);
+        events.add(&source, partition, &job, &timed_out).await;
     }
     // A header that is not text travels as base64.
     events.records[0]
@@ -188,10 +163,8 @@ async fn load_refuses_a_topic_that_already_holds_records() {
     let scratch = Scratch::new();
     let topic = create_topic("test.replay.busy", 1).await;
     let mut events = DumpBuilder::new(codec());
-    let order = order_id();
-    events
-        .add(&topic, 0, &order, &placed(&order, "MUG-01", 1))
-        .await;
+    let job = job_id();
+    events.add(&topic, 0, &job, &started(&job)).await;
     produce(&topic, &events.records).await;
     let file = scratch.file("busy.jsonl");
     events.write(&file);

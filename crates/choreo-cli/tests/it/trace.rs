@@ -1,282 +1,169 @@
-//! `choreo trace` against the real broker: the sagas of three orders written to four topics of the
-//! test's own (the shop's topics may have running consumers), traced to their verdicts by the
-//! rules of the shop's saga file (sagas/order.yaml).
+//! `choreo trace` against the real broker: the sagas of three jobs written to topics of the
+//! test's own (created from the fixture topic specs, see [`super::fixtures`]), traced to their
+//! verdicts through `--saga` and `--topics-dir` by the rules of the fixture saga file
+//! (tests/fixtures/sagas/job.yaml).
 
 use choreo::envelope::Metadata;
-use choreo::testing::create_topic;
-use shop_events::{
-    CancelReason, InventoryReleased, InventoryReserved, OrderCancelled, OrderConfirmed,
-    PaymentCaptured, PaymentRefunded, RefundReason, ReleaseReason, ReleasedItem, ReservedItem,
-    ShipmentScheduled,
+
+use super::fixtures::{
+    cancelled, claimed, done, finished, released, started, undone, CancelReason, FixtureTopics,
+    JobCancelled, JobStarted, StepDone, StepUndone, WorkerClaimed, WorkerReleased, SAGA,
 };
+use super::inspect::{choreo, json_lines, stderr, stdout, Events};
 
-use super::inspect::{choreo, json_lines, placed, stderr, stdout, Events};
-
-/// Four topics with the same partition count, standing for the shop's.
-struct Topics {
-    orders: String,
-    inventory: String,
-    payments: String,
-    shipments: String,
+/// `choreo trace <job_id>` by the fixture saga on the topics of `topics`' specs, plus `extra`
+/// arguments.
+fn trace(topics: &FixtureTopics, job_id: &str, extra: &[&str]) -> std::process::Output {
+    let dir = topics.dir().to_str().expect("a UTF-8 path");
+    let mut args = vec!["trace", job_id, "--saga", SAGA, "--topics-dir", dir];
+    args.extend(extra);
+    choreo(&args)
 }
 
-impl Topics {
-    async fn create() -> Self {
-        Self {
-            orders: create_topic("test.trace-orders", 3).await,
-            inventory: create_topic("test.trace-inventory", 3).await,
-            payments: create_topic("test.trace-payments", 3).await,
-            shipments: create_topic("test.trace-shipments", 3).await,
-        }
-    }
-
-    /// `choreo trace <order_id>` on these topics by the shop's saga file, plus `extra`
-    /// arguments.
-    fn trace(&self, order_id: &str, extra: &[&str]) -> std::process::Output {
-        let saga = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sagas/order.yaml");
-        let mut args = vec!["trace", order_id, "--saga", saga];
-        for topic in [
-            &self.orders,
-            &self.inventory,
-            &self.payments,
-            &self.shipments,
-        ] {
-            args.extend(["--topic", topic.as_str()]);
-        }
-        args.extend(extra);
-        choreo(&args)
-    }
-}
-
-fn order_id() -> String {
+fn job_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-fn meta(order_id: &str, producer: &str, cause: Option<&Metadata>) -> Metadata {
-    let metadata = Metadata::new("unset", order_id, producer);
+fn meta(job_id: &str, producer: &str, cause: Option<&Metadata>) -> Metadata {
+    let metadata = Metadata::new("unset", job_id, producer);
     match cause {
         Some(cause) => metadata.caused_by(cause),
         None => metadata,
     }
 }
 
-fn reserved(order_id: &str) -> InventoryReserved {
-    InventoryReserved {
-        order_id: order_id.into(),
-        reservation_id: "res-1".into(),
-        items: vec![ReservedItem {
-            sku: "MUG-01".into(),
-            quantity: 2,
-        }],
-        currency: "EUR".into(),
-        amount_minor: 1200,
-        reserved_at: 1_700_000_000_100,
-    }
-}
-
-fn captured(order_id: &str) -> PaymentCaptured {
-    PaymentCaptured {
-        order_id: order_id.into(),
-        payment_id: "pay-1".into(),
-        currency: "EUR".into(),
-        amount_minor: 1200,
-        provider_reference: "ch_1".into(),
-        captured_at: 1_700_000_000_200,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trace_gives_each_order_its_steps_in_causal_order_and_a_verdict() {
-    let topics = Topics::create().await;
+async fn trace_gives_each_job_its_steps_in_causal_order_and_a_verdict() {
+    let topics = FixtureTopics::create().await;
     let events = Events::new();
+    let jobs = topics.of::<JobStarted>();
+    let workers = topics.of::<WorkerClaimed>();
+    let steps = topics.of::<StepDone>();
+    assert_eq!(jobs, topics.of::<JobCancelled>());
+    assert_eq!(workers, topics.of::<WorkerReleased>());
+    assert_eq!(steps, topics.of::<StepUndone>());
 
-    // Completed: placed, reserved, captured, confirmed, shipped.
-    let done = order_id();
-    let (p, _, _) = events
+    // Completed: started, claimed, step done, finished.
+    let complete = job_id();
+    let (s, _, _) = events
         .send(
-            &topics.orders,
-            &done,
-            &placed(&done),
-            meta(&done, "order", None),
-        )
-        .await;
-    let (r, _, _) = events
-        .send(
-            &topics.inventory,
-            &done,
-            &reserved(&done),
-            meta(&done, "inventory", Some(&p)),
+            jobs,
+            &complete,
+            &started(&complete),
+            meta(&complete, "scheduler", None),
         )
         .await;
     let (c, _, _) = events
         .send(
-            &topics.payments,
-            &done,
-            &captured(&done),
-            meta(&done, "payment", Some(&r)),
+            workers,
+            &complete,
+            &claimed(&complete),
+            meta(&complete, "pool", Some(&s)),
         )
         .await;
-    let confirmed = OrderConfirmed {
-        order_id: done.clone(),
-        payment_id: "pay-1".into(),
-        currency: "EUR".into(),
-        total_minor: 1200,
-        confirmed_at: 1_700_000_000_300,
-    };
-    let (k, _, _) = events
+    let (d, _, _) = events
         .send(
-            &topics.orders,
-            &done,
-            &confirmed,
-            meta(&done, "order", Some(&c)),
+            steps,
+            &complete,
+            &done(&complete),
+            meta(&complete, "worker", Some(&c)),
         )
         .await;
-    let shipped = ShipmentScheduled {
-        order_id: done.clone(),
-        shipment_id: "ship-1".into(),
-        carrier: "dhl".into(),
-        scheduled_at: 1_700_000_000_400,
-    };
     events
         .send(
-            &topics.shipments,
-            &done,
-            &shipped,
-            meta(&done, "shipping", Some(&k)),
+            jobs,
+            &complete,
+            &finished(&complete),
+            meta(&complete, "scheduler", Some(&d)),
         )
         .await;
 
-    // Cancelled on its deadline after a capture: released and refunded.
-    let gone = order_id();
-    let (p, _, _) = events
-        .send(
-            &topics.orders,
-            &gone,
-            &placed(&gone),
-            meta(&gone, "order", None),
-        )
+    // Cancelled on its budget while its step ran, which was done after all: the worker given
+    // back and the step undone.
+    let gone = job_id();
+    let (s, _, _) = events
+        .send(jobs, &gone, &started(&gone), meta(&gone, "scheduler", None))
         .await;
-    let (r, _, _) = events
+    let (c, _, _) = events
         .send(
-            &topics.inventory,
+            workers,
             &gone,
-            &reserved(&gone),
-            meta(&gone, "inventory", Some(&p)),
+            &claimed(&gone),
+            meta(&gone, "pool", Some(&s)),
         )
         .await;
     let (cancel, _, _) = events
         .send(
-            &topics.orders,
+            jobs,
             &gone,
-            &OrderCancelled {
-                order_id: gone.clone(),
-                reason: CancelReason::Timeout,
-                detail: None,
-                cancelled_at: 1_700_000_030_000,
-            },
-            meta(&gone, "order", None),
+            &cancelled(&gone, CancelReason::Timeout, None),
+            meta(&gone, "scheduler", None),
         )
         .await;
-    let (c, _, _) = events
-        .send(
-            &topics.payments,
-            &gone,
-            &captured(&gone),
-            meta(&gone, "payment", Some(&r)),
-        )
+    let (d, _, _) = events
+        .send(steps, &gone, &done(&gone), meta(&gone, "worker", Some(&c)))
         .await;
-    let released = InventoryReleased {
-        order_id: gone.clone(),
-        reservation_id: "res-1".into(),
-        items: vec![ReleasedItem {
-            sku: "MUG-01".into(),
-            quantity: 2,
-        }],
-        reason: ReleaseReason::OrderCancelled,
-        released_at: 1_700_000_030_100,
-    };
     events
         .send(
-            &topics.inventory,
+            workers,
             &gone,
-            &released,
-            meta(&gone, "inventory", Some(&cancel)),
+            &released(&gone),
+            meta(&gone, "pool", Some(&cancel)),
         )
         .await;
-    let refunded = PaymentRefunded {
-        order_id: gone.clone(),
-        payment_id: "pay-1".into(),
-        currency: "EUR".into(),
-        amount_minor: 1200,
-        reason: RefundReason::OrderCancelled,
-        provider_reference: "re_1".into(),
-        refunded_at: 1_700_000_030_200,
-    };
     events
         .send(
-            &topics.payments,
+            steps,
             &gone,
-            &refunded,
-            meta(&gone, "payment", Some(&c)),
+            &undone(&gone),
+            meta(&gone, "worker", Some(&d)),
         )
         .await;
 
-    // Stuck: reserved, then nothing from payment.
-    let stuck = order_id();
-    let (p, _, _) = events
+    // Stuck: a worker claimed, then nothing from it.
+    let stuck = job_id();
+    let (s, _, _) = events
         .send(
-            &topics.orders,
+            jobs,
             &stuck,
-            &placed(&stuck),
-            meta(&stuck, "order", None),
+            &started(&stuck),
+            meta(&stuck, "scheduler", None),
         )
         .await;
     events
         .send(
-            &topics.inventory,
+            workers,
             &stuck,
-            &reserved(&stuck),
-            meta(&stuck, "inventory", Some(&p)),
+            &claimed(&stuck),
+            meta(&stuck, "pool", Some(&s)),
         )
         .await;
 
-    let output = topics.trace(&done, &[]);
+    let output = trace(&topics, &complete, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(text.contains("verdict: completed"), "{text}");
     let order: Vec<&str> = text
         .lines()
         .filter_map(|l| {
-            [
-                "OrderPlaced",
-                "InventoryReserved",
-                "PaymentCaptured",
-                "OrderConfirmed",
-                "ShipmentScheduled",
-            ]
-            .into_iter()
-            .find(|t| l.contains(&format!(" {t} ")))
+            ["JobStarted", "WorkerClaimed", "StepDone", "JobFinished"]
+                .into_iter()
+                .find(|t| l.contains(&format!(" {t} ")))
         })
         .collect();
     assert_eq!(
         order,
-        [
-            "OrderPlaced",
-            "InventoryReserved",
-            "PaymentCaptured",
-            "OrderConfirmed",
-            "ShipmentScheduled"
-        ],
+        ["JobStarted", "WorkerClaimed", "StepDone", "JobFinished"],
         "{text}"
     );
-    assert!(text.contains("carrier=dhl"), "{text}");
+    assert!(text.contains("worker=w-7"), "{text}");
 
-    let json = &json_lines(&topics.trace(&gone, &["--json"]))[0];
+    let json = &json_lines(&trace(&topics, &gone, &["--json"]))[0];
     assert_eq!(json["verdict"]["status"], "cancelled");
     assert_eq!(json["verdict"]["reason"], "TIMEOUT");
     assert_eq!(
         json["verdict"]["compensated"],
-        serde_json::json!(["InventoryReleased", "PaymentRefunded"])
+        serde_json::json!(["WorkerReleased", "StepUndone"])
     );
     assert_eq!(json["verdict"]["missing"], serde_json::json!([]));
     assert_eq!(json["steps"].as_array().unwrap().len(), 6);
@@ -287,29 +174,26 @@ async fn trace_gives_each_order_its_steps_in_causal_order_and_a_verdict() {
         .map(|s| s["event_type"].as_str().unwrap())
         .collect();
     let position = |t: &str| types.iter().position(|x| x.ends_with(t)).unwrap();
+    assert!(position("StepDone") < position("StepUndone"), "{types:?}");
     assert!(
-        position("PaymentCaptured") < position("PaymentRefunded"),
-        "{types:?}"
-    );
-    assert!(
-        position("OrderCancelled") < position("InventoryReleased"),
+        position("JobCancelled") < position("WorkerReleased"),
         "{types:?}"
     );
 
-    let output = topics.trace(&stuck, &[]);
+    let output = trace(&topics, &stuck, &[]);
     let text = stdout(&output);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
-        text.contains("stuck since") && text.contains("waiting for a payment outcome"),
+        text.contains("stuck since") && text.contains("waiting for a step outcome"),
         "{text}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trace_of_an_order_with_no_events_exits_1_saying_so() {
-    let topics = Topics::create().await;
-    let missing = order_id();
-    let output = topics.trace(&missing, &[]);
+async fn trace_of_a_job_with_no_events_exits_1_saying_so() {
+    let topics = FixtureTopics::create().await;
+    let missing = job_id();
+    let output = trace(&topics, &missing, &[]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains(&format!("no event has the key `{missing}`")),
