@@ -1,5 +1,5 @@
 //! `choreo trace`: every event of one saga run (an order, say) across its topics, in causal and
-//! time order, with a verdict by the rules of the saga file the shop declares (`--saga`,
+//! time order, with a verdict by the rules of the saga file the system declares (`--saga`,
 //! default `sagas/`): ended (which end, why, the compensations seen and missing) or stuck
 //! waiting for a step. The topics are those of `topics/*.yaml` that carry the saga's events,
 //! or `--topic`.
@@ -42,7 +42,8 @@ seen judges. Exit 1 when no event has that key.";
 #[command(after_help = HELP)]
 pub struct TraceArgs {
     /// The saga's id (the events' key), e.g. an order id.
-    pub order_id: String,
+    #[arg(value_name = "ID")]
+    pub id: String,
     /// The saga file, or a folder of them, whose rules give the verdict.
     #[arg(long, value_name = "PATH", default_value = "sagas")]
     pub saga: PathBuf,
@@ -93,7 +94,7 @@ pub async fn run(cluster: &ClusterArgs, args: TraceArgs) -> Result<(), Failure> 
         Some(&n) if counts.iter().all(|&c| c == n) => {
             let n = i32::try_from(n).map_err(|e| Failure::Error(e.into()))?;
             Some(vec![choreo::kafka::partition_for_key(
-                args.order_id.as_bytes(),
+                args.id.as_bytes(),
                 n,
             )])
         }
@@ -109,7 +110,7 @@ pub async fn run(cluster: &ClusterArgs, args: TraceArgs) -> Result<(), Failure> 
     let mut steps = Vec::new();
     while let Some(record) = records.recv().await {
         let record = record?;
-        if record.key_str() == Some(args.order_id.as_str()) {
+        if record.key_str() == Some(args.id.as_str()) {
             steps.push(step(&codec, &record).await?);
         }
     }
@@ -120,7 +121,7 @@ pub async fn run(cluster: &ClusterArgs, args: TraceArgs) -> Result<(), Failure> 
         };
         return Err(Failure::Error(anyhow::anyhow!(
             "no event has the key `{}` on {}{place}",
-            args.order_id,
+            args.id,
             topics.join(", ")
         )));
     }
@@ -133,9 +134,9 @@ pub async fn run(cluster: &ClusterArgs, args: TraceArgs) -> Result<(), Failure> 
     })?;
     let verdict = saga::verdict(rules, &steps);
     if args.json {
-        println!("{}", to_json(&args.order_id, &steps, &verdict));
+        println!("{}", to_json(&rules.name, &args.id, &steps, &verdict));
     } else {
-        print!("{}", to_text(&args.order_id, &steps, &verdict));
+        print!("{}", to_text(&rules.name, &args.id, &steps, &verdict));
     }
     Ok(())
 }
@@ -180,15 +181,15 @@ fn delta_ms(previous: Option<&Step>, step: &Step) -> Option<i64> {
     Some(step.occurred_at_ms? - previous?.occurred_at_ms?)
 }
 
-/// The value's fields worth a glance: scalars other than the order id and the `*_at` times,
-/// arrays as their length.
-fn fields(value: &Json) -> String {
+/// The value's fields worth a glance: scalars other than the saga's id (a field that holds the
+/// key) and the `*_at` times, arrays as their length.
+fn fields(value: &Json, id: &str) -> String {
     let Some(object) = value.as_object() else {
         return String::new();
     };
     let mut out = Vec::new();
     for (name, field) in object {
-        if name == "order_id" || name.ends_with("_at") {
+        if field.as_str() == Some(id) || name.ends_with("_at") {
             continue;
         }
         match field {
@@ -202,8 +203,8 @@ fn fields(value: &Json) -> String {
     out.join(" ")
 }
 
-fn to_text(order_id: &str, steps: &[Step], verdict: &Verdict) -> String {
-    let mut out = format!("order {order_id}: {} event(s)\n", steps.len());
+fn to_text(saga: &str, id: &str, steps: &[Step], verdict: &Verdict) -> String {
+    let mut out = format!("{saga} {id}: {} event(s)\n", steps.len());
     let mut previous = None;
     for step in steps {
         let time = step
@@ -221,7 +222,7 @@ fn to_text(order_id: &str, steps: &[Step], verdict: &Verdict) -> String {
             step.topic,
             step.partition,
             step.offset,
-            fields(&step.value)
+            fields(&step.value, id)
         );
         previous = Some(step);
     }
@@ -229,7 +230,7 @@ fn to_text(order_id: &str, steps: &[Step], verdict: &Verdict) -> String {
     out
 }
 
-fn to_json(order_id: &str, steps: &[Step], verdict: &Verdict) -> Json {
+fn to_json(saga: &str, id: &str, steps: &[Step], verdict: &Verdict) -> Json {
     let mut previous = None;
     let steps: Vec<Json> = steps
         .iter()
@@ -242,7 +243,8 @@ fn to_json(order_id: &str, steps: &[Step], verdict: &Verdict) -> Json {
         })
         .collect();
     json!({
-        "order_id": order_id,
+        "saga": saga,
+        "id": id,
         "steps": steps,
         "verdict": verdict,
         "summary": verdict.to_string(),
@@ -254,7 +256,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_fields_shown_leave_out_the_order_id_and_times() {
+    fn the_fields_shown_leave_out_the_saga_id_and_times() {
         let value = json!({
             "order_id": "o-1",
             "currency": "EUR",
@@ -264,7 +266,7 @@ mod tests {
             "detail": null,
         });
         assert_eq!(
-            fields(&value),
+            fields(&value, "o-1"),
             "currency=EUR lines=[2 item(s)] total_minor=1200"
         );
     }

@@ -142,6 +142,12 @@ async fn trace_gives_each_job_its_steps_in_causal_order_and_a_verdict() {
     let output = trace(&topics, &complete, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
+    // The run is named by its saga file's name and its id, which no step repeats as a field.
+    assert!(
+        text.starts_with(&format!("job {complete}: 4 event(s)")),
+        "{text}"
+    );
+    assert!(!text.contains(&format!("={complete}")), "{text}");
     assert!(text.contains("verdict: completed"), "{text}");
     let order: Vec<&str> = text
         .lines()
@@ -159,6 +165,8 @@ async fn trace_gives_each_job_its_steps_in_causal_order_and_a_verdict() {
     assert!(text.contains("worker=w-7"), "{text}");
 
     let json = &json_lines(&trace(&topics, &gone, &["--json"]))[0];
+    assert_eq!(json["saga"], "job");
+    assert_eq!(json["id"], gone.as_str());
     assert_eq!(json["verdict"]["status"], "cancelled");
     assert_eq!(json["verdict"]["reason"], "TIMEOUT");
     assert_eq!(
