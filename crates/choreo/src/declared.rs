@@ -3,7 +3,7 @@
 //! the services' tools and checks alike.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A declared file that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,36 @@ impl fmt::Display for FileError {
 }
 
 impl std::error::Error for FileError {}
+
+impl FileError {
+    /// An error of `file` as a whole (no field).
+    pub fn whole(file: &Path, why: String) -> Self {
+        Self {
+            file: file.to_owned(),
+            field: String::new(),
+            why,
+        }
+    }
+}
+
+/// The `*.yaml`/`*.yml` files of `dir`, in file name order; an error names the folder (`the
+/// {folder} folder`) or says it holds no `{files}`.
+pub fn yaml_files(dir: &Path, folder: &str, files: &str) -> Result<Vec<PathBuf>, FileError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| FileError::whole(dir, format!("cannot read the {folder} folder: {e}")))?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        return Err(FileError::whole(
+            dir,
+            format!("no *.yaml {files} in this folder"),
+        ));
+    }
+    Ok(found)
+}
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@
 //! and why, so that a bad spec is fixed without reading code.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
@@ -68,28 +68,11 @@ pub type SpecError = choreo::declared::FileError;
 /// Reads and validates every `*.yaml`/`*.yml` file in `dir`, in file name order.
 /// Fails on the first bad file, and on two files that name the same topic.
 pub fn load_dir(dir: &Path) -> Result<Vec<TopicSpec>, SpecError> {
-    let dir_error = |why: String| SpecError {
-        file: dir.to_owned(),
-        field: String::new(),
-        why,
-    };
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| dir_error(format!("cannot read the topics folder: {e}")))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(dir_error("no *.yaml topic specs in this folder".into()));
-    }
+    let files = choreo::declared::yaml_files(dir, "topics", "topic specs")?;
     let mut specs: Vec<TopicSpec> = Vec::with_capacity(files.len());
     for file in &files {
-        let text = std::fs::read_to_string(file).map_err(|e| SpecError {
-            file: file.clone(),
-            field: String::new(),
-            why: format!("cannot read: {e}"),
-        })?;
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| SpecError::whole(file, format!("cannot read: {e}")))?;
         let spec = parse(file, &text)?;
         if let Some(earlier) = specs.iter().position(|s| s.name == spec.name) {
             return Err(SpecError {

@@ -3,7 +3,7 @@
 //! without reading code.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -69,26 +69,12 @@ struct RawCompensation {
 /// Reads the sagas at `path`: one file, or every `*.yaml`/`*.yml` file of a folder in file name
 /// order. Fails on the first bad file, on a folder with none, and on two sagas of one name.
 pub fn load(path: &Path) -> Result<Vec<Saga>, SagaError> {
-    let whole = |file: &Path, why: String| SagaError {
-        file: file.to_owned(),
-        field: String::new(),
-        why,
-    };
+    let whole = SagaError::whole;
     if !path.exists() {
         return Err(whole(path, "no such saga file or folder".into()));
     }
     let files = if path.is_dir() {
-        let entries = std::fs::read_dir(path)
-            .map_err(|e| whole(path, format!("cannot read the sagas folder: {e}")))?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(whole(path, "no *.yaml saga files in this folder".into()));
-        }
-        files
+        crate::declared::yaml_files(path, "sagas", "saga files")?
     } else {
         vec![path.to_owned()]
     };
