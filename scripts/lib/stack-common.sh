@@ -193,3 +193,20 @@ write_if_changed() {
   chmod 644 "$tmp"
   mv -f "$tmp" "$target"
 }
+
+# --- secrets -----------------------------------------------------------------------------------
+
+# A random password of 32 URL-safe characters.
+random_secret() { head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '\n='; }
+
+# secret_file NAME: $STACK_DIR/secrets/NAME holds a random secret made on first use (mode 600);
+# prints its path. Secrets live in files, never in the env file or on a command line.
+secret_file() {
+  local f=$STACK_DIR/secrets/$1
+  if [[ ! -s $f ]]; then
+    mkdir -p "$STACK_DIR/secrets"
+    chmod 700 "$STACK_DIR/secrets"
+    (umask 077 && random_secret >"$f")
+  fi
+  printf '%s' "$f"
+}

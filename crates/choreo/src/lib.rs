@@ -32,6 +32,7 @@ pub mod relay;
 pub mod replay;
 pub mod resilience;
 pub mod saga;
+pub mod secret;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
