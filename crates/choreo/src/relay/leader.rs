@@ -128,7 +128,7 @@ impl Relay {
         conn: &mut PgConnection,
     ) -> Result<Result<Txn, KafkaError>, RelayError> {
         lease::ping(conn).await?;
-        let id = format!("choreo-relay-{}", self.config.service);
+        let id = super::transactional_id(&self.config.service);
         let settings = Settings {
             kafka: &self.kafka,
             transactional_id: &id,

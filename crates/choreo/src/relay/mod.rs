@@ -58,6 +58,12 @@ use crate::resilience::Backoff;
 /// The advisory lock that makes a relay the leader of its database.
 pub const RELAY_LOCK: i64 = 0x6368_6f72_656f_0002;
 
+/// The Kafka `transactional.id` every relay of `service` shares (one per service, so that a new
+/// leader fences the old one); `choreo topics` grants `service` Write on exactly this id.
+pub fn transactional_id(service: &str) -> String {
+    format!("choreo-relay-{service}")
+}
+
 /// How a relay behaves.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
