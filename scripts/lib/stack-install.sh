@@ -88,6 +88,8 @@ registry_java() {
 missing_packages() {
   pg_bin_dir >/dev/null || echo postgresql
   command -v kcat >/dev/null || echo kcat
+  command -v openssl >/dev/null || echo openssl
+  command -v make >/dev/null || echo make
   command -v curl >/dev/null || echo curl
   java_ok || echo openjdk-17-jre-headless
   if ! kafka_cached || ! registry_cached; then
@@ -185,6 +187,43 @@ resolve_kafka() {
   echo "$KAFKA_VERSION" >"$tmp/VERSION"
   rm -rf "$KAFKA_CACHE"
   mv "$tmp" "$KAFKA_CACHE"
+}
+
+# --- librdkafka for kcat -------------------------------------------------------------------------
+
+# Debian bookworm's kcat links librdkafka 2.0.2, which cannot log in with SCRAM to Kafka 4 (it
+# repeats the client nonce; fixed in librdkafka 2.6.1). The stack builds the shared library from
+# the librdkafka source the rdkafka-sys crate vendors (the version our services use; about 40 s on
+# 2 cores, once) into the cache; bin/kcat runs Debian's kcat with it.
+librdkafka_source() {
+  command -v cargo >/dev/null || die "cargo is needed to find librdkafka's source (rdkafka-sys)"
+  (cd "$STACK_ROOT" && cargo metadata --format-version 1 --locked 2>/dev/null) | python3 -c '
+import json, os, sys
+for p in json.load(sys.stdin)["packages"]:
+    if p["name"] == "rdkafka-sys":
+        print(os.path.join(os.path.dirname(p["manifest_path"]), "librdkafka")); break
+'
+}
+
+librdkafka_dir() { printf '%s/librdkafka' "$CACHE_DIR"; }
+
+ensure_librdkafka() {
+  local dir src tmp
+  dir=$(librdkafka_dir)
+  [[ -f $dir/librdkafka.so.1 ]] && return 0
+  src=$(librdkafka_source)
+  [[ -n $src && -f $src/configure ]] || die "no librdkafka source under the rdkafka-sys crate (run cargo fetch)"
+  say "building librdkafka $(basename "$(dirname "$src")" | sed 's/.*+//') for kcat (once, about a minute on 2 cores)"
+  tmp=$CACHE_DIR/librdkafka.tmp
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  cp -r "$src/." "$tmp/src"
+  (cd "$tmp/src" && ./configure --disable-gssapi --disable-zstd --disable-curl >/dev/null &&
+    make -j2 -C src librdkafka.so.1 >/dev/null 2>&1) || die "building librdkafka from $src failed"
+  mkdir -p "$dir.new"
+  cp "$tmp/src/src/librdkafka.so.1" "$dir.new/"
+  rm -rf "$dir" "$tmp"
+  mv "$dir.new" "$dir"
 }
 
 # Unpacks io.apicurio:apicurio-registry-app:<v>:tar.gz:all (a Quarkus fast-jar) into

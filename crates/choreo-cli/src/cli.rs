@@ -171,8 +171,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
     let timeout = Duration::from_secs(cli.cluster.timeout);
     match cli.command {
         Command::Topics(command) => {
-            let kafka = choreo::KafkaConfig::parse(&cli.cluster.brokers)
-                .map_err(|e| Failure::BadInput(e.to_string()))?;
+            let kafka = cli.cluster.kafka()?;
             match command {
                 TopicsCommand::Plan(args) => topics_run(&kafka, &args, timeout, false).await,
                 TopicsCommand::Apply(args) => topics_run(&kafka, &args, timeout, true).await,
@@ -180,8 +179,7 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
         }
         Command::Schemas(args) => schemas_run(args, timeout).await,
         Command::Relay(args) => {
-            let kafka = choreo::KafkaConfig::parse(&cli.cluster.brokers)
-                .map_err(|e| Failure::BadInput(e.to_string()))?;
+            let kafka = cli.cluster.kafka()?;
             relay_run(&kafka, args).await
         }
         Command::Inspect(args) => crate::inspect::run(&cli.cluster, args).await,

@@ -23,6 +23,18 @@ pub struct ClusterArgs {
     pub timeout: u64,
 }
 
+impl ClusterArgs {
+    /// The cluster named by `--brokers`, reached with the security settings of the environment
+    /// (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_CA_LOCATION`, which `.stack/env`
+    /// or the file named by `CHOREO_ENV_FILE` provide): bad input when either is malformed.
+    pub fn kafka(&self) -> Result<choreo::KafkaConfig, Failure> {
+        let bad = |e: choreo::ConfigError| Failure::BadInput(e.to_string());
+        Ok(choreo::KafkaConfig::parse(&self.brokers)
+            .map_err(bad)?
+            .with_security(choreo::KafkaSecurity::from_env().map_err(bad)?))
+    }
+}
+
 /// The schema registry named by `--registry` (`url`), else by `SCHEMA_REGISTRY_URL`: bad input
 /// naming the variable when neither is given (or is blank), or when the URL does not parse.
 pub fn registry_config(url: Option<&str>) -> Result<choreo::RegistryConfig, Failure> {

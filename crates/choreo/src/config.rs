@@ -105,21 +105,25 @@ pub fn duration_at_least(
     Ok(duration)
 }
 
-/// Where the Kafka cluster is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the Kafka cluster is and how a client proves who it is.
+#[derive(Debug, Clone)]
 pub struct KafkaConfig {
     /// Comma-separated `host:port` bootstrap list (`KAFKA_BROKERS`).
     pub brokers: String,
+    /// Encryption and authentication ([`KafkaSecurity::from_env`]).
+    pub security: KafkaSecurity,
 }
 
 impl KafkaConfig {
     pub const BROKERS_VAR: &'static str = "KAFKA_BROKERS";
 
+    /// The brokers and the security settings from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::parse(&required(Self::BROKERS_VAR)?)
+        Ok(Self::parse(&required(Self::BROKERS_VAR)?)?.with_security(KafkaSecurity::from_env()?))
     }
 
-    /// Accepts a comma-separated list of `host:port` pairs.
+    /// Accepts a comma-separated list of `host:port` pairs; plaintext, no authentication (add
+    /// them with [`KafkaConfig::with_security`]).
     pub fn parse(brokers: &str) -> Result<Self, ConfigError> {
         let invalid = |why: String| ConfigError::Invalid {
             var: Self::BROKERS_VAR,
@@ -139,24 +143,192 @@ impl KafkaConfig {
         }
         Ok(Self {
             brokers: hosts.join(","),
+            security: KafkaSecurity::default(),
+        })
+    }
+
+    /// The same brokers, reached with `security`.
+    pub fn with_security(self, security: KafkaSecurity) -> Self {
+        Self { security, ..self }
+    }
+
+    /// The same security settings towards other brokers (a proxy in front of them, say).
+    pub fn with_brokers(&self, brokers: &str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            security: self.security.clone(),
+            ..Self::parse(brokers)?
         })
     }
 }
 
-/// Where the Confluent-compatible schema registry is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a Kafka client talks to the brokers, in librdkafka's terms: `security.protocol` and,
+/// for SASL, the mechanism and the principal's name and password; for TLS, the CA that signed
+/// the brokers' certificates (hostnames are verified). Read from `KAFKA_SECURITY_PROTOCOL`
+/// (`PLAINTEXT`, the default, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`), `KAFKA_SASL_MECHANISM`
+/// (default `SCRAM-SHA-512`), `KAFKA_SASL_USERNAME`, `KAFKA_SASL_PASSWORD` or
+/// `KAFKA_SASL_PASSWORD_FILE` ([`crate::secret`]) and `KAFKA_SSL_CA_LOCATION` (a PEM file;
+/// the system's CAs when unset). The password never shows in `Debug`.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaSecurity {
+    /// `security.protocol`.
+    pub protocol: SecurityProtocol,
+    /// The SASL login, for the `SASL_*` protocols.
+    pub sasl: Option<SaslLogin>,
+    /// `ssl.ca.location`, for `SSL` and `SASL_SSL`.
+    pub ssl_ca_location: Option<PathBuf>,
+}
+
+/// Kafka's four security protocols.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// The name librdkafka and Kafka use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "PLAINTEXT",
+            Self::Ssl => "SSL",
+            Self::SaslPlaintext => "SASL_PLAINTEXT",
+            Self::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+
+    fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+}
+
+/// A SASL principal's mechanism, name and password.
+#[derive(Debug, Clone)]
+pub struct SaslLogin {
+    /// `sasl.mechanisms`, e.g. `SCRAM-SHA-512`.
+    pub mechanism: String,
+    pub username: String,
+    pub password: crate::secret::SecretString,
+}
+
+impl KafkaSecurity {
+    pub const PROTOCOL_VAR: &'static str = "KAFKA_SECURITY_PROTOCOL";
+    pub const MECHANISM_VAR: &'static str = "KAFKA_SASL_MECHANISM";
+    pub const USERNAME_VAR: &'static str = "KAFKA_SASL_USERNAME";
+    pub const PASSWORD_VAR: &'static str = "KAFKA_SASL_PASSWORD";
+    pub const CA_VAR: &'static str = "KAFKA_SSL_CA_LOCATION";
+
+    /// The settings in the environment (see the type's documentation).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let protocol = match env::var(Self::PROTOCOL_VAR) {
+            Ok(value) if !value.trim().is_empty() => parse_protocol(&value)?,
+            _ => SecurityProtocol::Plaintext,
+        };
+        let sasl = if protocol.uses_sasl() {
+            Some(SaslLogin {
+                mechanism: env::var(Self::MECHANISM_VAR)
+                    .ok()
+                    .map(|m| m.trim().to_owned())
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or_else(|| "SCRAM-SHA-512".to_owned()),
+                username: required(Self::USERNAME_VAR)?,
+                password: crate::secret::required(Self::PASSWORD_VAR)?,
+            })
+        } else {
+            None
+        };
+        let ssl_ca_location = match env::var(Self::CA_VAR) {
+            Ok(path) if protocol.uses_tls() && !path.trim().is_empty() => {
+                let path = PathBuf::from(path.trim());
+                if !path.is_file() {
+                    return Err(ConfigError::Invalid {
+                        var: Self::CA_VAR,
+                        value: path.display().to_string(),
+                        why: "no such file (a PEM file of the CA that signed the brokers' certificates)".into(),
+                    });
+                }
+                Some(path)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            protocol,
+            sasl,
+            ssl_ca_location,
+        })
+    }
+
+    /// librdkafka's properties for these settings.
+    pub fn client_properties(&self) -> Vec<(&'static str, String)> {
+        use crate::secret::ExposeSecret;
+        let mut properties = vec![("security.protocol", self.protocol.as_str().to_owned())];
+        if let Some(login) = &self.sasl {
+            properties.push(("sasl.mechanisms", login.mechanism.clone()));
+            properties.push(("sasl.username", login.username.clone()));
+            properties.push(("sasl.password", login.password.expose_secret().to_owned()));
+        }
+        if let Some(ca) = &self.ssl_ca_location {
+            properties.push(("ssl.ca.location", ca.display().to_string()));
+        }
+        properties
+    }
+
+    /// The principal's name, when it logs in with SASL.
+    pub fn principal(&self) -> Option<&str> {
+        self.sasl.as_ref().map(|login| login.username.as_str())
+    }
+}
+
+fn parse_protocol(value: &str) -> Result<SecurityProtocol, ConfigError> {
+    match value.trim().to_ascii_uppercase().as_str() {
+        "PLAINTEXT" => Ok(SecurityProtocol::Plaintext),
+        "SSL" => Ok(SecurityProtocol::Ssl),
+        "SASL_PLAINTEXT" => Ok(SecurityProtocol::SaslPlaintext),
+        "SASL_SSL" => Ok(SecurityProtocol::SaslSsl),
+        _ => Err(ConfigError::Invalid {
+            var: KafkaSecurity::PROTOCOL_VAR,
+            value: value.to_owned(),
+            why: "expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL".into(),
+        }),
+    }
+}
+
+/// Where the Confluent-compatible schema registry is, and who calls it.
+#[derive(Debug, Clone)]
 pub struct RegistryConfig {
     /// Base URL of the Confluent API (`SCHEMA_REGISTRY_URL`), without a trailing slash.
     pub url: String,
+    /// HTTP basic auth (`SCHEMA_REGISTRY_USERNAME` and the password in
+    /// `SCHEMA_REGISTRY_PASSWORD_FILE` or `SCHEMA_REGISTRY_PASSWORD`); `None` calls anonymously,
+    /// which a registry secured as `scripts/stack` runs it refuses (401).
+    pub credentials: Option<RegistryCredentials>,
+}
+
+/// A registry user: a service's read-only one, or the operator's, who may register schemas.
+#[derive(Debug, Clone)]
+pub struct RegistryCredentials {
+    pub username: String,
+    /// Never shown: its `Debug` says `[REDACTED]`.
+    pub password: crate::secret::SecretString,
 }
 
 impl RegistryConfig {
     pub const URL_VAR: &'static str = "SCHEMA_REGISTRY_URL";
+    pub const USERNAME_VAR: &'static str = "SCHEMA_REGISTRY_USERNAME";
+    pub const PASSWORD_VAR: &'static str = "SCHEMA_REGISTRY_PASSWORD";
 
+    /// The URL and the credentials from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::parse(&required(Self::URL_VAR)?)
+        Ok(Self::parse(&required(Self::URL_VAR)?)?.with_credentials(RegistryCredentials::from_env()?))
     }
 
+    /// The URL alone, without credentials (add them with [`RegistryConfig::with_credentials`]).
     pub fn parse(url: &str) -> Result<Self, ConfigError> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ConfigError::Invalid {
@@ -191,6 +363,36 @@ mod tests {
     fn a_broker_with_a_bad_port_is_rejected() {
         let err = KafkaConfig::parse("localhost:90920").unwrap_err();
         assert!(err.to_string().contains("not a port number"), "{err}");
+    }
+
+    #[test]
+    fn security_protocols_are_read_in_any_case_and_unknown_ones_rejected() {
+        assert_eq!(parse_protocol("sasl_ssl").unwrap(), SecurityProtocol::SaslSsl);
+        assert_eq!(parse_protocol(" PLAINTEXT ").unwrap(), SecurityProtocol::Plaintext);
+        let err = parse_protocol("TLS").unwrap_err();
+        assert!(err.to_string().contains("SASL_SSL"), "{err}");
+    }
+
+    #[test]
+    fn a_sasl_login_gives_librdkafka_its_properties_and_hides_the_password_in_debug() {
+        let security = KafkaSecurity {
+            protocol: SecurityProtocol::SaslSsl,
+            sasl: Some(SaslLogin {
+                mechanism: "SCRAM-SHA-512".into(),
+                username: "order".into(),
+                password: "hunter2".to_owned().into(),
+            }),
+            ssl_ca_location: Some("/stack/tls/ca.crt".into()),
+        };
+        let properties = security.client_properties();
+        let get = |key| properties.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str());
+        assert_eq!(get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
+        assert_eq!(get("sasl.username"), Some("order"));
+        assert_eq!(get("sasl.password"), Some("hunter2"));
+        assert_eq!(get("ssl.ca.location"), Some("/stack/tls/ca.crt"));
+        assert!(!format!("{security:?}").contains("hunter2"));
+        assert_eq!(KafkaSecurity::default().client_properties().len(), 1);
     }
 
     #[test]

@@ -18,6 +18,9 @@ fn base(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
         // Requests are small and latency is what counts: no Nagle delay on the sockets
         // (librdkafka leaves it on by default).
         .set("socket.nagle.disable", "true");
+    for (key, value) in kafka.security.client_properties() {
+        config.set(key, value);
+    }
     config
 }
 

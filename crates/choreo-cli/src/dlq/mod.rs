@@ -183,8 +183,7 @@ pub struct RedriveArgs {
 }
 
 pub async fn run(cluster: &ClusterArgs, args: DlqArgs) -> Result<(), Failure> {
-    let kafka = choreo::KafkaConfig::parse(&cluster.brokers)
-        .map_err(|e| Failure::BadInput(e.to_string()))?;
+    let kafka = cluster.kafka()?;
     let timeout = Duration::from_secs(cluster.timeout);
     match args.command {
         DlqCommand::List(args) => list::run(&kafka, timeout, args).await,

@@ -72,8 +72,7 @@ pub struct InspectArgs {
 }
 
 pub async fn run(cluster: &ClusterArgs, args: InspectArgs) -> Result<(), Failure> {
-    let kafka = choreo::KafkaConfig::parse(&cluster.brokers)
-        .map_err(|e| Failure::BadInput(e.to_string()))?;
+    let kafka = cluster.kafka()?;
     let timeout = std::time::Duration::from_secs(cluster.timeout);
     let mut selection = selection(&args)?;
     if selection.partitions.is_none() && !args.keys.is_empty() {

@@ -57,8 +57,7 @@ pub struct LagArgs {
 }
 
 pub async fn run(cluster: &ClusterArgs, args: LagArgs) -> Result<(), Failure> {
-    let kafka = choreo::KafkaConfig::parse(&cluster.brokers)
-        .map_err(|e| Failure::BadInput(e.to_string()))?;
+    let kafka = cluster.kafka()?;
     let timeout = Duration::from_secs(cluster.timeout);
     let wanted = args.groups.clone();
     let groups = tokio::task::spawn_blocking(move || groups::lag(&kafka, &wanted, timeout))

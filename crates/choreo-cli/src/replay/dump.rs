@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use choreo::avro::wire;
 
 use super::format::{DumpWriter, Header, SchemaEntry, Source, TopicInfo, FORMAT, VERSION};
-use super::{blocking, kafka, progress, DumpArgs};
+use super::{blocking, progress, DumpArgs};
 use crate::cluster::{registry_config, ClusterArgs};
 use crate::failure::Failure;
 use crate::read::Reader;
@@ -24,7 +24,7 @@ struct Read {
 pub async fn run(cluster: &ClusterArgs, args: DumpArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let timeout = Duration::from_secs(cluster.timeout);
-    let kafka = kafka(cluster)?;
+    let kafka = cluster.kafka()?;
     if args.range.topics.is_empty() {
         return Err(Failure::BadInput(
             "name at least one topic to dump with --topic".into(),

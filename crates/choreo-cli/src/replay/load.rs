@@ -14,7 +14,7 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 
 use super::format::{DumpReader, Header};
-use super::{blocking, kafka, progress, LoadArgs};
+use super::{blocking, progress, LoadArgs};
 use crate::cluster::{registry_config, ClusterArgs};
 use crate::failure::Failure;
 
@@ -33,7 +33,7 @@ struct Scan {
 pub async fn run(cluster: &ClusterArgs, args: LoadArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let timeout = Duration::from_secs(cluster.timeout);
-    let kafka = kafka(cluster)?;
+    let kafka = cluster.kafka()?;
     let scan = scan(&args.file)?;
     let mapping: HashMap<String, String> = args.topic_map.iter().cloned().collect();
     for from in mapping.keys() {

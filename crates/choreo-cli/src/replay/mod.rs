@@ -124,11 +124,6 @@ pub async fn run(cluster: &ClusterArgs, args: ReplayArgs) -> Result<(), Failure>
     }
 }
 
-/// The Kafka settings from `--brokers`, or bad input.
-pub(crate) fn kafka(cluster: &ClusterArgs) -> Result<choreo::KafkaConfig, Failure> {
-    choreo::KafkaConfig::parse(&cluster.brokers).map_err(|e| Failure::BadInput(e.to_string()))
-}
-
 /// Runs blocking Kafka work off the async threads.
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, Failure> + Send + 'static,

@@ -65,8 +65,7 @@ pub struct TraceArgs {
 }
 
 pub async fn run(cluster: &ClusterArgs, args: TraceArgs) -> Result<(), Failure> {
-    let kafka = choreo::KafkaConfig::parse(&cluster.brokers)
-        .map_err(|e| Failure::BadInput(e.to_string()))?;
+    let kafka = cluster.kafka()?;
     let timeout = std::time::Duration::from_secs(cluster.timeout);
     let sagas = choreo::saga::load(&args.saga).map_err(|e| Failure::BadInput(e.to_string()))?;
     let topics: Vec<String> = if args.topics.is_empty() {

@@ -159,7 +159,7 @@ fn closed_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_relay_stops_within_its_drain_while_kafka_cannot_be_reached() {
     let db = TestDb::create().await;
-    let nowhere = choreo::KafkaConfig::parse(&format!("127.0.0.1:{}", closed_port())).unwrap();
+    let nowhere = kafka().with_brokers(&format!("127.0.0.1:{}", closed_port())).unwrap();
     enqueue(&db, "test.relay.unreachable", &[("k", "v".into())]).await;
     let config = relay_config();
     let bound = config.shutdown_drain + Duration::from_secs(1);
@@ -201,7 +201,7 @@ async fn a_relay_that_could_not_reach_kafka_publishes_within_seconds_once_it_can
     let db = TestDb::create().await;
     let topic = create_topic("test.relay", 1).await;
     let port = closed_port();
-    let through_proxy = choreo::KafkaConfig::parse(&format!("127.0.0.1:{port}")).unwrap();
+    let through_proxy = kafka().with_brokers(&format!("127.0.0.1:{port}")).unwrap();
     enqueue(&db, &topic, &[("k", "v1".into())]).await;
     // Steps that time out after a second: the relay replaces its producer while Kafka is away.
     let config = RelayConfig {
