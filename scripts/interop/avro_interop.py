@@ -147,6 +147,42 @@ def address(given: str | None, var: str) -> str:
     return value
 
 
+def setting(var: str) -> str | None:
+    """A variable from the environment, else from .stack/env; None when neither has it."""
+    return os.environ.get(var) or stack_env().get(var) or None
+
+
+def secret(var: str) -> str | None:
+    """A secret from the file named by VAR_FILE, else from VAR (the services' convention)."""
+    path = setting(f"{var}_FILE")
+    if path:
+        with open(path, encoding="utf-8") as f:
+            return f.read().rstrip("\r\n")
+    return setting(var)
+
+
+def kafka_security() -> dict[str, str]:
+    """librdkafka's security settings from KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* and
+    KAFKA_SSL_CA_LOCATION, as choreo's clients read them (the stack's operator login by default)."""
+    protocol = (setting("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper()
+    conf = {"security.protocol": protocol}
+    if protocol.startswith("SASL_"):
+        user, password = setting("KAFKA_SASL_USERNAME"), secret("KAFKA_SASL_PASSWORD")
+        if not user or not password:
+            raise SystemExit(
+                f"error: {protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD(_FILE)"
+            )
+        conf |= {
+            "sasl.mechanisms": setting("KAFKA_SASL_MECHANISM") or "SCRAM-SHA-512",
+            "sasl.username": user,
+            "sasl.password": password,
+        }
+    ca = setting("KAFKA_SSL_CA_LOCATION")
+    if ca and protocol in ("SSL", "SASL_SSL"):
+        conf["ssl.ca.location"] = ca
+    return conf
+
+
 # --- JSON for the other side ---------------------------------------------------------------------
 
 
@@ -182,6 +218,7 @@ def produce(args: argparse.Namespace) -> int:
     producer = SerializingProducer(
         {
             "bootstrap.servers": address(args.brokers, "KAFKA_BROKERS"),
+            **kafka_security(),
             "client.id": "avro-interop",
             "enable.idempotence": True,
             "acks": "all",
@@ -226,6 +263,7 @@ def consume(args: argparse.Namespace) -> int:
     consumer = Consumer(
         {
             "bootstrap.servers": address(args.brokers, "KAFKA_BROKERS"),
+            **kafka_security(),
             "client.id": "avro-interop",
             "group.id": f"avro-interop-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
