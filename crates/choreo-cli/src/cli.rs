@@ -15,6 +15,11 @@ use crate::topics;
 const AFTER_HELP: &str = "\
 Addresses come from flags, then environment variables, then .stack/env (written by
 `scripts/stack up`), found from the current directory upwards or named by CHOREO_ENV_FILE.
+Logins come from the same places, never from flags (which `ps` shows): Kafka's in librdkafka's
+terms, KAFKA_SECURITY_PROTOCOL (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), KAFKA_SASL_MECHANISM
+[SCRAM-SHA-512], KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE and
+KAFKA_SSL_CA_LOCATION; the registry's SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD(_FILE).
+The stack's env file holds the operator's (`admin`).
 
 Exit codes: 0 done (or nothing to do), 1 failed (e.g. cluster or registry unreachable),
 2 bad input (bad arguments, spec or schema files, an unknown git ref), 3 refused (a destructive
