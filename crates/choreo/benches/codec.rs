@@ -20,7 +20,6 @@ use apache_avro::Schema;
 use choreo::avro::{Codec, Event};
 use criterion::Criterion;
 use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
-use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::schema_registry_common::SubjectNameStrategy;
 use serde::{Deserialize, Serialize};
 
@@ -296,9 +295,7 @@ fn main() {
     choreo::config::load_env_file();
     let registry =
         choreo::RegistryConfig::from_env().expect("the registry address (run scripts/stack up)");
-    let settings = SrSettings::new_builder(registry.url.clone())
-        .set_timeout(Duration::from_secs(10))
-        .build()
+    let settings = choreo::avro::registry::settings(&registry, Duration::from_secs(10))
         .expect("schema_registry_converter settings");
     let fixture = Fixture {
         runtime: tokio::runtime::Builder::new_current_thread()

@@ -325,7 +325,8 @@ impl RegistryConfig {
 
     /// The URL and the credentials from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self::parse(&required(Self::URL_VAR)?)?.with_credentials(RegistryCredentials::from_env()?))
+        Ok(Self::parse(&required(Self::URL_VAR)?)?
+            .with_credentials(RegistryCredentials::from_env()?))
     }
 
     /// The URL alone, without credentials (add them with [`RegistryConfig::with_credentials`]).
@@ -339,7 +340,44 @@ impl RegistryConfig {
         }
         Ok(Self {
             url: url.trim_end_matches('/').to_owned(),
+            credentials: None,
         })
+    }
+
+    pub fn with_credentials(self, credentials: Option<RegistryCredentials>) -> Self {
+        Self {
+            credentials,
+            ..self
+        }
+    }
+}
+
+impl RegistryCredentials {
+    /// `SCHEMA_REGISTRY_USERNAME` with its password, `None` when neither is set; one without
+    /// the other is an error (a half-configured client would call anonymously and be refused).
+    pub fn from_env() -> Result<Option<Self>, ConfigError> {
+        let username = env::var(RegistryConfig::USERNAME_VAR)
+            .ok()
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty());
+        let password = crate::secret::read(RegistryConfig::PASSWORD_VAR)?;
+        match (username, password) {
+            (Some(username), Some(password)) => Ok(Some(Self { username, password })),
+            (None, None) => Ok(None),
+            (Some(username), None) => Err(ConfigError::Invalid {
+                var: RegistryConfig::PASSWORD_VAR,
+                value: String::new(),
+                why: format!(
+                    "{} is {username:?} but neither {} nor {}_FILE is set",
+                    RegistryConfig::USERNAME_VAR,
+                    RegistryConfig::PASSWORD_VAR,
+                    RegistryConfig::PASSWORD_VAR
+                ),
+            }),
+            (None, Some(_)) => Err(ConfigError::Missing {
+                var: RegistryConfig::USERNAME_VAR,
+            }),
+        }
     }
 }
 
@@ -367,8 +405,14 @@ mod tests {
 
     #[test]
     fn security_protocols_are_read_in_any_case_and_unknown_ones_rejected() {
-        assert_eq!(parse_protocol("sasl_ssl").unwrap(), SecurityProtocol::SaslSsl);
-        assert_eq!(parse_protocol(" PLAINTEXT ").unwrap(), SecurityProtocol::Plaintext);
+        assert_eq!(
+            parse_protocol("sasl_ssl").unwrap(),
+            SecurityProtocol::SaslSsl
+        );
+        assert_eq!(
+            parse_protocol(" PLAINTEXT ").unwrap(),
+            SecurityProtocol::Plaintext
+        );
         let err = parse_protocol("TLS").unwrap_err();
         assert!(err.to_string().contains("SASL_SSL"), "{err}");
     }
@@ -385,7 +429,12 @@ mod tests {
             ssl_ca_location: Some("/stack/tls/ca.crt".into()),
         };
         let properties = security.client_properties();
-        let get = |key| properties.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str());
+        let get = |key| {
+            properties
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
         assert_eq!(get("sasl.username"), Some("order"));

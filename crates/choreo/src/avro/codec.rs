@@ -1,7 +1,9 @@
 //! Encoding and decoding typed events with schema ids from the registry, cached.
 //!
-//! The first encode of a type on a topic registers its schema (one registry call) and prepares a
-//! writer; the first decode of a schema id fetches the writer's schema (one call) and prepares a
+//! The first encode of a type on a topic looks its schema's id up (one registry call), registers
+//! it when the registry has no such schema under the subject (one more call; only a user allowed
+//! to write may: a service's read-only user is refused, and the operator registers with `choreo
+//! schemas register`), and prepares a writer; the first decode of a schema id fetches the writer's schema (one call) and prepares a
 //! reader for the target type: a direct one when writer and reader schemas are the same, a
 //! resolving one (writer's schema to the reader's) when an older or newer producer wrote it.
 //! After that, encoding and decoding are a map lookup plus the Avro work: no registry call and no
@@ -27,7 +29,7 @@ use schema_registry_converter::async_impl::schema_registry::{
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 
-use super::registry::RegistryFailure;
+use super::registry::{self as registry_api, RegistryFailure};
 use super::wire::{self, WireError};
 use super::{normalize_schema, subject, Event};
 use crate::config::RegistryConfig;
@@ -102,12 +104,11 @@ enum PreparedReader {
 impl Codec {
     /// A codec for the registry at `registry` (the Confluent API base URL).
     pub fn new(registry: &RegistryConfig) -> Result<Self, CodecError> {
-        let settings = SrSettings::new_builder(registry.url.clone())
-            .set_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| CodecError::RegistryUnavailable {
+        let settings = registry_api::settings(registry, Duration::from_secs(10)).map_err(|e| {
+            CodecError::RegistryUnavailable {
                 detail: e.to_string(),
-            })?;
+            }
+        })?;
         Ok(Self {
             settings,
             writers: RwLock::default(),
@@ -230,24 +231,47 @@ impl Codec {
         let schema = self.own_schema::<E>()?;
         let subject = subject(topic, E::NAME);
         let text = normalize_schema(E::SCHEMA).map_err(|e| encode_error::<E>(e))?;
+        let refused = |subject: &str, e: &SRCError| match classify(e) {
+            Failure::Refused => CodecError::Rejected {
+                subject: subject.to_owned(),
+                detail: describe(e),
+            },
+            Failure::NotFound | Failure::Unavailable => CodecError::RegistryUnavailable {
+                detail: describe(e),
+            },
+        };
         self.registry_calls.fetch_add(1, Ordering::Relaxed);
-        let supplied = SuppliedSchema::new(Some(E::NAME.to_owned()), SchemaType::Avro, text);
-        let registered = post_schema(&self.settings, subject.clone(), supplied)
+        let found = registry_api::lookup(&self.settings, &subject, &text)
             .await
-            .map_err(|e| match classify(&e) {
-                Failure::Refused => CodecError::Rejected {
-                    subject,
-                    detail: describe(&e),
-                },
-                Failure::NotFound | Failure::Unavailable => CodecError::RegistryUnavailable {
-                    detail: describe(&e),
-                },
-            })?;
+            .map_err(|e| refused(&subject, &e))?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                self.registry_calls.fetch_add(1, Ordering::Relaxed);
+                let supplied =
+                    SuppliedSchema::new(Some(E::NAME.to_owned()), SchemaType::Avro, text);
+                post_schema(&self.settings, subject.clone(), supplied)
+                    .await
+                    .map_err(|e| match refused(&subject, &e) {
+                        CodecError::RegistryUnavailable { detail } => {
+                            CodecError::RegistryUnavailable {
+                                detail: format!(
+                                    "{subject} has no such schema and registering it failed \
+                                     (a read-only user may not: `choreo schemas register` does): \
+                                     {detail}"
+                                ),
+                            }
+                        }
+                        other => other,
+                    })?
+                    .id
+            }
+        };
         let writer = GenericDatumWriter::builder(schema)
             .build()
             .map_err(|e| encode_error::<E>(e))?;
         let prepared = Arc::new(PreparedWriter {
-            header: wire::header(registered.id),
+            header: wire::header(id),
             writer,
         });
         self.writers

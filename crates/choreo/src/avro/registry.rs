@@ -3,11 +3,63 @@
 //! as the error's source ([`RawError`]); never its message text. What an answer means is the
 //! caller's to decide: the codec retries everything but a definite answer about the schema, the
 //! operator tool reports a refusal at once.
+//!
+//! Also [`settings`], the one way to reach the registry as [`RegistryConfig`] says, its
+//! credentials included (every caller builds its client here, so none forgets them), and
+//! [`lookup`], a schema's id under a subject, which a read-only user may ask.
 
 use std::error::Error as _;
+use std::time::Duration;
 
+use schema_registry_converter::async_impl::schema_registry::{perform_sr_call, SrSettings};
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::RawError;
+use schema_registry_converter::schema_registry_common::SrCall;
+
+use crate::config::RegistryConfig;
+use crate::secret::ExposeSecret;
+
+/// schema_registry_converter's settings for `config`: its URL, basic auth when it has
+/// credentials, and `timeout` per request.
+pub fn settings(config: &RegistryConfig, timeout: Duration) -> Result<SrSettings, SRCError> {
+    let mut builder = SrSettings::new_builder(config.url.clone());
+    builder.set_timeout(timeout);
+    if let Some(credentials) = &config.credentials {
+        builder.set_basic_authorization(
+            &credentials.username,
+            Some(credentials.password.expose_secret()),
+        );
+    }
+    builder.build()
+}
+
+/// The id of exactly this schema text under `subject` (`POST /subjects/{subject}`, which a
+/// read-only user may call), `None` when the subject or the schema is not there.
+pub async fn lookup(
+    settings: &SrSettings,
+    subject: &str,
+    schema: &str,
+) -> Result<Option<u32>, SRCError> {
+    let body = serde_json::json!({ "schema": schema, "schemaType": "AVRO" }).to_string();
+    match perform_sr_call(settings, SrCall::PostForVersion(subject, &body)).await {
+        Ok(found) => match found.id {
+            Some(id) => Ok(Some(id)),
+            None => Err(SRCError::non_retryable_without_cause(&format!(
+                "the registry's lookup of {subject} answered without an id"
+            ))),
+        },
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the registry answered that there is no such subject, version or schema.
+pub fn is_not_found(error: &SRCError) -> bool {
+    matches!(
+        RegistryFailure::of(error),
+        RegistryFailure::Answered(404 | 40400..=40499)
+    )
+}
 
 /// How a registry call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

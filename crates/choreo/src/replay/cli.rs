@@ -156,8 +156,10 @@ pub struct ReplayArgs {
     pub timeout: u64,
 }
 
-/// The registry named by `--registry`, else by `SCHEMA_REGISTRY_URL`; bad input naming the
-/// variable when neither is given (or is blank), or when the URL does not parse.
+/// The registry named by `--registry`, else by `SCHEMA_REGISTRY_URL`, called with the
+/// credentials of the environment (`SCHEMA_REGISTRY_USERNAME`, `SCHEMA_REGISTRY_PASSWORD_FILE`
+/// or `SCHEMA_REGISTRY_PASSWORD`); bad input naming the variable when neither is given (or is
+/// blank), or when the URL or the credentials are malformed.
 pub fn registry_config(url: Option<&str>) -> Result<RegistryConfig, ReplayError> {
     let var = RegistryConfig::URL_VAR;
     let url = url
@@ -170,7 +172,11 @@ pub fn registry_config(url: Option<&str>) -> Result<RegistryConfig, ReplayError>
                  to .stack/env)"
             ))
         })?;
-    RegistryConfig::parse(url.trim()).map_err(|e| ReplayError::BadInput(e.to_string()))
+    let bad = |e: crate::ConfigError| ReplayError::BadInput(e.to_string());
+    let credentials = crate::config::RegistryCredentials::from_env().map_err(bad)?;
+    Ok(RegistryConfig::parse(url.trim())
+        .map_err(bad)?
+        .with_credentials(credentials))
 }
 
 /// Runs a service's `replay` subcommand to its exit code: logs (`RUST_LOG`, default warn) go to

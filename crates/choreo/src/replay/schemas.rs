@@ -6,15 +6,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use schema_registry_converter::async_impl::schema_registry::{
-    perform_sr_call, post_schema, SrSettings,
-};
+use schema_registry_converter::async_impl::schema_registry::{post_schema, SrSettings};
 use schema_registry_converter::error::SRCError;
-use schema_registry_converter::schema_registry_common::{SchemaType, SrCall, SuppliedSchema};
+use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 
 use super::format::Header;
 use super::ReplayError;
-use crate::avro::registry::{describe, RegistryFailure};
+use crate::avro::registry::{self, describe, RegistryFailure};
 use crate::RegistryConfig;
 
 /// The target registry's id of every `(source topic, source schema id)` in `used`, registering
@@ -27,16 +25,13 @@ pub async fn register(
     used: &BTreeSet<(String, u32)>,
     target: &dyn Fn(&str) -> String,
 ) -> Result<HashMap<(String, u32), u32>, ReplayError> {
-    let settings = SrSettings::new_builder(registry.url.clone())
-        .set_timeout(timeout)
-        .build()
-        .map_err(|e| {
-            ReplayError::Failed(format!(
-                "the schema registry at {} is unusable: {}",
-                registry.url,
-                describe(&e)
-            ))
-        })?;
+    let settings = registry::settings(registry, timeout).map_err(|e| {
+        ReplayError::Failed(format!(
+            "the schema registry at {} is unusable: {}",
+            registry.url,
+            describe(&e)
+        ))
+    })?;
     let mut ids = HashMap::new();
     for (topic, id) in used {
         let prefix = format!("{topic}-");
@@ -76,16 +71,9 @@ async fn lookup(
     subject: &str,
     schema: &str,
 ) -> Result<Option<u32>, ReplayError> {
-    let body = serde_json::json!({ "schema": schema, "schemaType": "AVRO" }).to_string();
-    match perform_sr_call(settings, SrCall::PostForVersion(subject, &body)).await {
-        Ok(found) => found.id.map(Some).ok_or_else(|| {
-            ReplayError::Failed(format!(
-                "the registry's lookup of {subject} answered without an id"
-            ))
-        }),
-        Err(e) if not_found(&e) => Ok(None),
-        Err(e) => Err(failure(url, subject, &e)),
-    }
+    registry::lookup(settings, subject, schema)
+        .await
+        .map_err(|e| failure(url, subject, &e))
 }
 
 /// A refusal as incompatible (409) is refused; anything else failed, the registry being away
@@ -103,12 +91,4 @@ fn failure(url: &str, subject: &str, error: &SRCError) -> ReplayError {
             "the schema registry at {url} is unreachable or failing: {detail}"
         )),
     }
-}
-
-/// Whether the registry answered that there is no such subject or schema.
-fn not_found(error: &SRCError) -> bool {
-    matches!(
-        RegistryFailure::of(error),
-        RegistryFailure::Answered(404 | 40400..=40499)
-    )
 }

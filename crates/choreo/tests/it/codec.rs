@@ -208,7 +208,7 @@ async fn a_registry_at_a_wrong_path_is_unavailable_not_an_unknown_schema() {
     assert!(err.is_retryable());
     for status in ["401 Unauthorized", "403 Forbidden", "429 Too Many Requests"] {
         let url = answering(status).await;
-        let codec = Codec::new(&choreo::config::RegistryConfig { url }).expect("codec");
+        let codec = Codec::new(&choreo::RegistryConfig::parse(&url).unwrap()).expect("codec");
         let err = codec
             .decode::<ProbeV1>(&[0, 0, 0, 0, 1, 2, b'x'])
             .await
@@ -288,7 +288,10 @@ async fn ten_thousand_messages_after_warm_up_cost_no_registry_call() {
     codec.decode::<ProbeV1>(&warm).await.unwrap();
     codec.decode_any(&warm).await.unwrap();
     let after_warm_up = codec.registry_calls();
-    assert_eq!(after_warm_up, 2, "one registration, one schema fetch");
+    assert_eq!(
+        after_warm_up, 3,
+        "one lookup (not there yet), one registration, one schema fetch"
+    );
     for i in 0..10_000 {
         let event = ProbeV1 {
             id: format!("order-{i}"),
@@ -319,4 +322,44 @@ async fn a_generic_decode_names_the_record_and_gives_its_fields() {
             ("amount_minor".into(), apache_avro::types::Value::Long(1999)),
         ])
     );
+}
+
+/// The codec as a service runs it: as the service's read-only registry user.
+fn read_only_codec() -> Codec {
+    let stack_dir = std::env::var("STACK_DIR").expect("STACK_DIR in the stack's env file");
+    let password = choreo::secret::from_path(
+        "SCHEMA_REGISTRY_PASSWORD",
+        &std::path::Path::new(&stack_dir).join("secrets/registry-order"),
+    )
+    .expect("the order service's registry password (scripts/stack up makes it)");
+    let config = registry().with_credentials(Some(choreo::config::RegistryCredentials {
+        username: "order".into(),
+        password,
+    }));
+    Codec::new(&config).expect("codec")
+}
+
+#[tokio::test]
+async fn a_read_only_user_encodes_with_a_registered_schema_but_cannot_register_one() {
+    let topic = unique("test.codec");
+    let service = read_only_codec();
+    let err = service.encode_for(&topic, &v1()).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("choreo schemas register"), "{err}");
+
+    let registered = codec().encode_for(&topic, &v1()).await.unwrap();
+    let encoded = service.encode_for(&topic, &v1()).await.unwrap();
+    assert_eq!(encoded[..5], registered[..5], "the same schema id");
+    assert_eq!(service.decode::<ProbeV1>(&encoded).await.unwrap(), v1());
+}
+
+#[tokio::test]
+async fn an_anonymous_codec_is_refused_by_the_secured_registry() {
+    let anonymous = Codec::new(&registry().with_credentials(None)).expect("codec");
+    let err = anonymous
+        .encode_for(&unique("test.codec"), &v1())
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("401"), "{err}");
 }

@@ -167,7 +167,7 @@ async fn a_key_always_lands_on_the_partition_a_java_producer_would_choose() {
 async fn an_avro_schema_registered_in_the_registry_decodes_what_it_encoded() {
     use apache_avro::types::Value;
     use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
-    use schema_registry_converter::async_impl::schema_registry::{get_schema_by_id, SrSettings};
+    use schema_registry_converter::async_impl::schema_registry::get_schema_by_id;
     use schema_registry_converter::schema_registry_common::{
         SchemaType, SubjectNameStrategy, SuppliedSchema,
     };
@@ -179,7 +179,9 @@ async fn an_avro_schema_registered_in_the_registry_decodes_what_it_encoded() {
     }
     let schema = r#"{"type":"record","name":"Probe","namespace":"test.stack","fields":[{"name":"id","type":"string"},{"name":"amount_minor","type":"long"}]}"#;
     let topic = unique("test.avro");
-    let settings = SrSettings::new(registry().url);
+    let settings =
+        choreo::avro::registry::settings(&registry(), std::time::Duration::from_secs(10))
+            .expect("registry settings");
     let encoder = AvroEncoder::new(settings.clone());
     let strategy = SubjectNameStrategy::TopicRecordNameStrategyWithSchema(
         topic.clone(),
