@@ -24,7 +24,8 @@ Run it with the venv `scripts/stack up` installs, which .stack/env names as INTE
     set -a; . .stack/env; set +a
     "$INTEROP_PYTHON" scripts/interop/avro_interop.py consume --topic T --count 3
 
-Addresses come from --brokers/--registry, else KAFKA_BROKERS/SCHEMA_REGISTRY_URL, else .stack/env.
+Addresses come from --brokers/--registry, else KAFKA_BROKERS/SCHEMA_REGISTRY_URL, else .stack/env;
+so do the logins (KAFKA_SASL_*, SCHEMA_REGISTRY_USERNAME with SCHEMA_REGISTRY_PASSWORD(_FILE)).
 Exit status: 0 done, 1 failed (message on stderr), 2 bad usage.
 """
 
@@ -183,6 +184,21 @@ def kafka_security() -> dict[str, str]:
     return conf
 
 
+def registry_conf(given: str | None) -> dict[str, str]:
+    """SchemaRegistryClient's settings: the URL and, from SCHEMA_REGISTRY_USERNAME and
+    SCHEMA_REGISTRY_PASSWORD(_FILE), basic auth (the stack's operator by default; the registry
+    refuses anonymous calls)."""
+    conf = {"url": address(given, "SCHEMA_REGISTRY_URL")}
+    user, password = setting("SCHEMA_REGISTRY_USERNAME"), secret("SCHEMA_REGISTRY_PASSWORD")
+    if bool(user) != bool(password):
+        raise SystemExit(
+            "error: set both SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD(_FILE), or neither"
+        )
+    if user and password:
+        conf["basic.auth.user.info"] = f"{user}:{password}"
+    return conf
+
+
 # --- JSON for the other side ---------------------------------------------------------------------
 
 
@@ -206,7 +222,7 @@ def plain(value: Any) -> Any:
 
 def produce(args: argparse.Namespace) -> int:
     build = EVENTS[args.event]
-    registry = SchemaRegistryClient({"url": address(args.registry, "SCHEMA_REGISTRY_URL")})
+    registry = SchemaRegistryClient(registry_conf(args.registry))
     serializer = AvroSerializer(
         registry,
         schema_text(args.event),
@@ -253,7 +269,7 @@ def produce(args: argparse.Namespace) -> int:
 
 
 def consume(args: argparse.Namespace) -> int:
-    registry = SchemaRegistryClient({"url": address(args.registry, "SCHEMA_REGISTRY_URL")})
+    registry = SchemaRegistryClient(registry_conf(args.registry))
     # The subject strategy only decides which subject the deserializer names when it fetches the
     # writer's schema by id; TopicRecordNameStrategy asks for the id alone (the default, ASSOCIATED,
     # first asks an associations endpoint Apicurio does not have, then falls back to <topic>-value).
