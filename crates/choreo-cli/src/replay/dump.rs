@@ -30,7 +30,8 @@ pub async fn run(cluster: &ClusterArgs, args: DumpArgs) -> Result<(), Failure> {
             "name at least one topic to dump with --topic".into(),
         ));
     }
-    let registry = registry_config(args.registry.as_deref())?.url;
+    let registry_config = registry_config(args.registry.as_deref())?;
+    let registry = registry_config.url.clone();
     let writer = DumpWriter::create(&args.output)?;
     let topics = args.range.topics.clone();
     let counts = {
@@ -48,9 +49,7 @@ pub async fn run(cluster: &ClusterArgs, args: DumpArgs) -> Result<(), Failure> {
         .await?
     };
 
-    let http = reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
+    let http = crate::schemas::registry::http_client(&registry_config, timeout)
         .map_err(|e| Failure::Error(e.into()))?;
     let mut schemas = Vec::new();
     let mut texts: BTreeMap<u32, String> = BTreeMap::new();

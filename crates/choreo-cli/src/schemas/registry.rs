@@ -9,6 +9,10 @@
 //! the latest, even under a TRANSITIVE level, and calls an unknown subject compatible). Apicurio
 //! 3.3 ignores `?verbose=true` and answers with its own key order, not the text it was sent, so
 //! reasons are found locally ([`super::compat`]) and texts are compared normalized.
+//!
+//! Both clients send the configured user's credentials ([`choreo::avro::registry::settings`],
+//! [`http_client`]): registering and setting a level need a user with the write role (the
+//! operator's), reading needs any user.
 
 use std::time::Duration;
 
@@ -53,6 +57,36 @@ pub struct Registry {
     http: reqwest::Client,
 }
 
+/// A plain HTTP client for `config`'s registry, for the calls schema_registry_converter has no
+/// function for: every request carries the basic auth header of `config`'s credentials, if any
+/// (marked sensitive, so it is never logged).
+pub fn http_client(
+    config: &choreo::RegistryConfig,
+    timeout: Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
+    use base64::Engine as _;
+    use choreo::secret::ExposeSecret as _;
+    use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+
+    let mut headers = HeaderMap::new();
+    if let Some(credentials) = &config.credentials {
+        let pair = format!(
+            "{}:{}",
+            credentials.username,
+            credentials.password.expose_secret()
+        );
+        let basic = base64::engine::general_purpose::STANDARD.encode(pair);
+        if let Ok(mut value) = HeaderValue::from_str(&format!("Basic {basic}")) {
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+    }
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .default_headers(headers)
+        .build()
+}
+
 /// How a failed call ended, from the HTTP status and the registry's error code.
 enum Kind {
     /// 404: no such subject, version or schema.
@@ -69,14 +103,9 @@ impl Registry {
             url: config.url.clone(),
             detail,
         };
-        let settings = SrSettings::new_builder(config.url.clone())
-            .set_timeout(timeout)
-            .build()
+        let settings = choreo::avro::registry::settings(config, timeout)
             .map_err(|e| unavailable(describe(&e)))?;
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| unavailable(e.to_string()))?;
+        let http = http_client(config, timeout).map_err(|e| unavailable(e.to_string()))?;
         Ok(Self {
             url: config.url.clone(),
             settings,

@@ -120,6 +120,28 @@ impl Workspace {
     fn choreo(&self, args: &[&str]) -> Output {
         self.choreo_with(&registry().url, args)
     }
+
+    /// Runs `choreo schemas <args>` against the stack's registry as `user` (its password in
+    /// `password_file`), or with no credentials at all when `user` is `None`. Empty variables
+    /// are set rather than removed, so the env file cannot fill them back in.
+    fn choreo_as(&self, user: Option<(&str, &Path)>, args: &[&str]) -> Output {
+        let (name, file) = user
+            .map(|(name, file)| (name.to_owned(), file.display().to_string()))
+            .unwrap_or_default();
+        Command::new(env!("CARGO_BIN_EXE_choreo"))
+            .arg("schemas")
+            .args(args)
+            .arg("--schemas-dir")
+            .arg(self.schemas_dir())
+            .arg("--topics-dir")
+            .arg(self.topics_dir())
+            .env("SCHEMA_REGISTRY_URL", registry().url)
+            .env("SCHEMA_REGISTRY_USERNAME", name)
+            .env("SCHEMA_REGISTRY_PASSWORD_FILE", file)
+            .env("SCHEMA_REGISTRY_PASSWORD", "")
+            .output()
+            .expect("run choreo")
+    }
 }
 
 impl Drop for Workspace {
@@ -138,10 +160,18 @@ fn delete_subject(subject: &str) {
         return;
     };
     runtime.block_on(async {
+        let registry = registry();
         let client = reqwest::Client::new();
-        let url = format!("{}/subjects/{subject}", registry().url);
-        let _ = client.delete(&url).send().await;
-        let _ = client.delete(format!("{url}?permanent=true")).send().await;
+        let url = format!("{}/subjects/{subject}", registry.url);
+        for url in [url.clone(), format!("{url}?permanent=true")] {
+            let mut request = client.delete(url);
+            if let Some(operator) = &registry.credentials {
+                use choreo::secret::ExposeSecret as _;
+                request =
+                    request.basic_auth(&operator.username, Some(operator.password.expose_secret()));
+            }
+            let _ = request.send().await;
+        }
     });
 }
 
@@ -415,6 +445,37 @@ fn a_schema_file_on_no_topic_is_bad_input_before_the_registry_is_asked() {
             "{}: `test.schemas.Stray` is on no topic",
             stray.display()
         )],
+    );
+}
+
+#[test]
+fn a_register_without_credentials_or_by_a_service_is_refused_and_the_operators_works() {
+    let workspace = Workspace::new();
+    workspace.write_schema(TOTAL_AS_LONG);
+    let subject = workspace.subject();
+
+    let anonymous = workspace.choreo_as(None, &["register"]);
+    assert_failed(&anonymous, 1, &[&subject, "401"]);
+
+    let stack_dir = std::env::var("STACK_DIR").expect("STACK_DIR in the stack's env file");
+    let order_password = Path::new(&stack_dir).join("secrets/registry-order");
+    let service = workspace.choreo_as(Some(("order", &order_password)), &["register"]);
+    assert_failed(&service, 1, &[&subject, "403"]);
+    let check = workspace.choreo_as(Some(("order", &order_password)), &["check"]);
+    assert_done(&check, &[&format!("+ {subject} (")]);
+
+    let operator = registry()
+        .credentials
+        .expect("the operator's credentials in the env file");
+    let password_file =
+        std::env::var("SCHEMA_REGISTRY_PASSWORD_FILE").expect("the operator's password file");
+    let registered = workspace.choreo_as(
+        Some((&operator.username, Path::new(&password_file))),
+        &["register"],
+    );
+    assert_done(
+        &registered,
+        &["Registered: 1 new, 0 already there, 0 refused"],
     );
 }
 
