@@ -108,8 +108,9 @@ pub enum TopicsCommand {
     /// Show what `apply` would change, changing nothing.
     #[command(after_help = "Example:\n  choreo topics plan --dir topics")]
     Plan(TopicsArgs),
-    /// Print the plan, then create missing topics, add partitions and align configs. Refuses
-    /// the whole plan if any topic would need fewer partitions or another replication factor.
+    /// Print the plan, then create missing topics, add partitions, align configs and make the
+    /// broker's ACLs exactly those the specs' producers and consumers imply. Refuses the whole
+    /// plan if any topic would need fewer partitions or another replication factor.
     #[command(after_help = "Example:\n  choreo topics apply --dir topics --brokers kafka-0:9092")]
     Apply(TopicsArgs),
 }
@@ -223,6 +224,8 @@ async fn topics_run(
         kafka.brokers
     );
     println!("{plan}");
+    let acls = topics::acl::cluster::plan_against(&admin, &specs, timeout).await?;
+    println!("{acls}");
     if !plan.refusals.is_empty() {
         let reasons: Vec<String> = plan.refusals.iter().map(ToString::to_string).collect();
         return Err(Failure::Refused(format!(
@@ -233,11 +236,14 @@ async fn topics_run(
     if !apply {
         return Ok(());
     }
-    if plan.is_empty() {
+    if plan.is_empty() && acls.is_empty() {
         println!("No changes: the cluster matches the specs.");
         return Ok(());
     }
-    topics::cluster::apply(&admin, &specs, &plan, timeout).await?;
+    if !plan.is_empty() {
+        topics::cluster::apply(&admin, &specs, &plan, timeout).await?;
+    }
+    topics::acl::cluster::apply(&admin, &specs, &acls, timeout).await?;
     println!("Applied: the cluster now matches the specs.");
     Ok(())
 }

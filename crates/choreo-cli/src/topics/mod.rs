@@ -4,7 +4,10 @@
 //!
 //! Only additive changes are made: create a topic, raise its partition count, align its configs.
 //! Fewer partitions or another replication factor are refused, never attempted.
+//!
+//! The specs' producers and consumers also decide the broker's ACLs ([`acl`]).
 
+pub mod acl;
 pub mod cluster;
 pub mod plan;
 pub mod spec;
