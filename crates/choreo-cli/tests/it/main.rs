@@ -3,6 +3,7 @@
 //! (scripts/test brings it up); addresses come from .stack/env. The events written are the tests'
 //! own (a job saga declared in tests/fixtures/, see `fixtures`), never the shop's.
 
+mod acl;
 mod dlq;
 mod fixtures;
 mod inspect;
