@@ -45,6 +45,8 @@ impl Kind {
     /// No (valid) credentials.
     pub const UNAUTHORIZED: Kind =
         Kind::new("unauthorized", "Unauthorized", StatusCode::UNAUTHORIZED);
+    /// Credentials that are valid but not enough for this operation.
+    pub const FORBIDDEN: Kind = Kind::new("forbidden", "Forbidden", StatusCode::FORBIDDEN);
     /// No such resource (or none the caller may see).
     pub const NOT_FOUND: Kind = Kind::new("not-found", "Not found", StatusCode::NOT_FOUND);
     /// The request contradicts the resource's state.
@@ -54,6 +56,12 @@ impl Kind {
         "unsupported-media-type",
         "Unsupported media type",
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    );
+    /// The body is larger than the endpoint takes.
+    pub const PAYLOAD_TOO_LARGE: Kind = Kind::new(
+        "payload-too-large",
+        "Payload too large",
+        StatusCode::PAYLOAD_TOO_LARGE,
     );
     /// The request is well-formed but a value in it is refused.
     pub const INVALID_VALUE: Kind = Kind::new(

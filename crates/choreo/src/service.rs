@@ -1,7 +1,8 @@
 //! The frame of one service process: its database (pool and migrations, the backbone's and its
 //! own), the codec and outbox, the relay, its consumers (with the pruner that keeps their inbox
 //! small, [`crate::prune`]), any background loops it needs, and one HTTP listener serving its
-//! routes beside `/metrics`, `/healthz` and `/readyz`.
+//! routes beside `/metrics`, `/healthz` and `/readyz`. The service's own routes take a bearer
+//! credential ([`auth`]: the service or the operator token); the operations endpoints stay open.
 //!
 //! A service's `main` reads [`ServiceSettings`], calls [`Service::connect`], registers its
 //! consumer ([`Service::consume`]) and loops ([`Service::spawn`]), adds its routes
@@ -20,6 +21,7 @@
 //! stuck on a broker or database that does not answer) exits on its own with status 70, so
 //! that SIGTERM always ends the process in time for its supervisor.
 
+pub mod auth;
 mod frame;
 
 use std::future::Future;
@@ -62,12 +64,15 @@ pub struct ServiceSettings {
     /// How the inbox is pruned when the service consumes (`CHOREO_INBOX_RETENTION`, default 8
     /// days, at least an hour; see [`crate::prune`] for why it must outlast any redelivery).
     pub inbox_pruning: PruneConfig,
+    /// The tokens the service's routes accept (`SERVICE_TOKEN[_FILE]`, `OPERATOR_TOKEN[_FILE]`,
+    /// both required; see [`auth`]).
+    pub credentials: Arc<auth::Credentials>,
 }
 
 impl ServiceSettings {
     /// Settings for `name` from the environment: `DATABASE_URL`, or else `DATABASE_URL_<NAME>`
     /// (which `scripts/stack` writes to `.stack/env`), `KAFKA_BROKERS`, `SCHEMA_REGISTRY_URL`,
-    /// `CHOREO_INBOX_RETENTION`.
+    /// `CHOREO_INBOX_RETENTION`, and the tokens of [`auth::Credentials::from_env`].
     pub fn from_env(name: &str, http_addr: SocketAddr) -> Result<Self, ConfigError> {
         let per_service = format!("DATABASE_URL_{}", name.to_uppercase());
         let database_url = std::env::var("DATABASE_URL")
@@ -85,6 +90,7 @@ impl ServiceSettings {
             registry: RegistryConfig::from_env()?,
             max_connections: 16,
             inbox_pruning: PruneConfig::inbox_from_env()?,
+            credentials: Arc::new(auth::Credentials::from_env()?),
         })
     }
 }
@@ -219,13 +225,15 @@ impl Service {
         self.frame.spawn(part, start);
     }
 
-    /// Runs every part and serves `routes` (with the operations endpoints) until `shutdown` is
-    /// cancelled or a part fails; then stops the others and waits for them.
+    /// Runs every part and serves `routes` (behind the [`auth::guard`], with the open
+    /// operations endpoints) until `shutdown` is cancelled or a part fails; then stops the
+    /// others and waits for them.
     pub async fn run(
         self,
         routes: Router,
         shutdown: CancellationToken,
     ) -> Result<(), ServiceError> {
+        let routes = auth::guard(routes, self.settings.credentials.clone());
         let stop = shutdown.child_token();
         let mut parts: JoinSet<(String, Result<(), String>)> = JoinSet::new();
         if self.relay {

@@ -2,13 +2,15 @@
 //! `GET /stock/{sku}`, `POST /stock/{sku}/receipts` (goods in) and `GET /reservations?order_id=`.
 //! Errors are problems ([`choreo::problem`]): 4xx for what the caller can fix, 500 (logged,
 //! never detailed) for ours. Stock only changes here by receipts; the saga moves it in
-//! [`crate::handler`].
+//! [`crate::handler`]. Every route takes the service or operator token (the frame's guard,
+//! [`choreo::service::auth`]); a receipt takes the operator token only.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use choreo::problem::Problem;
+use choreo::service::auth::operator_only;
 use serde::Deserialize;
 use shop_events::values::Sku;
 use sqlx::PgPool;
@@ -21,7 +23,9 @@ pub fn router(pool: PgPool) -> Router {
     Router::new()
         .route("/stock", get(all_stock))
         .route("/stock/{sku}", get(stock))
-        .route("/stock/{sku}/receipts", post(receive))
+        .merge(operator_only(
+            Router::new().route("/stock/{sku}/receipts", post(receive)),
+        ))
         .route("/reservations", get(reservations))
         .with_state(pool)
 }

@@ -4,6 +4,8 @@
 //! `GET /admission`, how far behind the sagas are (for the gateway's load shedding). Errors are
 //! problems ([`choreo::problem`]): 4xx for what the caller can fix, 500 (logged, never detailed)
 //! for ours; a violated constraint of this database is mapped by name in [`CONSTRAINTS`].
+//! Every route takes the service or operator token (the frame's guard,
+//! [`choreo::service::auth`]); setting a price takes the operator token only.
 
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use choreo::problem::{Constraint, Kind, Problem};
+use choreo::service::auth::operator_only;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shop_events::request::PlaceOrder;
@@ -38,7 +41,9 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{id}", get(show))
         .route("/orders/{id}/cancel", post(cancel))
         .route("/catalog", get(catalog))
-        .route("/catalog/{sku}", put(set_price))
+        .merge(operator_only(
+            Router::new().route("/catalog/{sku}", put(set_price)),
+        ))
         .route("/admission", get(admission))
         .with_state(state)
 }

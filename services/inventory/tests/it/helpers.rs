@@ -6,11 +6,17 @@ use std::sync::Arc;
 use choreo::avro::{Codec, Event};
 use choreo::consumer::{HandlerError, Incoming};
 use choreo::outbox::Outbox;
+use choreo::secret::SecretString;
+use choreo::service::auth::{guard, Credentials};
 use choreo::testing::{self, OutboxRow, TestDb};
 use inventory::handler::InventoryHandler;
 use inventory::store::StockRow;
 use serde_json::Value;
 use shop_events::{OrderLine, OrderPlaced, ShopEvent};
+
+/// The tokens the API under test accepts (the frame's guard, as the service runs it).
+pub const SERVICE_TOKEN: &str = "test-service-token";
+pub const OPERATOR_TOKEN: &str = "test-operator-token";
 
 pub struct TestApp {
     pub db: TestDb,
@@ -27,7 +33,14 @@ pub async fn spawn_app() -> TestApp {
     let handler = InventoryHandler::new(codec.clone(), Outbox::new(codec.clone(), "inventory"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = inventory::http::router(db.pool.clone());
+    let credentials = Credentials::new(
+        SecretString::from(SERVICE_TOKEN),
+        SecretString::from(OPERATOR_TOKEN),
+    );
+    let router = guard(
+        inventory::http::router(db.pool.clone()),
+        Arc::new(credentials),
+    );
     tokio::spawn(async move { axum::serve(listener, router).await });
     TestApp {
         db,
@@ -132,21 +145,25 @@ impl TestApp {
         let response = self
             .http
             .get(format!("{}{path}", self.base))
+            .bearer_auth(SERVICE_TOKEN)
             .send()
             .await
             .unwrap();
         read(response).await
     }
 
+    /// `POST path` with `body` as the operator.
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        read(response).await
+        self.post_as(Some(OPERATOR_TOKEN), path, body).await
+    }
+
+    /// `POST path` with `body` and `token` as the bearer token, if any.
+    pub async fn post_as(&self, token: Option<&str>, path: &str, body: &Value) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        read(request.send().await.unwrap()).await
     }
 
     pub async fn finish(self) {

@@ -2,7 +2,31 @@
 
 use serde_json::json;
 
-use crate::helpers::{order, order_id, spawn_app};
+use crate::helpers::{order, order_id, spawn_app, OPERATOR_TOKEN, SERVICE_TOKEN};
+
+#[tokio::test]
+async fn a_receipt_takes_the_operator_token_and_a_service_token_is_403() {
+    let app = spawn_app().await;
+    let receipt = json!({ "quantity": 5 });
+    let (status, body) = app.post_as(None, "/stock/MUG-01/receipts", &receipt).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = app
+        .post_as(Some("forged"), "/stock/MUG-01/receipts", &receipt)
+        .await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = app
+        .post_as(Some(SERVICE_TOKEN), "/stock/MUG-01/receipts", &receipt)
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["type"], "urn:choreo:problem:forbidden");
+    let (status, body) = app
+        .post_as(Some(OPERATOR_TOKEN), "/stock/MUG-01/receipts", &receipt)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = app.get("/stock/MUG-01").await;
+    assert_eq!(status, 200);
+    app.finish().await;
+}
 
 #[tokio::test]
 async fn a_receipt_creates_a_new_sku_and_adds_to_an_existing_one() {

@@ -12,6 +12,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use choreo::avro::{Codec, Event};
 use choreo::outbox::Outbox;
+use choreo::secret::SecretString;
+use choreo::service::auth::{guard, Credentials};
 use choreo::testing::{handle, incoming, outbox_rows, registry, OutboxRow, TestDb};
 use order::domain::{CancelReason, Status};
 use order::handler::OrderHandler;
@@ -42,15 +44,37 @@ async fn spawn_app(deadline: Duration) -> App {
     App { db, codec, state }
 }
 
+const SERVICE_TOKEN: &str = "test-service-token";
+const OPERATOR_TOKEN: &str = "test-operator-token";
+
 impl App {
+    /// `method uri` with `body` as the operator (who may do everything).
     async fn call(&self, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
-        let request = Request::builder()
+        self.call_as(Some(OPERATOR_TOKEN), method, uri, body).await
+    }
+
+    /// `method uri` with `body` and `token` as the bearer token, through the frame's guard.
+    async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        uri: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder()
             .method(method)
             .uri(uri)
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let response = router(self.state.clone()).oneshot(request).await.unwrap();
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Body::from(body.to_string())).unwrap();
+        let credentials = Credentials::new(
+            SecretString::from(SERVICE_TOKEN),
+            SecretString::from(OPERATOR_TOKEN),
+        );
+        let routes = guard(router(self.state.clone()), Arc::new(credentials));
+        let response = routes.oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
@@ -186,6 +210,34 @@ async fn bad_orders_get_a_client_error_with_a_problem_body() {
             "{case} gave {body}"
         );
     }
+    app.db.drop().await;
+}
+
+#[tokio::test]
+async fn a_price_takes_the_operator_token_and_orders_take_the_service_token() {
+    let app = spawn_app(Duration::from_secs(30)).await;
+    let price = json!({"currency": "EUR", "unit_price_minor": 1200});
+    let (status, body) = app
+        .call_as(None, "PUT", "/catalog/MUG-01", price.clone())
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = app
+        .call_as(Some("forged"), "GET", "/catalog", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = app
+        .call_as(Some(SERVICE_TOKEN), "PUT", "/catalog/MUG-01", price.clone())
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["type"], "urn:choreo:problem:forbidden");
+    let (status, body) = app
+        .call_as(Some(OPERATOR_TOKEN), "PUT", "/catalog/MUG-01", price)
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    let (status, body) = app
+        .call_as(Some(SERVICE_TOKEN), "GET", "/orders/summary", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     app.db.drop().await;
 }
 
