@@ -30,8 +30,22 @@ struct Ops {
 
 /// The router, for services that mount it beside their own routes.
 pub fn router(metrics: Arc<Metrics>, readiness: Readiness) -> Router {
+    metrics_router(metrics.clone()).merge(probes(metrics, readiness))
+}
+
+/// `/metrics` alone, for a process that serves it apart from its public port (the gateway).
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/metrics", get(render_metrics))
+        .with_state(Ops {
+            metrics,
+            readiness: Readiness::default(),
+        })
+}
+
+/// `/healthz` and `/readyz` alone (the probes), without `/metrics`.
+pub fn probes(metrics: Arc<Metrics>, readiness: Readiness) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .with_state(Ops { metrics, readiness })

@@ -1,11 +1,14 @@
 //! A client of the running shop: the public gateway (with tokens it signs itself, as a developer
 //! would with `scripts/shop token`) and, for setup and checks, the services' internal APIs.
-//! Addresses come from `.stack/shop.env`, which `scripts/shop up` writes.
+//! Addresses come from `.stack/shop.env`, which `scripts/shop up` writes, and so do the files of
+//! the secrets (`GATEWAY_JWT_SECRET_FILE` to sign tokens, `OPERATOR_TOKEN_FILE` for the
+//! services' internal APIs, which every internal call sends).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use choreo::secret::{ExposeSecret, SecretString};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -28,6 +31,8 @@ pub struct Shop {
     pub shipping: String,
     pub provider: String,
     keys: gateway::auth::JwtKeys,
+    /// Sent on every call to a service's internal API.
+    operator_token: SecretString,
 }
 
 fn var(name: &str) -> anyhow::Result<String> {
@@ -47,7 +52,9 @@ impl Shop {
                     .with_context(|| format!("reading {}", shop_env.display()))?;
             }
         }
-        let secret = secrecy::SecretString::from(var("GATEWAY_JWT_SECRET")?);
+        let secret = choreo::secret::required("GATEWAY_JWT_SECRET")?;
+        let policy = gateway::config::Config::token_policy_from_env()?;
+        let operator_token = choreo::secret::required("OPERATOR_TOKEN")?;
         Ok(Self {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -59,7 +66,8 @@ impl Shop {
             payment: var("PAYMENT_URL")?,
             shipping: var("SHIPPING_URL")?,
             provider: var("PROVIDER_URL")?,
-            keys: gateway::auth::JwtKeys::new(&secret),
+            keys: gateway::auth::JwtKeys::new(&secret, policy),
+            operator_token,
         })
     }
 
@@ -87,11 +95,17 @@ impl Shop {
         Ok(())
     }
 
-    /// A gateway token for customer `subject`, valid one hour.
+    /// A gateway token for customer `subject`, valid as long as the gateway allows (an hour by
+    /// default).
     pub fn token(&self, subject: &str) -> String {
         self.keys
-            .issue(subject, Duration::from_secs(3600))
+            .issue(subject, self.keys.policy().max_lifetime)
             .expect("a token")
+    }
+
+    /// The operator token, for a call to a service's internal API.
+    fn operator(&self) -> Option<&str> {
+        Some(self.operator_token.expose_secret())
     }
 
     /// Sends a JSON request; the status and the body (JSON, or `null` when there is none).
@@ -189,7 +203,9 @@ impl Shop {
 
     /// A GET on an internal service that must answer 2xx.
     pub async fn get(&self, url: String) -> anyhow::Result<Value> {
-        let (status, body) = self.call(Method::GET, &url, None, &[], None).await?;
+        let (status, body) = self
+            .call(Method::GET, &url, self.operator(), &[], None)
+            .await?;
         if !status.is_success() {
             bail!("GET {url}: {status} {body}");
         }
@@ -239,7 +255,7 @@ impl Shop {
         let price = json!({"currency": "EUR", "unit_price_minor": unit_price_minor});
         let url = format!("{}/catalog/{sku}", self.order);
         let (status, body) = self
-            .call(Method::PUT, &url, None, &[], Some(&price))
+            .call(Method::PUT, &url, self.operator(), &[], Some(&price))
             .await?;
         if !status.is_success() {
             bail!("PUT {url}: {status} {body}");
@@ -250,7 +266,7 @@ impl Shop {
                 .call(
                     Method::POST,
                     &url,
-                    None,
+                    self.operator(),
                     &[],
                     Some(&json!({"quantity": quantity})),
                 )

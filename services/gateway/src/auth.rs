@@ -1,6 +1,12 @@
 //! Bearer-token authentication: HS256 JWTs whose `sub` is the customer id. [`JwtKeys`] signs
 //! and verifies them; the [`Customer`] extractor gives a handler the verified customer or
 //! answers 401 with a problem body. The secret stays inside `secrecy` and is never logged.
+//!
+//! A token is accepted only when its signature is HS256 with the gateway's secret (never `none`
+//! nor another algorithm), its `iss` and `aud` are the gateway's ([`TokenPolicy`]), it is not
+//! before its `nbf`, not after its `exp`, was not issued in the future, and it carries `exp`
+//! and `iat` no further apart than the policy's maximum lifetime: a stolen long-lived token is
+//! refused even with a good signature.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,67 +22,128 @@ use choreo::problem::Problem;
 use crate::error::unauthorized;
 use crate::AppState;
 
-/// The claims the gateway reads from a token.
+/// The claims the gateway reads from a token; a token without `exp` or `iat` does not decode.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     /// The customer id.
     pub sub: String,
+    /// Who issued the token (must be the policy's issuer).
+    pub iss: String,
+    /// Whom the token is for (must be the policy's audience).
+    pub aud: String,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: u64,
+    /// Not valid before, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
+}
+
+/// What a token must say besides its signature.
+#[derive(Debug, Clone)]
+pub struct TokenPolicy {
+    /// The `iss` the gateway issues and accepts.
+    pub issuer: String,
+    /// The `aud` the gateway issues and accepts.
+    pub audience: String,
+    /// The longest `exp - iat` accepted (and issued).
+    pub max_lifetime: Duration,
 }
 
 /// The customer a verified token stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Customer(pub String);
 
-/// Signs and verifies tokens with one HS256 secret.
+/// Signs and verifies tokens with one HS256 secret under one [`TokenPolicy`].
 #[derive(Clone)]
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    policy: TokenPolicy,
+}
+
+/// Seconds since the Unix epoch.
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl JwtKeys {
-    pub fn new(secret: &SecretString) -> Self {
+    pub fn new(secret: &SecretString, policy: TokenPolicy) -> Self {
         let bytes = secret.expose_secret().as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&policy.issuer]);
+        validation.set_audience(&[&policy.audience]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
         Self {
             encoding: EncodingKey::from_secret(bytes),
             decoding: DecodingKey::from_secret(bytes),
             validation,
+            policy,
         }
     }
 
-    /// A token for `subject`, valid for `ttl`.
+    pub fn policy(&self) -> &TokenPolicy {
+        &self.policy
+    }
+
+    /// A token for `subject`, valid from now for `ttl`, at most the policy's maximum lifetime.
     pub fn issue(&self, subject: &str, ttl: Duration) -> anyhow::Result<String> {
-        let exp = SystemTime::now().duration_since(UNIX_EPOCH)? + ttl;
+        anyhow::ensure!(
+            ttl <= self.policy.max_lifetime,
+            "a token may live at most {:?} (GATEWAY_JWT_MAX_LIFETIME), not {ttl:?}",
+            self.policy.max_lifetime
+        );
+        let iat = now_secs();
         let claims = Claims {
             sub: subject.to_owned(),
-            exp: exp.as_secs(),
+            iss: self.policy.issuer.clone(),
+            aud: self.policy.audience.clone(),
+            iat,
+            nbf: Some(iat),
+            exp: iat + ttl.as_secs(),
         };
+        self.sign(&claims)
+    }
+
+    /// `claims` signed as they are (tests forge tokens with it).
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
-            &claims,
+            claims,
             &self.encoding,
         )?)
     }
 
     /// The customer of a valid token.
     pub fn verify(&self, token: &str) -> Result<Customer, Problem> {
+        use jsonwebtoken::errors::ErrorKind;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                    unauthorized("the bearer token has expired")
+                ErrorKind::ExpiredSignature => unauthorized("the bearer token has expired"),
+                ErrorKind::ImmatureSignature => unauthorized("the bearer token is not valid yet"),
+                ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => {
+                    unauthorized("the bearer token is not for this gateway")
                 }
                 _ => unauthorized("the bearer token is not valid"),
             })?;
-        if data.claims.sub.is_empty() {
+        let claims = data.claims;
+        if claims.iat > now_secs() {
+            return Err(unauthorized("the bearer token is issued in the future"));
+        }
+        let lifetime = claims.exp.saturating_sub(claims.iat);
+        if lifetime > self.policy.max_lifetime.as_secs() {
+            return Err(unauthorized("the bearer token lives too long"));
+        }
+        if claims.sub.is_empty() {
             return Err(unauthorized("the bearer token has no subject"));
         }
-        Ok(Customer(data.claims.sub))
+        Ok(Customer(claims.sub))
     }
 
     /// The customer of the request's `Authorization: Bearer` header.
@@ -116,8 +183,37 @@ mod tests {
     use axum::response::IntoResponse;
     use choreo::problem::Kind;
 
+    fn policy() -> TokenPolicy {
+        TokenPolicy {
+            issuer: "choreo-shop".into(),
+            audience: "shop-gateway".into(),
+            max_lifetime: Duration::from_secs(3600),
+        }
+    }
+
     fn keys(secret: &str) -> JwtKeys {
-        JwtKeys::new(&SecretString::from(secret))
+        JwtKeys::new(&SecretString::from(secret), policy())
+    }
+
+    /// Claims of a good token for `cus_alice`, to spoil one at a time.
+    fn good_claims() -> Claims {
+        let now = now_secs();
+        Claims {
+            sub: "cus_alice".into(),
+            iss: "choreo-shop".into(),
+            aud: "shop-gateway".into(),
+            iat: now,
+            nbf: Some(now),
+            exp: now + 60,
+        }
+    }
+
+    fn refusal(claims: &Claims) -> String {
+        let keys = keys("secret");
+        let token = keys.sign(claims).unwrap();
+        let problem = keys.authenticate(&bearer(&token)).unwrap_err();
+        assert!(problem.is(Kind::UNAUTHORIZED));
+        problem.detail.clone()
     }
 
     fn bearer(token: &str) -> HeaderMap {
@@ -152,14 +248,12 @@ mod tests {
     async fn an_expired_token_is_refused_with_401_problem() {
         let keys = keys("secret");
         let expired = Claims {
-            sub: "cus_alice".into(),
-            exp: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_secs()
-                - 10,
+            iat: now_secs() - 100,
+            nbf: None,
+            exp: now_secs() - 10,
+            ..good_claims()
         };
-        let token = jsonwebtoken::encode(&Header::default(), &expired, &keys.encoding).unwrap();
+        let token = keys.sign(&expired).unwrap();
         let error = keys.authenticate(&bearer(&token)).unwrap_err();
         let (status, body) = error_json(error).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -181,6 +275,77 @@ mod tests {
         let (status, body) = error_json(error).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert!(body["detail"].as_str().unwrap().contains("Bearer"));
+    }
+
+    #[test]
+    fn a_token_for_another_issuer_or_audience_is_refused() {
+        let wrong_aud = refusal(&Claims {
+            aud: "another-api".into(),
+            ..good_claims()
+        });
+        assert_eq!(wrong_aud, "the bearer token is not for this gateway");
+        let wrong_iss = refusal(&Claims {
+            iss: "someone-else".into(),
+            ..good_claims()
+        });
+        assert_eq!(wrong_iss, "the bearer token is not for this gateway");
+    }
+
+    #[test]
+    fn a_token_before_its_nbf_or_issued_in_the_future_is_refused() {
+        let later = now_secs() + 600;
+        let detail = refusal(&Claims {
+            nbf: Some(later),
+            ..good_claims()
+        });
+        assert_eq!(detail, "the bearer token is not valid yet");
+        let detail = refusal(&Claims {
+            iat: later,
+            nbf: None,
+            exp: later + 60,
+            ..good_claims()
+        });
+        assert_eq!(detail, "the bearer token is issued in the future");
+    }
+
+    #[test]
+    fn a_token_living_longer_than_the_maximum_is_refused_and_never_issued() {
+        let detail = refusal(&Claims {
+            exp: now_secs() + 3601,
+            ..good_claims()
+        });
+        assert_eq!(detail, "the bearer token lives too long");
+        assert!(keys("secret")
+            .issue("cus_alice", Duration::from_secs(3601))
+            .is_err());
+        let token = keys("secret")
+            .issue("cus_alice", Duration::from_secs(3600))
+            .unwrap();
+        assert!(keys("secret").authenticate(&bearer(&token)).is_ok());
+    }
+
+    /// `{"alg":"none","typ":"JWT"}`, base64url.
+    const ALG_NONE: &str = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
+
+    #[test]
+    fn a_token_without_exp_or_iat_or_with_alg_none_is_refused() {
+        let keys = keys("secret");
+        let now = now_secs();
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap()
+        };
+        let no_iat = serde_json::json!({"sub": "cus_alice", "iss": "choreo-shop",
+            "aud": "shop-gateway", "exp": now + 60});
+        let no_exp = serde_json::json!({"sub": "cus_alice", "iss": "choreo-shop",
+            "aud": "shop-gateway", "iat": now});
+        for claims in [no_iat, no_exp] {
+            let refused = keys.authenticate(&bearer(&sign(claims))).unwrap_err();
+            assert!(refused.is(Kind::UNAUTHORIZED));
+        }
+        let good = keys.issue("cus_alice", Duration::from_secs(60)).unwrap();
+        let payload = good.split('.').nth(1).unwrap();
+        let unsigned = format!("{ALG_NONE}.{payload}.");
+        assert!(keys.authenticate(&bearer(&unsigned)).is_err());
     }
 
     #[test]

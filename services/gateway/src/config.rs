@@ -1,16 +1,22 @@
 //! The gateway's command line and configuration: every setting is a flag and an environment
-//! variable (12-factor), documented in `--help`; the JWT secret is wrapped so it is never
-//! printed. `gateway token` signs a token for local use with the same secret.
+//! variable (12-factor), documented in `--help`, except the secrets ([`Secrets`]), which are
+//! read from files (`GATEWAY_JWT_SECRET_FILE`, `SERVICE_TOKEN_FILE`) or the environment, never
+//! from a flag (`ps` shows flags), and are wrapped so they are never printed. `gateway token`
+//! signs a token for local use with the same secret and policy.
 //!
-//! Durations in `..._MS` variables are milliseconds; `GATEWAY_IDEMPOTENCY_RETENTION` takes the
-//! backbone's duration syntax (`86400`, `90m`, `24h`, `7d`; see `choreo::config::parse_duration`).
+//! Durations in `..._MS` variables are milliseconds; `GATEWAY_IDEMPOTENCY_RETENTION` and
+//! `GATEWAY_JWT_MAX_LIFETIME` take the backbone's duration syntax (`86400`, `90m`, `24h`, `7d`;
+//! see `choreo::config::parse_duration`).
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use choreo::secret::{self, ExposeSecret, SecretString};
+use choreo::ConfigError;
 use clap::{Args, Parser, Subcommand};
-use secrecy::SecretString;
+
+use crate::auth::TokenPolicy;
 
 /// The shop's HTTP gateway: the only public entry. It authenticates, rate-limits and forwards
 /// requests to the order, payment and shipping services.
@@ -30,9 +36,9 @@ pub enum Command {
         /// The customer id the token stands for (its `sub` claim).
         #[arg(long)]
         subject: String,
-        /// How long the token is valid, in seconds.
-        #[arg(long, default_value_t = 3600)]
-        ttl_secs: u64,
+        /// How long the token is valid, in seconds (at most --jwt-max-lifetime; default that).
+        #[arg(long)]
+        ttl_secs: Option<u64>,
     },
 }
 
@@ -79,9 +85,44 @@ pub struct Config {
     )]
     pub shipping_url: String,
 
-    /// Secret that signs and verifies the HS256 bearer tokens. Required; never logged.
-    #[arg(long, env = "GATEWAY_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: SecretString,
+    /// Address `/metrics` listens on, apart from the public API (`127.0.0.1:0` for any free
+    /// port); `/healthz` and `/readyz` stay on the public port for the probes.
+    #[arg(
+        long,
+        env = "METRICS_ADDR",
+        default_value = "127.0.0.1:9464",
+        global = true
+    )]
+    pub metrics_addr: SocketAddr,
+
+    /// The `iss` claim the gateway issues and requires in bearer tokens.
+    #[arg(
+        long,
+        env = "GATEWAY_JWT_ISSUER",
+        default_value = "choreo-shop",
+        global = true
+    )]
+    pub jwt_issuer: String,
+
+    /// The `aud` claim the gateway issues and requires in bearer tokens.
+    #[arg(
+        long,
+        env = "GATEWAY_JWT_AUDIENCE",
+        default_value = "shop-gateway",
+        global = true
+    )]
+    pub jwt_audience: String,
+
+    /// The longest a bearer token may live (its `exp` minus its `iat`); a token without either
+    /// claim, or living longer, is refused.
+    #[arg(
+        long,
+        env = "GATEWAY_JWT_MAX_LIFETIME",
+        default_value = "1h",
+        value_parser = parse_max_lifetime,
+        global = true
+    )]
+    pub jwt_max_lifetime: Duration,
 
     /// Requests per second each client may make (per token subject, or per IP before auth).
     #[arg(
@@ -178,6 +219,53 @@ pub struct Config {
     pub idempotency_retention: Duration,
 }
 
+/// A token lifetime of at least a minute.
+fn parse_max_lifetime(value: &str) -> Result<Duration, String> {
+    choreo::config::duration_at_least(
+        "GATEWAY_JWT_MAX_LIFETIME",
+        value,
+        Duration::from_secs(60),
+        "a client would need a new token for every few requests",
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The gateway's secrets, from files or the environment (never flags); `Debug` shows neither.
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    /// `GATEWAY_JWT_SECRET[_FILE]`: signs and verifies the HS256 bearer tokens, at least
+    /// [`MIN_JWT_SECRET_LEN`] bytes.
+    pub jwt_secret: SecretString,
+    /// `SERVICE_TOKEN[_FILE]`: sent to the internal services as `Authorization: Bearer`.
+    pub service_token: SecretString,
+}
+
+/// The shortest JWT secret accepted: 32 bytes, the size of the HS256 hash (RFC 7518, 3.2).
+pub const MIN_JWT_SECRET_LEN: usize = 32;
+
+impl Secrets {
+    /// Both secrets; either missing is an error.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            jwt_secret: Self::jwt_secret_from_env()?,
+            service_token: secret::required(choreo::service::auth::SERVICE_TOKEN_VAR)?,
+        })
+    }
+
+    /// The JWT secret alone (what `gateway token` needs).
+    pub fn jwt_secret_from_env() -> Result<SecretString, ConfigError> {
+        let secret = secret::required("GATEWAY_JWT_SECRET")?;
+        if secret.expose_secret().len() < MIN_JWT_SECRET_LEN {
+            return Err(ConfigError::Invalid {
+                var: "GATEWAY_JWT_SECRET",
+                value: "[REDACTED]".into(),
+                why: format!("an HS256 secret needs at least {MIN_JWT_SECRET_LEN} bytes"),
+            });
+        }
+        Ok(secret)
+    }
+}
+
 /// An idempotency retention of at least an hour.
 fn parse_idempotency_retention(value: &str) -> Result<Duration, String> {
     choreo::config::duration_at_least(
@@ -204,6 +292,21 @@ impl Config {
         }
     }
 
+    /// The token policy the gateway would use with this environment (its variables, else
+    /// their defaults): for tools that sign tokens for a running gateway.
+    pub fn token_policy_from_env() -> anyhow::Result<TokenPolicy> {
+        Ok(Cli::try_parse_from(["gateway"])?.config.token_policy())
+    }
+
+    /// What a bearer token must say: the issuer, audience and maximum lifetime.
+    pub fn token_policy(&self) -> TokenPolicy {
+        TokenPolicy {
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            max_lifetime: self.jwt_max_lifetime,
+        }
+    }
+
     pub fn upstream_timeout(&self) -> Duration {
         Duration::from_millis(self.upstream_timeout_ms)
     }
@@ -216,24 +319,14 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
 
     #[test]
     fn the_token_subcommand_parses_with_its_defaults() {
-        let cli = Cli::try_parse_from([
-            "gateway",
-            "--jwt-secret",
-            "s3cret",
-            "token",
-            "--subject",
-            "cus_alice",
-        ])
-        .unwrap();
+        let cli = Cli::try_parse_from(["gateway", "token", "--subject", "cus_alice"]).unwrap();
         assert!(matches!(
             cli.command,
-            Some(Command::Token { ref subject, ttl_secs: 3600 }) if subject == "cus_alice"
+            Some(Command::Token { ref subject, ttl_secs: None }) if subject == "cus_alice"
         ));
-        assert_eq!(cli.config.jwt_secret.expose_secret(), "s3cret");
         assert_eq!(cli.config.rate_burst.get(), 200);
         assert_eq!(cli.config.breaker_window, 20);
         assert_eq!(cli.config.breaker_failures, 10);
@@ -243,19 +336,34 @@ mod tests {
             cli.config.idempotency_retention,
             Duration::from_secs(24 * 3600)
         );
+        let policy = cli.config.token_policy();
+        assert_eq!(policy.issuer, "choreo-shop");
+        assert_eq!(policy.audience, "shop-gateway");
+        assert_eq!(policy.max_lifetime, Duration::from_secs(3600));
+        assert!(cli.config.metrics_addr.ip().is_loopback());
+    }
+
+    #[test]
+    fn the_jwt_secret_is_no_flag() {
+        assert!(Cli::try_parse_from(["gateway", "--jwt-secret", "s3cret"]).is_err());
+    }
+
+    #[test]
+    fn a_max_lifetime_is_read_in_any_unit_and_at_least_a_minute() {
+        let parse = |value: &str| {
+            Cli::try_parse_from(["gateway", "--jwt-max-lifetime", value])
+                .map(|cli| cli.config.jwt_max_lifetime)
+        };
+        assert_eq!(parse("15m").unwrap(), Duration::from_secs(900));
+        assert!(parse("30s").is_err());
+        assert!(parse("soon").is_err());
     }
 
     #[test]
     fn an_idempotency_retention_is_read_in_any_unit_and_at_least_an_hour() {
         let parse = |value: &str| {
-            Cli::try_parse_from([
-                "gateway",
-                "--jwt-secret",
-                "s",
-                "--idempotency-retention",
-                value,
-            ])
-            .map(|cli| cli.config.idempotency_retention)
+            Cli::try_parse_from(["gateway", "--idempotency-retention", value])
+                .map(|cli| cli.config.idempotency_retention)
         };
         assert_eq!(parse("2d").unwrap(), Duration::from_secs(2 * 86_400));
         assert_eq!(parse("3600").unwrap(), Duration::from_secs(3600));
@@ -267,13 +375,17 @@ mod tests {
 
     #[test]
     fn at_least_one_order_may_be_in_flight() {
-        let zero = Cli::try_parse_from(["gateway", "--jwt-secret", "s", "--max-in-flight", "0"]);
+        let zero = Cli::try_parse_from(["gateway", "--max-in-flight", "0"]);
         assert!(zero.is_err());
     }
 
     #[test]
-    fn the_secret_is_not_in_the_debug_output() {
-        let cli = Cli::try_parse_from(["gateway", "--jwt-secret", "s3cret"]).unwrap();
-        assert!(!format!("{cli:?}").contains("s3cret"));
+    fn the_secrets_are_not_in_the_debug_output() {
+        let secrets = Secrets {
+            jwt_secret: SecretString::from("s3cret-s3cret-s3cret-s3cret-s3cret"),
+            service_token: SecretString::from("svc-s3cret"),
+        };
+        let shown = format!("{secrets:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }

@@ -1,10 +1,11 @@
 //! The gateway's JSON body extractor: axum's `Json` with its rejections mapped to problems,
 //! so a malformed body, a wrong type, an unknown field or a refused value is a 4xx problem
-//! naming the field at fault (its `field` member), never a 5xx or a plain-text message.
+//! naming the field at fault (its `field` member), never a 5xx or a plain-text message. A body
+//! over the limit (axum's default, 2 MB) is 413.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
 use choreo::problem::{Kind, Problem};
@@ -27,7 +28,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         }
         let bytes = Bytes::from_request(request, state)
             .await
-            .map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => {
+                    Problem::new(Kind::PAYLOAD_TOO_LARGE, "the body is too large")
+                }
+                _ => Problem::bad_request(rejection.body_text()),
+            })?;
         decode(&bytes).map(ApiJson)
     }
 }
@@ -90,7 +96,6 @@ fn strip_position(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::StatusCode;
     use shop_events::request::OrderRequest as PlaceOrder;
 
     fn refused(json: &str) -> (String, Option<String>) {

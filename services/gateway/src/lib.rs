@@ -10,6 +10,9 @@
 //! [`Application::build`] binds the listener (port 0 in tests) and [`Application::run_until`]
 //! serves, with the background loops (the saga-backlog poll, the idempotency pruner), until the
 //! shutdown token is cancelled. `main.rs` only reads the config and calls them.
+//!
+//! `/metrics` is served on a listener of its own (`METRICS_ADDR`, loopback by default), not on
+//! the public port; `/healthz` and `/readyz` stay on the public port for the probes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +41,7 @@ pub mod routes;
 pub mod shed;
 pub mod upstream;
 
-pub use config::Config;
+pub use config::{Config, Secrets};
 
 use auth::JwtKeys;
 use idempotency::Store;
@@ -62,11 +65,13 @@ pub struct AppState {
 
 impl AppState {
     /// The shared state; registers the shedding metrics in `metrics`.
-    pub fn new(config: &Config, pool: PgPool, metrics: &Metrics) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.upstream_timeout())
-            .build()
-            .context("build the HTTP client")?;
+    pub fn new(
+        config: &Config,
+        secrets: &Secrets,
+        pool: PgPool,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
+        let client = upstream::client(&secrets.service_token, config.upstream_timeout())?;
         let timeout = config.upstream_timeout();
         let upstream = |service, url: &str| {
             let breaker = BreakerConfig {
@@ -84,7 +89,7 @@ impl AppState {
             ))
         };
         Ok(Self {
-            keys: Arc::new(JwtKeys::new(&config.jwt_secret)),
+            keys: Arc::new(JwtKeys::new(&secrets.jwt_secret, config.token_policy())),
             limiter: Arc::new(RateLimiter::new(config.rate_per_sec, config.rate_burst)),
             // A holder that outlives the upstream timeout by this much has died.
             idempotency: Store::new(pool, timeout + Duration::from_secs(5)),
@@ -100,9 +105,9 @@ impl AppState {
     }
 }
 
-/// The whole HTTP surface: the public API (rate-limited), `/openapi.json`, and the operations
-/// endpoints (`/metrics`, `/healthz`, `/readyz`, the frame's `operations`), with request ids and
-/// per-request spans.
+/// The whole public HTTP surface: the API (rate-limited), `/openapi.json`, and the probes
+/// (`/healthz`, `/readyz`, the frame's `probes`; `/metrics` is served apart), with request ids
+/// and per-request spans.
 pub fn router(state: AppState, metrics: &Metrics, operations: Router) -> Router {
     let http_metrics = HttpMetrics::register(metrics).expect("gateway metric names are unique");
     let api = Router::new()
@@ -132,12 +137,14 @@ pub fn router(state: AppState, metrics: &Metrics, operations: Router) -> Router 
 pub struct Application {
     frame: Frame,
     router: Router,
+    metrics_port: u16,
 }
 
 impl Application {
-    /// Connects to the database, applies the migrations, builds the router, binds the listener
-    /// on `config.http_addr` (port 0 picks a free one) and adds the background loops.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    /// Connects to the database, applies the migrations, builds the router, binds the listeners
+    /// on `config.http_addr` and `config.metrics_addr` (port 0 picks a free one) and adds the
+    /// background loops.
+    pub async fn build(config: Config, secrets: Secrets) -> anyhow::Result<Self> {
         let settings = FrameSettings {
             name: "gateway".to_owned(),
             database_url: config.database_url()?.expose_secret().to_owned(),
@@ -147,7 +154,7 @@ impl Application {
         let mut frame = Frame::connect(settings, &sqlx::migrate!("./migrations"))
             .await
             .context("connect to the gateway's database")?;
-        let state = AppState::new(&config, frame.pool.clone(), &frame.metrics)?;
+        let state = AppState::new(&config, &secrets, frame.pool.clone(), &frame.metrics)?;
         let pruner = idempotency::pruner(
             frame.pool.clone(),
             config.idempotency_retention,
@@ -156,7 +163,7 @@ impl Application {
         .context("register the idempotency pruner's metrics")?;
         let sagas = SagaWatch {
             admission: state.admission.clone(),
-            client: reqwest::Client::new(),
+            client: state.orders.client().clone(),
             order_url: config.order_url.clone(),
             timeout: config.upstream_timeout(),
         };
@@ -165,13 +172,40 @@ impl Application {
             Ok::<(), std::convert::Infallible>(())
         });
         frame.spawn("idempotency-pruner", move |token| pruner.run(token));
-        let operations = frame.operations();
-        let router = router(state, &frame.metrics, operations);
-        Ok(Self { frame, router })
+        let metrics_listener = tokio::net::TcpListener::bind(config.metrics_addr)
+            .await
+            .with_context(|| format!("listen for /metrics on {}", config.metrics_addr))?;
+        let metrics_port = metrics_listener.local_addr()?.port();
+        let metrics_routes = choreo::ops::metrics_router(frame.metrics.clone());
+        frame.spawn("metrics-http", move |token| async move {
+            axum::serve(metrics_listener, metrics_routes)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await
+        });
+        // The frame's operations endpoints are taken, so it adds none to the public port: the
+        // probes are served there, `/metrics` on its own listener.
+        let _ = frame.operations();
+        let readiness = choreo::ops::Readiness {
+            database: Some(frame.pool.clone()),
+            consumers: Vec::new(),
+        };
+        let probes = choreo::ops::probes(frame.metrics.clone(), readiness);
+        let router = router(state, &frame.metrics, probes);
+        Ok(Self {
+            frame,
+            router,
+            metrics_port,
+        })
     }
 
+    /// The public port.
     pub fn port(&self) -> u16 {
         self.frame.local_addr().port()
+    }
+
+    /// The port `/metrics` is served on.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
     }
 
     /// Serves, and runs the background loops, until `shutdown` is cancelled; then lets

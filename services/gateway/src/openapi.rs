@@ -36,7 +36,8 @@ pub struct ApiDoc;
 #[schema(as = Problem)]
 pub struct ProblemBody {
     /// The kind of problem, a stable URI: `urn:choreo:problem:` and one of `bad-request`,
-    /// `unauthorized`, `not-found`, `conflict`, `unsupported-media-type`, `invalid-value`,
+    /// `unauthorized`, `not-found`, `conflict`, `unsupported-media-type`, `payload-too-large`,
+    /// `invalid-value`,
     /// `idempotency-key-reused`, `request-in-flight`, `rate-limited`, `overloaded`,
     /// `unavailable`, `timeout`, `internal`.
     #[serde(rename = "type")]

@@ -1,5 +1,8 @@
 //! Calls to one internal service: an HTTP client with a timeout and a circuit breaker
-//! (`choreo::resilience`), forwarding the request id and the trace context.
+//! (`choreo::resilience`), forwarding the request id and the trace context. Every call carries
+//! the service token ([`client`]), which the services require (`choreo::service::auth`); a
+//! service refusing it (401 or 403) is the gateway's misconfiguration, never the client's
+//! problem, so it is answered as the service being unavailable.
 //!
 //! A 2xx or 4xx answer is returned as a status and a JSON value for the route to pass on; a
 //! 5xx, a timeout or a refused connection counts as a breaker failure and becomes an
@@ -8,9 +11,31 @@
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use anyhow::Context;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use choreo::resilience::{Breaker, BreakerConfig};
+use choreo::secret::{ExposeSecret, SecretString};
 use serde::Serialize;
+
+/// The client every call to the services goes through: `Authorization: Bearer <service token>`
+/// on each request (a header marked sensitive, so it is never shown), `connect_timeout` to
+/// connect.
+pub fn client(
+    service_token: &SecretString,
+    connect_timeout: Duration,
+) -> anyhow::Result<reqwest::Client> {
+    let mut authorization =
+        HeaderValue::from_str(&format!("Bearer {}", service_token.expose_secret()))
+            .context("SERVICE_TOKEN is not a valid header value")?;
+    authorization.set_sensitive(true);
+    let mut headers = HeaderMap::new();
+    headers.insert(header::AUTHORIZATION, authorization);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .connect_timeout(connect_timeout)
+        .build()
+        .context("build the HTTP client")
+}
 
 /// Why an upstream gave no usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +102,11 @@ impl Upstream {
         self.service
     }
 
+    /// The client the calls go through (with the service token).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// `GET {base}{path}`; `path` may carry a query string.
     pub async fn get(&self, path: &str, request_id: &str) -> Result<Reply, UpstreamError> {
         let request = self.client.get(self.url(path));
@@ -136,6 +166,14 @@ impl Upstream {
         };
         tracing::Span::current().record("status", status.as_u16());
         let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            tracing::error!(%status, "the service refused the gateway's SERVICE_TOKEN");
+            self.breaker.failure();
+            return Err(UpstreamError::Unavailable {
+                service,
+                source: anyhow::anyhow!("refused the service token ({status})"),
+            });
+        }
         if status.is_server_error() || !(status.is_success() || status.is_client_error()) {
             self.breaker.failure();
             return Err(UpstreamError::Unavailable {

@@ -1,7 +1,13 @@
 //! The gateway end to end over HTTP: the real application on port 0 with a database of its own
 //! (the local stack's PostgreSQL), in front of a small in-process double of the order, payment
 //! and shipping services that can be made slow or failing. The project's end-to-end test runs
-//! the real services; this one covers the edge cases that are hard to provoke with them.
+//! the real services; this one covers the edge cases that are hard to provoke with them. The
+//! double refuses calls without the service token, as the real services do.
+//!
+//! [`fuzz`] sends the gateway thousands of generated hostile requests.
+
+#[path = "api/fuzz.rs"]
+mod fuzz;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,14 +21,19 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use choreo::problem::{Problem, PROBLEM_JSON};
+use choreo::service::auth::{guard, Credentials};
 use choreo::testing::TestDb;
-use gateway::auth::JwtKeys;
-use gateway::{Application, Config};
+use gateway::auth::{JwtKeys, TokenPolicy};
+use gateway::{Application, Config, Secrets};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-const SECRET: &str = "test-secret";
+const SECRET: &str = "test-secret-of-at-least-32-bytes!";
+const SERVICE_TOKEN: &str = "test-service-token";
+const ISSUER: &str = "choreo-shop";
+const AUDIENCE: &str = "shop-gateway";
+const MAX_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// The double of the internal services.
 #[derive(Default)]
@@ -162,12 +173,18 @@ async fn spawn_fake() -> (Arc<Fake>, String) {
         .route("/shipments", get(fake_list))
         .route("/admission", get(fake_admission))
         .with_state(fake.clone());
+    let credentials = Credentials::new(
+        SecretString::from(SERVICE_TOKEN),
+        SecretString::from("test-operator-token"),
+    );
+    let router = guard(router, Arc::new(credentials));
     let address = serve(router).await;
     (fake, format!("http://{address}"))
 }
 
 struct TestApp {
     address: String,
+    metrics_address: String,
     client: reqwest::Client,
     fake: Arc<Fake>,
     db: TestDb,
@@ -178,6 +195,11 @@ struct TestApp {
 const NOWHERE: &str = "http://127.0.0.1:9";
 
 async fn spawn_app(tune: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_sending(SERVICE_TOKEN, tune).await
+}
+
+/// [`spawn_app`] with the gateway sending `service_token` to the services.
+async fn spawn_app_sending(service_token: &str, tune: impl FnOnce(&mut Config)) -> TestApp {
     let db = TestDb::create().await;
     let (fake, fake_url) = spawn_fake().await;
     let mut config = Config {
@@ -186,7 +208,10 @@ async fn spawn_app(tune: impl FnOnce(&mut Config)) -> TestApp {
         order_url: fake_url.clone(),
         payment_url: fake_url.clone(),
         shipping_url: fake_url,
-        jwt_secret: SecretString::from(SECRET),
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        jwt_issuer: ISSUER.into(),
+        jwt_audience: AUDIENCE.into(),
+        jwt_max_lifetime: MAX_LIFETIME,
         rate_per_sec: NonZeroU32::new(100).unwrap(),
         rate_burst: NonZeroU32::new(200).unwrap(),
         upstream_timeout_ms: 2000,
@@ -198,14 +223,20 @@ async fn spawn_app(tune: impl FnOnce(&mut Config)) -> TestApp {
         idempotency_retention: Duration::from_secs(24 * 3600),
     };
     tune(&mut config);
-    let app = Application::build(config)
+    let secrets = Secrets {
+        jwt_secret: SecretString::from(SECRET),
+        service_token: SecretString::from(service_token.to_owned()),
+    };
+    let app = Application::build(config, secrets)
         .await
         .expect("the gateway starts");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let metrics_address = format!("http://127.0.0.1:{}", app.metrics_port());
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until(shutdown.clone()));
     TestApp {
         address,
+        metrics_address,
         client: reqwest::Client::new(),
         fake,
         db,
@@ -213,11 +244,19 @@ async fn spawn_app(tune: impl FnOnce(&mut Config)) -> TestApp {
     }
 }
 
+/// The keys the gateway under test signs and verifies with.
+fn keys() -> JwtKeys {
+    let policy = TokenPolicy {
+        issuer: ISSUER.into(),
+        audience: AUDIENCE.into(),
+        max_lifetime: MAX_LIFETIME,
+    };
+    JwtKeys::new(&SecretString::from(SECRET), policy)
+}
+
 impl TestApp {
     fn token(&self, customer: &str) -> String {
-        JwtKeys::new(&SecretString::from(SECRET))
-            .issue(customer, Duration::from_secs(60))
-            .unwrap()
+        keys().issue(customer, Duration::from_secs(60)).unwrap()
     }
 
     fn post(&self, path: &str, customer: &str) -> reqwest::RequestBuilder {
@@ -246,10 +285,10 @@ impl TestApp {
         placed["order_id"].as_str().expect("an order id").to_owned()
     }
 
-    /// The Prometheus text of `/metrics`.
+    /// The Prometheus text of `/metrics` (on its own port).
     async fn metrics(&self) -> String {
         self.client
-            .get(format!("{}/metrics", self.address))
+            .get(format!("{}/metrics", self.metrics_address))
             .send()
             .await
             .unwrap()
@@ -392,6 +431,69 @@ async fn a_request_without_a_token_is_401_problem() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let body = problem_of(response).await;
     assert_eq!(body["type"], "urn:choreo:problem:unauthorized");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_for_another_audience_or_issuer_or_living_too_long_is_401() {
+    let app = spawn_app(|_| {}).await;
+    let other_audience = JwtKeys::new(
+        &SecretString::from(SECRET),
+        TokenPolicy {
+            issuer: ISSUER.into(),
+            audience: "another-api".into(),
+            max_lifetime: MAX_LIFETIME,
+        },
+    );
+    let other_issuer = JwtKeys::new(
+        &SecretString::from(SECRET),
+        TokenPolicy {
+            issuer: "someone-else".into(),
+            audience: AUDIENCE.into(),
+            max_lifetime: MAX_LIFETIME,
+        },
+    );
+    let long_lived = JwtKeys::new(
+        &SecretString::from(SECRET),
+        TokenPolicy {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            max_lifetime: MAX_LIFETIME * 24,
+        },
+    );
+    for (what, token) in [
+        (
+            "audience",
+            other_audience.issue("cus_alice", Duration::from_secs(60)),
+        ),
+        (
+            "issuer",
+            other_issuer.issue("cus_alice", Duration::from_secs(60)),
+        ),
+        ("lifetime", long_lived.issue("cus_alice", MAX_LIFETIME * 2)),
+    ] {
+        let response = app
+            .client
+            .post(format!("{}/orders", app.address))
+            .bearer_auth(token.unwrap())
+            .json(&an_order())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer", "{what}");
+        problem_of(response).await;
+    }
+    assert_eq!(app.fake.place_calls.load(Ordering::SeqCst), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_gateway_whose_service_token_is_refused_answers_503_never_401() {
+    let app = spawn_app_sending("a-stale-service-token", |_| {}).await;
+    let response = app.place("cus_alice", an_order(), None).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    problem_of(response).await;
     app.stop().await;
 }
 
@@ -676,18 +778,21 @@ async fn the_operations_endpoints_and_the_api_document_are_served() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
-    let metrics = app
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"route="/orders""#) && metrics.contains(r#"status="201""#),
+        "{metrics}"
+    );
+    let public = app
         .client
         .get(format!("{}/metrics", app.address))
         .send()
         .await
-        .unwrap()
-        .text()
-        .await
         .unwrap();
-    assert!(
-        metrics.contains(r#"route="/orders""#) && metrics.contains(r#"status="201""#),
-        "{metrics}"
+    assert_eq!(
+        public.status(),
+        StatusCode::NOT_FOUND,
+        "/metrics is not on the public port"
     );
     let doc = app
         .client

@@ -72,6 +72,7 @@ pub struct OrderView {
         (status = 400, description = "Not JSON", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "No valid bearer token", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "A request with this Idempotency-Key is in progress", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 2 MB", body = ProblemBody, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "A refused value, an unknown sku, or an Idempotency-Key used with another body", body = ProblemBody, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited; see Retry-After", body = ProblemBody, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Whole seconds to wait, at least 1"))),
