@@ -181,16 +181,18 @@ env_line() {
   fi
 }
 
-# Replaces a file only when its content changes (a second `up` leaves it untouched).
+# write_if_changed FILE [MODE]: replaces FILE with stdin only when its content changes (a second
+# `up` leaves it untouched); MODE (default 644) is applied either way, before any content lands.
 write_if_changed() {
-  local target=$1 tmp
+  local target=$1 mode=${2:-644} tmp
   tmp=$(mktemp "$target.XXXXXX")
+  chmod "$mode" "$tmp"
   cat >"$tmp"
   if [[ -f $target ]] && cmp -s "$tmp" "$target"; then
     rm -f "$tmp"
+    chmod "$mode" "$target"
     return 1
   fi
-  chmod 644 "$tmp"
   mv -f "$tmp" "$target"
 }
 

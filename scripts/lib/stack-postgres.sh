@@ -1,6 +1,15 @@
 # shellcheck shell=bash
 # The stack's own PostgreSQL cluster in $STACK_DIR/pg (never the system cluster): initdb, config,
-# start/stop with pg_ctl, and one role + database per service. Sourced by scripts/stack.
+# start/stop with pg_ctl, and two roles + a database per service. Sourced by scripts/stack.
+#
+# TCP connections are TLS only (pg_hba `hostssl`; clients use sslmode=verify-full against the
+# stack's CA, $STACK_DIR/tls/ca.crt); the Unix socket, for scripts/stack itself, stays trusted
+# and reachable by the cluster's OS user only. Every service database has a migration role
+# (the database's name: it owns the database and its schema `public`, and runs the migrations)
+# and a runtime role (<name>_app: SELECT/INSERT/UPDATE/DELETE on the tables and USAGE/SELECT on
+# the sequences the migration role creates, through its default privileges; no DDL). Passwords
+# are random, kept in $STACK_DIR/secrets/pg-<role> (secret_file). `pg_provision` applies all of
+# it on every `up`, so a stack made before TLS and the two roles is brought up to date.
 #
 # PostgreSQL refuses to run as root, so as root the pg dirs belong to the `postgres` OS user and
 # initdb/pg_ctl run through runuser; as any other user they run as that user. When that user
@@ -23,9 +32,16 @@ pg_paths() {
   PG_SOCK=$PG_ROOT/sock
 }
 
-# Service databases: role = database = password. "order" is a reserved word, hence the prefix.
+# Service databases, each owned by the migration role of the same name. "order" is a reserved
+# word, hence the prefix.
 PG_SERVICE_DBS=(shop_order shop_inventory shop_payment shop_shipping shop_gateway)
 PG_REGISTRY_DB=registry
+
+# The runtime role of service database $1.
+pg_app_role() { printf '%s_app' "$1"; }
+
+# The password of role $1, made on first use.
+pg_password() { cat "$(secret_file "pg-$1")"; }
 
 as_pg() {
   local bin
@@ -81,12 +97,44 @@ pg_write_conf() {
 listen_addresses = '127.0.0.1'
 port = $STACK_PG_PORT
 unix_socket_directories = '$PG_SOCK'
+unix_socket_permissions = 0700
 password_encryption = scram-sha-256
 max_connections = 300
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+ssl_min_protocol_version = 'TLSv1.2'
 EOF
   # The workload's tuning, shared with compose/ and deploy/.
   cat "$LIB/postgres-tuning.conf" >>"$PG_DATA/stack.conf"
   is_root && chown postgres: "$PG_DATA/stack.conf"
+  pg_write_tls
+  pg_write_hba
+  return 0
+}
+
+# The server's certificate and key (signed by the stack CA) copied into the data dir, where the
+# server's OS user can read them (it may not reach $STACK_DIR) and the key is its own, mode 600.
+pg_write_tls() {
+  tls_server_cert postgres
+  local f
+  for f in crt key; do
+    install -m 600 "$TLS_DIR/postgres.$f" "$PG_DATA/server.$f"
+    is_root && chown postgres: "$PG_DATA/server.$f"
+  done
+  return 0
+}
+
+# Over TCP only TLS with a password (scram); plaintext TCP has no line, so it is refused. The
+# data dir's own pg_hba.conf (hba_file cannot change without a restart).
+pg_write_hba() {
+  cat >"$PG_DATA/pg_hba.conf" <<EOF
+# written by scripts/stack on every start and up
+local   all  all                 trust
+hostssl all  all  127.0.0.1/32   scram-sha-256
+hostssl all  all  ::1/128        scram-sha-256
+EOF
+  is_root && chown postgres: "$PG_DATA/pg_hba.conf"
   return 0
 }
 
@@ -120,18 +168,85 @@ pg_start() {
   head -n 1 "$PG_DATA/postmaster.pid" >"$(pid_file postgres)"
 }
 
-# Roles and databases, created only when missing; runs as the postgres superuser over the socket.
-pg_create_databases() {
-  local sql="" db
-  for db in "${PG_SERVICE_DBS[@]}" "$PG_REGISTRY_DB"; do
-    sql+="SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', '$db', '$db')
-      WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$db') \\gexec
+pg_psql() {
+  "$(pg_bin_dir)/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$STACK_PG_PORT" -U postgres "$@"
+}
+
+# Everything that makes the cluster the stack's, applied on every `up` (idempotent, so a stack
+# made before TLS and the two roles per service is brought up to date): the configuration,
+# certificate and pg_hba (reloaded when the server already ran), the superuser's password, the
+# roles and databases, and the runtime roles' privileges. Runs as the postgres superuser over the
+# socket; the SQL, passwords included, goes in on stdin, never on a command line.
+pg_provision() {
+  pg_write_conf
+  pg_psql -d postgres -c 'select pg_reload_conf()' >/dev/null || die "could not reload postgres"
+  pg_ssl_on || die "postgres did not turn TLS on; log: $(show_path "$PG_LOG")"
+  local sql db app
+  sql="ALTER ROLE postgres PASSWORD '$(pg_password postgres)';
+SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', '$PG_REGISTRY_DB', '$PG_REGISTRY_DB')
+  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_REGISTRY_DB') \\gexec
+SELECT format('CREATE DATABASE %I OWNER %I', '$PG_REGISTRY_DB', '$PG_REGISTRY_DB')
+  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PG_REGISTRY_DB') \\gexec
+"
+  for db in "${PG_SERVICE_DBS[@]}"; do
+    app=$(pg_app_role "$db")
+    sql+="SELECT format('CREATE ROLE %I LOGIN', r) FROM unnest(array['$db', '$app']) r
+  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) \\gexec
+ALTER ROLE $db NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '$(pg_password "$db")';
+ALTER ROLE $app NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '$(pg_password "$app")';
 SELECT format('CREATE DATABASE %I OWNER %I', '$db', '$db')
-      WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$db') \\gexec
+  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$db') \\gexec
+ALTER DATABASE $db OWNER TO $db;
+REVOKE ALL ON DATABASE $db FROM PUBLIC;
+GRANT CONNECT ON DATABASE $db TO $app;
 "
   done
-  "$(pg_bin_dir)/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$STACK_PG_PORT" -U postgres -d postgres \
-    >/dev/null <<<"$sql" || die "could not create the service roles and databases"
+  pg_psql -d postgres >/dev/null <<<"$sql" || die "could not create the service roles and databases"
+  for db in "${PG_SERVICE_DBS[@]}"; do
+    app=$(pg_app_role "$db")
+    pg_psql -d "$db" >/dev/null <<SQL || die "could not grant $app its privileges in $db"
+ALTER SCHEMA public OWNER TO $db;
+REVOKE ALL ON SCHEMA public FROM PUBLIC;
+GRANT USAGE ON SCHEMA public TO $app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO $app;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO $app;
+ALTER DEFAULT PRIVILEGES FOR ROLE $db IN SCHEMA public
+  GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO $app;
+ALTER DEFAULT PRIVILEGES FOR ROLE $db IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO $app;
+SQL
+  done
+}
+
+# A TLS URL (verify-full against the stack CA) for role $1 on database $2.
+pg_url() {
+  printf 'postgres://%s:%s@127.0.0.1:%s/%s?sslmode=verify-full&sslrootcert=%s' \
+    "$1" "$(pg_password "$1")" "$STACK_PG_PORT" "$2" "$TLS_DIR/ca.crt"
+}
+
+# The env file's PostgreSQL lines: PG_ADMIN_URL (the superuser, for tests that create databases),
+# and per service DATABASE_URL_<SVC> (its runtime role) and DATABASE_MIGRATION_URL_<SVC> (its
+# migration role). Passwords are in the URLs, so the env file is mode 600.
+pg_env() {
+  local db key
+  env_line PG_ADMIN_URL "$(pg_url postgres postgres)"
+  for db in "${PG_SERVICE_DBS[@]}"; do
+    key=${db#shop_}
+    env_line "DATABASE_URL_${key^^}" "$(pg_url "$(pg_app_role "$db")" "$db")"
+    env_line "DATABASE_MIGRATION_URL_${key^^}" "$(pg_url "$db" "$db")"
+  done
+}
+
+# Waits up to 10 s (a reload is asynchronous) until the server answers TLS on its port with a
+# certificate the stack CA signed for 127.0.0.1; false when it does not.
+pg_ssl_on() {
+  local tries=20
+  while ((tries-- > 0)); do
+    openssl s_client -starttls postgres -connect "127.0.0.1:$STACK_PG_PORT" \
+      -CAfile "$TLS_DIR/ca.crt" -verify_ip 127.0.0.1 -verify_return_error </dev/null >/dev/null 2>&1 &&
+      return 0
+    sleep 0.5
+  done
+  return 1
 }
 
 pg_stop() {

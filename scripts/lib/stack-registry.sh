@@ -25,7 +25,7 @@ registry_url() { printf 'http://127.0.0.1:%s/apis/ccompat/v7' "$STACK_REGISTRY_P
 
 # The operator's user (role sr-admin) and the services' read-only users.
 REGISTRY_OPERATOR=operator
-REGISTRY_READERS=(order inventory payment shipping gateway)
+REGISTRY_READERS=(order inventory payment shipping) # the services that encode or decode events
 
 registry_password_file() { secret_file "registry-$1"; }
 
@@ -73,7 +73,7 @@ registry_props() {
     "quarkus.management.port=$STACK_REGISTRY_MANAGEMENT_PORT"
     apicurio.storage.kind=sql
     apicurio.storage.sql.kind=postgresql
-    "apicurio.datasource.url=jdbc:postgresql://127.0.0.1:$STACK_PG_PORT/$PG_REGISTRY_DB"
+    "apicurio.datasource.url=jdbc:postgresql://127.0.0.1:$STACK_PG_PORT/$PG_REGISTRY_DB?sslmode=verify-full&sslrootcert=$TLS_DIR/ca.crt"
     "apicurio.datasource.username=$PG_REGISTRY_DB"
     "apicurio.datasource.password=$PG_REGISTRY_DB"
     apicurio.datasource.jdbc.initial-size=2

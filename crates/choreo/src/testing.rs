@@ -106,8 +106,7 @@ impl TestDb {
             .execute(&mut admin)
             .await
             .expect("create database");
-        let (base, _) = admin_url.rsplit_once('/').expect("database URL");
-        let url = format!("{base}/{name}");
+        let url = crate::db::with_database(&admin_url, &name);
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(8)
             .connect(&url)

@@ -187,10 +187,7 @@ pub async fn table_sizes(admin_url: &str) -> anyhow::Result<Vec<String>> {
     conn.close().await?;
     let mut lines = Vec::new();
     for db in dbs {
-        let url = match admin_url.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{db}"),
-            None => continue,
-        };
+        let url = choreo::db::with_database(admin_url, &db);
         let mut conn = PgConnection::connect(&url).await?;
         let tables: Vec<String> = sqlx::query_scalar(
             "select c.relname::text from pg_class c join pg_namespace n on n.oid = c.relnamespace

@@ -99,7 +99,7 @@ async fn replay_matches_the_live_service(
     let live = std::env::var(format!("DATABASE_URL_{}", service.to_uppercase()))
         .expect("the live database");
     let name = format!("replay_e2e_{}_{}", service, tag.to_lowercase());
-    let fresh = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let fresh = choreo::db::with_database(&admin, &name);
     let file = std::env::temp_dir().join(format!("{name}.jsonl"));
     let mut dump = vec!["replay".to_owned(), "dump".into()];
     for topic in topics {

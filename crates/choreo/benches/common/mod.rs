@@ -41,7 +41,7 @@ pub async fn fresh_database() -> (String, PgPool) {
         .execute(&mut admin)
         .await
         .unwrap();
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let url = choreo::db::with_database(&admin_url, &name);
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(16)
         .connect(&url)

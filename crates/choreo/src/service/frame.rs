@@ -76,7 +76,8 @@ pub struct Frame {
 
 impl Frame {
     /// Connects to the database, applies `migrator` (the process's own migrations, not the
-    /// backbone's) and binds the HTTP listener.
+    /// backbone's; as the role of `DATABASE_MIGRATION_URL` when it is set beside the
+    /// `DATABASE_URL` in use, see [`crate::db::migration_url`]) and binds the HTTP listener.
     pub async fn connect(
         settings: FrameSettings,
         migrator: &sqlx::migrate::Migrator,
@@ -90,15 +91,19 @@ impl Frame {
         backbone: bool,
         migrator: &sqlx::migrate::Migrator,
     ) -> Result<Self, ServiceError> {
-        let pool = PgPoolOptions::new()
+        let options = PgPoolOptions::new()
             .max_connections(settings.max_connections)
-            .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect(&settings.database_url)
+            .acquire_timeout(std::time::Duration::from_secs(10));
+        // Migrated as the schema's owner when DATABASE_MIGRATION_URL is set, run as DATABASE_URL.
+        let pool =
+            crate::db::connect_migrated(&settings.database_url, options, |pool| async move {
+                if backbone {
+                    crate::db::migrate(&pool).await?;
+                }
+                migrator.run(&pool).await?;
+                Ok(())
+            })
             .await?;
-        if backbone {
-            crate::db::migrate(&pool).await?;
-        }
-        migrator.run(&pool).await?;
         let metrics = Arc::new(Metrics::new(&settings.name));
         let listener = tokio::net::TcpListener::bind(settings.http_addr)
             .await

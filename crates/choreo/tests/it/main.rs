@@ -7,6 +7,7 @@ mod consumer;
 mod consumer_faults;
 mod ops;
 mod pipeline;
+mod postgres;
 mod prune;
 mod relay;
 mod relay_broker;

@@ -274,8 +274,7 @@ async fn create_makes_the_missing_database_and_bad_files_are_bad_input() {
     counts(&topic).await.write(&file);
     let existing = TestDb::create().await;
     let name = format!("test_{}", uuid::Uuid::now_v7().simple());
-    let (base, _) = existing.url.rsplit_once('/').unwrap();
-    let url = format!("{base}/{name}");
+    let url = choreo::db::with_database(&existing.url, &name);
 
     let (missing, _) = replay(&tally(&topic), args(&file, &url)).await;
     let Err(ReplayError::BadInput(why)) = missing else {

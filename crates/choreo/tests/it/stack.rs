@@ -232,30 +232,3 @@ async fn an_avro_schema_registered_in_the_registry_decodes_what_it_encoded() {
         ])
     );
 }
-
-#[tokio::test(flavor = "multi_thread")]
-async fn every_service_database_accepts_its_own_role() {
-    use sqlx::Connection;
-    choreo::config::load_env_file();
-    for service in ["ORDER", "INVENTORY", "PAYMENT", "SHIPPING", "GATEWAY"] {
-        let var = format!("DATABASE_URL_{service}");
-        let url = std::env::var(&var).unwrap_or_else(|_| panic!("{var} (run scripts/stack up)"));
-        let mut conn = sqlx::PgConnection::connect(&url)
-            .await
-            .unwrap_or_else(|e| panic!("{var}: {e}"));
-        let (user, database): (String, String) =
-            sqlx::query_as("select current_user::text, current_database()::text")
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-        let expected = format!("shop_{}", service.to_lowercase());
-        assert_eq!(
-            (user.as_str(), database.as_str()),
-            (expected.as_str(), expected.as_str())
-        );
-        sqlx::query("create temporary table probe (id int)")
-            .execute(&mut conn)
-            .await
-            .expect("can create tables");
-    }
-}

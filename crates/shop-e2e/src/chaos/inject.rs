@@ -253,8 +253,8 @@ impl Injector {
         let mut ours = Vec::new();
         for service in super::verify::CONSUMERS {
             let url = process::var(&format!("DATABASE_URL_{}", service.to_uppercase()))?;
-            let name = url.rsplit('/').next().unwrap_or_default();
-            ours.push(name.split('?').next().unwrap_or_default().to_owned());
+            let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+            ours.push(options.get_database().unwrap_or_default().to_owned());
         }
         let mut pg: sqlx::PgConnection = sqlx::Connection::connect(&self.admin_url).await?;
         let held: Vec<(i32, String)> = sqlx::query_as(
