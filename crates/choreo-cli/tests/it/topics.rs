@@ -40,8 +40,16 @@ impl SpecDir {
     }
 }
 
+impl SpecDir {
+    /// The specs written (those still readable).
+    fn specs(&self) -> Vec<choreo_cli::topics::TopicSpec> {
+        choreo_cli::topics::load_dir(&self.dir).unwrap_or_default()
+    }
+}
+
 impl Drop for SpecDir {
     fn drop(&mut self) {
+        let specs = self.specs();
         let _ = std::fs::remove_dir_all(&self.dir);
         let Ok(kafka) = choreo::KafkaConfig::from_env() else {
             return;
@@ -51,6 +59,25 @@ impl Drop for SpecDir {
         {
             let names: Vec<&str> = self.topics.iter().map(String::as_str).collect();
             drop(admin.delete_topics(&names, &AdminOptions::new()));
+            // The ACLs `apply` granted on these topics and their dead-letter topics (a broker
+            // without an authorizer has none; the request then fails, which is fine).
+            let acls: Vec<_> = choreo_cli::topics::acl::desired_acls(&specs)
+                .into_iter()
+                .filter(|acl| self.topics.iter().any(|t| acl.name.starts_with(t.as_str())))
+                .collect();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async {
+                    let _ = choreo_cli::topics::acl::broker::delete(
+                        &admin,
+                        &acls,
+                        std::time::Duration::from_secs(10),
+                    );
+                });
+            }
         }
     }
 }
