@@ -57,17 +57,78 @@ fn is_env_name(name: &str) -> bool {
 }
 
 /// Names read directly in `text`: clap `env = "..."`, `env::var("...")`, `try_from_env("...")`,
-/// and `RUST_LOG` wherever tracing's default filter variable is used.
+/// secrets read with `secret::read("X")` or `secret::required("X")` (`X` and `X_FILE`, see
+/// `choreo::secret`), and `RUST_LOG` wherever tracing's default filter variable is used.
 fn names_read_in(text: &str) -> BTreeSet<String> {
     let mut names: BTreeSet<String> = ["env = ", "env::var(", "try_from_env("]
         .iter()
         .flat_map(|marker| literals_after(text, marker))
         .filter(|name| is_env_name(name))
         .collect();
+    for secret in ["secret::read(", "secret::required("]
+        .iter()
+        .flat_map(|marker| literals_after(text, marker))
+        .filter(|name| is_env_name(name))
+    {
+        names.insert(format!("{secret}_FILE"));
+        names.insert(secret);
+    }
     if text.contains("try_from_default_env") || text.contains("init_tracing") {
         names.insert("RUST_LOG".to_owned());
     }
     names
+}
+
+/// The backbone's variable-name constants (`pub const X_VAR: &str = "NAME"`, also inside an
+/// `impl`) by identifier; a secret's (a name ending in PASSWORD, TOKEN or SECRET, read with
+/// `choreo::secret`) comes with its `_FILE` twin.
+pub fn backbone_var_consts() -> Vec<(String, Vec<String>)> {
+    let text = rust_text("crates/choreo/src");
+    let mut consts = Vec::new();
+    for marker in [": &'static str =", ": &str ="] {
+        for (at, _) in text.match_indices(marker) {
+            let ident: String = text[..at]
+                .chars()
+                .rev()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            if !ident.ends_with("_VAR") {
+                continue;
+            }
+            let Some(value) = literals_after(&text[at..], marker).into_iter().next() else {
+                continue;
+            };
+            if !is_env_name(&value) {
+                continue;
+            }
+            let mut values = vec![value.clone()];
+            if ["PASSWORD", "TOKEN", "SECRET"]
+                .iter()
+                .any(|s| value.ends_with(s))
+            {
+                values.push(format!("{value}_FILE"));
+            }
+            consts.push((ident, values));
+        }
+    }
+    consts
+}
+
+/// The names of the backbone constants `text` uses by identifier (`auth::SERVICE_TOKEN_VAR`).
+fn backbone_names_used_in(text: &str) -> BTreeSet<String> {
+    backbone_var_consts()
+        .into_iter()
+        .filter(|(ident, _)| {
+            text.match_indices(ident.as_str()).any(|(at, _)| {
+                let before = text[..at].chars().next_back();
+                !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+        })
+        .flat_map(|(_, values)| values)
+        .collect()
 }
 
 /// The value of the backbone's config constant `name` (e.g. `BROKERS_VAR` -> `KAFKA_BROKERS`).
@@ -80,14 +141,17 @@ pub fn backbone_const(name: &str) -> String {
         .unwrap_or_else(|| panic!("crates/choreo/src/config.rs defines no {name}"))
 }
 
-/// What `ServiceSettings::from_env` reads: the broker and registry variables of the backbone's
-/// config, and the database URL variable of `service.rs`.
+/// What `ServiceSettings::from_env` reads: everything the backbone's service frame, config and
+/// database helpers read (the broker, its security settings, the registry and its user, the
+/// database URLs, the HTTP tokens).
 pub fn service_settings_vars() -> BTreeSet<String> {
-    let service = files::text("crates/choreo/src/service.rs");
-    let mut names = names_read_in(&service);
+    let mut text = files::text("crates/choreo/src/service.rs");
+    text.push_str(&rust_text("crates/choreo/src/service"));
+    let mut names = names_read_in(&text);
     names.remove("RUST_LOG");
-    names.insert(backbone_const("BROKERS_VAR"));
-    names.insert(backbone_const("URL_VAR"));
+    for (_, values) in backbone_var_consts() {
+        names.extend(values);
+    }
     names
 }
 
@@ -114,10 +178,30 @@ fn src_of(binary: &str) -> String {
 /// Every environment variable `binary` reads: its own sources, the backbone's env file variable,
 /// and the service settings when it uses them.
 pub fn env_names_read(binary: &str) -> BTreeSet<String> {
-    let mut names = names_read_in(&rust_text(&src_of(binary)));
+    let text = rust_text(&src_of(binary));
+    let mut names = names_read_in(&text);
+    names.extend(backbone_names_used_in(&text));
+    // The backbone's Kafka and registry configs, read whole (KafkaSecurity::from_env, ...).
+    if [
+        "KafkaSecurity",
+        "KafkaConfig",
+        "RegistryConfig",
+        "registry_config(",
+    ]
+    .iter()
+    .any(|used| text.contains(used))
+    {
+        for (_, values) in backbone_var_consts() {
+            names.extend(values);
+        }
+    }
     names.insert(backbone_const("ENV_FILE_VAR"));
     if uses_service_settings(binary) {
         names.extend(service_settings_vars());
+    }
+    // sqlx reads the password of a URL without one from PGPASSFILE (a pgpass file).
+    if names.contains("DATABASE_URL") {
+        names.insert("PGPASSFILE".to_owned());
     }
     names
 }
@@ -177,6 +261,15 @@ mod tests {
     fn a_literal_is_read_after_its_marker_across_whitespace() {
         let text = "#[arg(long, env = \"HTTP_ADDR\")]\n env =\n  \"X_Y\" env = none";
         assert_eq!(literals_after(text, "env ="), ["HTTP_ADDR", "X_Y"]);
+    }
+
+    #[test]
+    fn a_secret_is_read_from_its_variable_or_its_file() {
+        let names = names_read_in(r#"secret::required("GATEWAY_JWT_SECRET")"#);
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            ["GATEWAY_JWT_SECRET", "GATEWAY_JWT_SECRET_FILE"]
+        );
     }
 
     #[test]

@@ -79,30 +79,86 @@ fn compose_env(spec: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// The variables each binary must be given wherever it runs (each is also checked to be read by
-/// the code): the backbone's settings for the services that use them, the listen address, and
-/// the addresses of what it calls.
+/// The Kafka client settings of a secured cluster (SASL_SSL, SCRAM-SHA-512, the CA).
+const KAFKA_SECURITY: &[&str] = &[
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD_FILE",
+    "KAFKA_SSL_CA_LOCATION",
+];
+
+/// The variables each binary must be given on Kubernetes (each is also checked to be read by
+/// the code): the listen address, the addresses of what it calls, and its logins, every secret
+/// as a `*_FILE` path (a mounted Secret), never a value.
 fn needed_vars(binary: &str) -> BTreeSet<String> {
     let mut needed: BTreeSet<String> = BTreeSet::new();
+    let registry_user = ["SCHEMA_REGISTRY_USERNAME", "SCHEMA_REGISTRY_PASSWORD_FILE"];
     if source::uses_service_settings(binary) {
-        needed.extend(source::service_settings_vars());
+        needed.extend(
+            [
+                "HTTP_ADDR",
+                "KAFKA_BROKERS",
+                "SCHEMA_REGISTRY_URL",
+                "DATABASE_URL",
+                "DATABASE_MIGRATION_URL",
+                "SERVICE_TOKEN_FILE",
+                "OPERATOR_TOKEN_FILE",
+            ]
+            .iter()
+            .chain(KAFKA_SECURITY)
+            .chain(&registry_user)
+            .map(|s| (*s).to_owned()),
+        );
     }
     let extra: &[&str] = match binary {
         "gateway" => &[
             "HTTP_ADDR",
+            "METRICS_ADDR",
             "DATABASE_URL",
             "ORDER_URL",
             "PAYMENT_URL",
             "SHIPPING_URL",
-            "GATEWAY_JWT_SECRET",
+            "GATEWAY_JWT_SECRET_FILE",
+            "GATEWAY_JWT_ISSUER",
+            "GATEWAY_JWT_AUDIENCE",
+            "SERVICE_TOKEN_FILE",
         ],
-        "payment" => &["HTTP_ADDR", "PROVIDER_URL"],
+        "payment" => &["PROVIDER_URL"],
         "provider-sim" => &["PROVIDER_ADDR"],
-        "choreo" => &["KAFKA_BROKERS", "SCHEMA_REGISTRY_URL"],
-        _ => &["HTTP_ADDR"],
+        "choreo" => &[
+            "KAFKA_BROKERS",
+            "SCHEMA_REGISTRY_URL",
+            "KAFKA_SECURITY_PROTOCOL",
+            "KAFKA_SASL_MECHANISM",
+            "KAFKA_SASL_USERNAME",
+            "KAFKA_SASL_PASSWORD_FILE",
+            "KAFKA_SSL_CA_LOCATION",
+            "SCHEMA_REGISTRY_USERNAME",
+            "SCHEMA_REGISTRY_PASSWORD_FILE",
+        ],
+        _ => &[],
     };
     needed.extend(extra.iter().map(|s| (*s).to_owned()));
     needed
+}
+
+/// What compose must give each binary: the same, less the Kafka and PostgreSQL TLS settings
+/// (compose's broker and database stay plaintext inside the compose network; see
+/// compose/README.md) and the migration role.
+fn compose_needed_vars(binary: &str) -> BTreeSet<String> {
+    let mut needed = needed_vars(binary);
+    for var in KAFKA_SECURITY.iter().chain(&["DATABASE_MIGRATION_URL"]) {
+        needed.remove(*var);
+    }
+    needed
+}
+
+/// A variable that holds a secret by its name (a password, token or signing secret).
+fn names_a_secret(var: &str) -> bool {
+    ["PASSWORD", "TOKEN", "SECRET"]
+        .iter()
+        .any(|word| var.contains(word))
 }
 
 /// The port each binary listens on, from its listen address in compose.
@@ -144,24 +200,17 @@ fn parse_url(url: &str) -> Url {
     }
 }
 
-/// Roles (with passwords) and databases the compose init script creates.
-fn init_script() -> (BTreeMap<String, String>, BTreeSet<String>) {
-    let sql = files::text("compose/postgres/init.sql");
-    let mut roles = BTreeMap::new();
-    let mut databases = BTreeSet::new();
-    for line in sql.lines().map(str::trim) {
-        let words: Vec<&str> = line.trim_end_matches(';').split_whitespace().collect();
-        match words.as_slice() {
-            ["CREATE", "ROLE", role, "LOGIN", "PASSWORD", password] => {
-                roles.insert((*role).to_owned(), password.trim_matches('\'').to_owned());
-            }
-            ["CREATE", "DATABASE", db, "OWNER", _] => {
-                databases.insert((*db).to_owned());
-            }
-            _ => {}
-        }
-    }
-    (roles, databases)
+/// The roles (= databases) the compose init script creates: the list its loop runs over.
+fn init_databases() -> BTreeSet<String> {
+    let script = files::text("compose/postgres/init.sh");
+    script
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("for db in "))
+        .expect("compose/postgres/init.sh loops over the databases")
+        .trim_end_matches("; do")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Every Kubernetes object of the base, by kind.
@@ -241,9 +290,12 @@ fn overlay_secret_keys() -> BTreeMap<String, BTreeSet<String>> {
         .into_iter()
         .flatten()
         .map(|secret| {
-            let keys = strings(&secret["literals"])
+            let keys = strings(&secret["files"])
                 .iter()
-                .map(|lit| lit.split_once('=').expect("key=value").0.to_owned())
+                .map(|file| match file.split_once('=') {
+                    Some((key, _)) => key.to_owned(),
+                    None => file.rsplit('/').next().unwrap_or(file).to_owned(),
+                })
                 .collect();
             (scalar(&secret["name"]).unwrap(), keys)
         })
@@ -362,7 +414,7 @@ fn every_compose_service_sets_the_variables_its_binary_needs() {
         };
         let read = source::env_names_read(&binary);
         let env = compose_env(spec);
-        for var in needed_vars(&binary) {
+        for var in compose_needed_vars(&binary) {
             assert!(read.contains(&var), "{binary} no longer reads {var}");
             assert!(env.contains_key(&var), "compose service {name} lacks {var}");
         }
@@ -372,7 +424,7 @@ fn every_compose_service_sets_the_variables_its_binary_needs() {
 #[test]
 fn compose_database_urls_point_at_the_compose_postgres_and_a_database_the_init_script_creates() {
     let services = compose_services();
-    let (roles, databases) = init_script();
+    let databases = init_databases();
     let stack = files::text("scripts/lib/stack-postgres.sh");
     for db in stack
         .lines()
@@ -382,9 +434,13 @@ fn compose_database_urls_point_at_the_compose_postgres_and_a_database_the_init_s
         .split_whitespace()
         .chain(["registry"])
     {
-        assert!(databases.contains(db), "init.sql creates {db}");
-        assert_eq!(roles.get(db).map(String::as_str), Some(db), "role {db}");
+        assert!(databases.contains(db), "init.sh creates {db}");
     }
+    let init = files::text("compose/postgres/init.sh");
+    assert!(
+        init.contains("$(cat \"/run/secrets/shop/$db\")"),
+        "init.sh reads each role's password from the secrets volume"
+    );
     let postgres = &services["postgres"];
     assert!(scalar(&postgres["image"])
         .unwrap()
@@ -392,9 +448,10 @@ fn compose_database_urls_point_at_the_compose_postgres_and_a_database_the_init_s
     let mounts = strings(&postgres["volumes"]);
     assert!(mounts
         .iter()
-        .any(|m| m.starts_with("./postgres/init.sql:/docker-entrypoint-initdb.d/")));
+        .any(|m| m.starts_with("./postgres/init.sh:/docker-entrypoint-initdb.d/")));
     for (name, spec) in &services {
-        let Some(url) = compose_env(spec).get("DATABASE_URL").cloned() else {
+        let env = compose_env(spec);
+        let Some(url) = env.get("DATABASE_URL").cloned() else {
             continue;
         };
         let url = parse_url(&url);
@@ -404,12 +461,94 @@ fn compose_database_urls_point_at_the_compose_postgres_and_a_database_the_init_s
             "{name}: no database {}",
             url.path
         );
-        assert_eq!(roles.get(&url.user), Some(&url.password), "{name}: role");
+        assert_eq!(url.user, url.path, "{name}: the database's own role");
+        assert!(
+            url.password.is_empty(),
+            "{name}: a password in DATABASE_URL"
+        );
+        assert!(
+            env.contains_key("PGPASSFILE"),
+            "{name}: the password comes from a pgpass file"
+        );
         assert_eq!(
             url.path,
             format!("shop_{name}"),
             "{name} uses its own database"
         );
+    }
+}
+
+/// Where a compose service mounts the `secrets` volume (its own subpath of it).
+fn compose_secret_mount(spec: &Value) -> Option<(String, String)> {
+    spec["volumes"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|v| scalar(&v["source"]).as_deref() == Some("secrets"))
+        .map(|v| {
+            (
+                scalar(&v["target"]).expect("a target"),
+                scalar(&v["volume"]["subpath"]).unwrap_or_default(),
+            )
+        })
+}
+
+#[test]
+fn compose_commits_no_secret_and_hands_each_part_its_own_generated_files() {
+    let services = compose_services();
+    let secrets = &services["secrets"];
+    assert_eq!(
+        strings(&secrets["entrypoint"]).join(" "),
+        "bash /make-secrets.sh"
+    );
+    let script = files::text("compose/secrets/make-secrets.sh");
+    assert!(script.contains("/dev/urandom"), "random secrets");
+    assert!(script.contains("if [[ ! -s $f ]]"), "kept once made");
+    assert_eq!(
+        scalar(&services["postgres"]["depends_on"]["secrets"]["condition"]).as_deref(),
+        Some("service_completed_successfully")
+    );
+    let mut subpaths = BTreeSet::new();
+    for (name, spec) in &services {
+        let mount = compose_secret_mount(spec);
+        for (var, value) in compose_env(spec) {
+            assert!(
+                !value.contains("${"),
+                "{name}: {var} comes from the shell, not the secrets volume"
+            );
+            if names_a_secret(&var) || var == "PGPASSFILE" || var == "QUARKUS_CONFIG_LOCATIONS" {
+                assert!(
+                    var.ends_with("_FILE") || !names_a_secret(&var),
+                    "{name}: {var} is a secret's value; give {var}_FILE"
+                );
+                let (target, subpath) = mount
+                    .clone()
+                    .unwrap_or_else(|| panic!("{name} mounts no secrets"));
+                assert!(
+                    value
+                        .trim_start_matches("file:")
+                        .starts_with(&format!("{target}/")),
+                    "{name}: {var}={value} is not in its secrets mount {target}"
+                );
+                assert!(
+                    script.contains(subpath.as_str()),
+                    "{name}: make-secrets.sh fills no {subpath}/"
+                );
+            }
+        }
+        if let Some((_, subpath)) = mount {
+            if name != "secrets" {
+                assert!(subpaths.insert(subpath.clone()), "{name} shares {subpath}/");
+            }
+        }
+    }
+    for forbidden in ["change-me", "local-only", "PASSWORD '"] {
+        for file in ["compose/compose.yaml", "compose/postgres/init.sh"] {
+            assert!(
+                !files::text(file).contains(forbidden),
+                "{file}: {forbidden}"
+            );
+        }
     }
 }
 
@@ -575,10 +714,14 @@ fn compose_prometheus_scrapes_every_service_that_serves_metrics() {
         if binary == "choreo" || !source::serves_metrics(&binary) {
             continue;
         }
-        let port = port_of_addr(&compose_env(&spec)[listen_var(&binary)]);
+        let env = compose_env(&spec);
+        let addr = env
+            .get("METRICS_ADDR")
+            .unwrap_or_else(|| &env[listen_var(&binary)]);
+        let port = port_of_addr(addr);
         assert!(
             targets.contains(&format!("{name}:{port}")),
-            "{name} scraped"
+            "{name} scraped on {port}"
         );
     }
     let compose = files::text(COMPOSE);
@@ -748,6 +891,25 @@ fn every_deployment_has_a_pod_disruption_budget() {
     }
 }
 
+/// The directories where a pod's first container mounts Secret volumes.
+fn secret_mounts(object: &Value) -> Vec<String> {
+    let pod = &object["spec"]["template"]["spec"];
+    let secrets: BTreeSet<String> = pod["volumes"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter(|v| !v["secret"]["secretName"].is_null())
+        .filter_map(|v| scalar(&v["name"]))
+        .collect();
+    first_container(object)["volumeMounts"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter(|m| scalar(&m["name"]).is_some_and(|n| secrets.contains(&n)))
+        .filter_map(|m| scalar(&m["mountPath"]))
+        .collect()
+}
+
 fn env_entries(container: &Value) -> Vec<(String, Value)> {
     container["env"]
         .as_sequence()
@@ -814,11 +976,23 @@ fn kubernetes_containers_get_what_their_binary_reads_from_the_config_map_and_sec
                     "{name}: the local overlay generates no {secret}/{key}"
                 );
             }
-            let secret_like = var == "DATABASE_URL" || var.contains("SECRET");
-            if secret_like {
+            if var.starts_with("DATABASE_") && var.ends_with("_URL") {
                 assert!(
                     !from["secretKeyRef"].is_null(),
-                    "{name}: {var} from a Secret"
+                    "{name}: {var} (it holds a password) from a Secret"
+                );
+            }
+            if names_a_secret(&var) {
+                assert!(
+                    var.ends_with("_FILE"),
+                    "{name}: {var} is a secret's value; give {var}_FILE, a mounted Secret's file"
+                );
+                let path = scalar(&entry["value"]).unwrap_or_default();
+                assert!(
+                    secret_mounts(object)
+                        .iter()
+                        .any(|dir| path.starts_with(&format!("{dir}/"))),
+                    "{name}: {var}={path} is not a file of a mounted Secret"
                 );
             }
         }
@@ -924,6 +1098,214 @@ fn the_local_overlay_sets_a_namespace_and_tags_every_shop_image() {
         assert!(
             tagged.contains(&format!("shop/{binary}")),
             "{binary} tagged"
+        );
+    }
+}
+
+#[test]
+fn kafka_clients_log_in_with_scram_over_tls_as_themselves_and_the_registry_user_too() {
+    let objects = base_objects();
+    for object in of_kind(&objects, "Deployment")
+        .iter()
+        .chain(&of_kind(&objects, "Job"))
+    {
+        let name = name_of(object);
+        let env: BTreeMap<String, String> = env_entries(first_container(object))
+            .into_iter()
+            .filter_map(|(var, entry)| scalar(&entry["value"]).map(|v| (var, v)))
+            .collect();
+        let Some(protocol) = env.get("KAFKA_SECURITY_PROTOCOL") else {
+            continue;
+        };
+        assert_eq!(protocol, "SASL_SSL", "{name}");
+        assert_eq!(env["KAFKA_SASL_MECHANISM"], "SCRAM-SHA-512", "{name}");
+        let user = &env["KAFKA_SASL_USERNAME"];
+        if object["kind"].as_str() == Some("Deployment") {
+            assert_eq!(user, &name, "{name} logs in to Kafka as itself");
+            assert_eq!(
+                env["SCHEMA_REGISTRY_USERNAME"], name,
+                "{name} reads the registry as its own (read-only) user"
+            );
+        } else {
+            assert_eq!(user, "admin", "the init Job creates topics and ACLs");
+            assert_eq!(env["SCHEMA_REGISTRY_USERNAME"], "operator", "it registers");
+        }
+        let ca = &env["KAFKA_SSL_CA_LOCATION"];
+        assert!(
+            secret_mounts(object)
+                .iter()
+                .any(|dir| ca.starts_with(&format!("{dir}/"))),
+            "{name}: the CA {ca} is a mounted file"
+        );
+    }
+    let keda = of_kind(&objects, "TriggerAuthentication");
+    assert_eq!(keda.len(), 1, "one TriggerAuthentication for KEDA");
+    let params: BTreeSet<String> = keda[0]["spec"]["secretTargetRef"]
+        .as_sequence()
+        .expect("secretTargetRef")
+        .iter()
+        .filter_map(|r| scalar(&r["parameter"]))
+        .collect();
+    for param in ["sasl", "username", "password", "tls", "ca"] {
+        assert!(params.contains(param), "KEDA's login has {param}");
+    }
+    let auth = name_of(&keda[0]);
+    for scaled in of_kind(&objects, "ScaledObject") {
+        for trigger in scaled["spec"]["triggers"].as_sequence().expect("triggers") {
+            assert_eq!(
+                scalar(&trigger["authenticationRef"]["name"]).as_deref(),
+                Some(auth.as_str()),
+                "{}: the trigger logs in",
+                name_of(&scaled)
+            );
+        }
+    }
+}
+
+#[test]
+fn the_local_overlay_generates_secrets_from_files_a_script_makes_never_from_literals() {
+    let overlay = files::yaml(&format!("{OVERLAY}/kustomization.yaml"));
+    for secret in overlay["secretGenerator"]
+        .as_sequence()
+        .expect("secretGenerator")
+    {
+        let name = scalar(&secret["name"]).unwrap();
+        assert!(
+            secret["literals"].is_null() && secret["envs"].is_null(),
+            "{name}: a value in git"
+        );
+        for file in strings(&secret["files"]) {
+            let path = file.split_once('=').map_or(file.as_str(), |(_, p)| p);
+            assert!(path.starts_with("secrets/"), "{name}: {path}");
+        }
+    }
+    let ignore = files::text(&format!("{OVERLAY}/.gitignore"));
+    assert!(
+        ignore.lines().any(|l| l.trim() == "secrets/"),
+        "secrets/ is not committed"
+    );
+    let script = files::text(&format!("{OVERLAY}/make-secrets.sh"));
+    assert!(
+        script.contains("/dev/urandom"),
+        "the script makes random secrets"
+    );
+    assert!(
+        script.contains("sslmode=verify-full"),
+        "database URLs verify the server"
+    );
+}
+
+/// Every NetworkPolicy of the base, and the ingress rules that let `from` reach `port` on the
+/// pods labelled `labels` (`from` = the peer pod's labels; `None` = anyone).
+fn allowed(objects: &[Value], labels: &Value, port: u64, from: Option<&Value>) -> bool {
+    of_kind(objects, "NetworkPolicy")
+        .iter()
+        .filter(|p| {
+            let selector = &p["spec"]["podSelector"]["matchLabels"];
+            !selector.is_null() && selects(selector, labels)
+        })
+        .flat_map(|p| {
+            p["spec"]["ingress"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .any(|rule| {
+            let ports = rule["ports"].as_sequence().cloned().unwrap_or_default();
+            let port_ok =
+                ports.is_empty() || ports.iter().any(|p| p["port"].as_u64() == Some(port));
+            let peers = rule["from"].as_sequence().cloned().unwrap_or_default();
+            let peer_ok = peers.is_empty()
+                || from.is_some_and(|from| {
+                    peers.iter().any(|peer| {
+                        let selector = &peer["podSelector"]["matchLabels"];
+                        !selector.is_null() && selects(selector, from)
+                    })
+                });
+            port_ok && peer_ok
+        })
+}
+
+fn pod_labels(name: &str) -> Value {
+    serde_yaml_ng::from_str(&format!("app.kubernetes.io/name: {name}")).unwrap()
+}
+
+#[test]
+fn network_policies_deny_by_default_and_open_only_the_gateway_and_prometheus_paths() {
+    let objects = base_objects();
+    let policies = of_kind(&objects, "NetworkPolicy");
+    assert!(
+        policies.iter().any(|p| {
+            p["spec"]["podSelector"]
+                .as_mapping()
+                .is_some_and(|m| m.is_empty())
+                && strings(&p["spec"]["policyTypes"]).contains(&"Ingress".to_owned())
+                && p["spec"]["ingress"].is_null()
+        }),
+        "a default deny of ingress for every pod of the namespace"
+    );
+    let gateway = pod_labels("gateway");
+    let prometheus = pod_labels("prometheus");
+    let stranger = pod_labels("stranger");
+    let config = of_kind(&objects, "ConfigMap")
+        .into_iter()
+        .find(|c| name_of(c) == "shop-config")
+        .expect("shop-config");
+    let called_by_gateway: BTreeSet<String> = ["ORDER_URL", "PAYMENT_URL", "SHIPPING_URL"]
+        .iter()
+        .map(|var| parse_url(&scalar(&config["data"][*var]).unwrap()).host)
+        .collect();
+    for deployment in of_kind(&objects, "Deployment") {
+        let name = name_of(&deployment);
+        let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+        let container = first_container(&deployment);
+        let binary = image_binary(container);
+        let http = container_ports(container)["http"];
+        assert!(
+            !allowed(&objects, labels, http, Some(&stranger)) || name == "gateway",
+            "{name}: a stranger reaches port {http}"
+        );
+        if name == "gateway" {
+            assert!(
+                allowed(&objects, labels, http, None),
+                "the public port is open"
+            );
+            let metrics = container_ports(container)["metrics"];
+            let annotated = scalar(
+                &deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"],
+            );
+            assert_eq!(
+                annotated,
+                Some(metrics.to_string()),
+                "scraped on its metrics port"
+            );
+            let env: BTreeMap<String, String> = env_entries(container)
+                .into_iter()
+                .filter_map(|(var, entry)| scalar(&entry["value"]).map(|v| (var, v)))
+                .collect();
+            assert_eq!(port_of_addr(&env["METRICS_ADDR"]) as u64, metrics);
+            assert!(allowed(&objects, labels, metrics, Some(&prometheus)));
+            assert!(!allowed(&objects, labels, metrics, Some(&stranger)));
+            assert!(
+                !allowed(&objects, labels, metrics, None),
+                "metrics are not public"
+            );
+            continue;
+        }
+        assert!(
+            !allowed(&objects, labels, http, None),
+            "{name}'s port {http} is open to all"
+        );
+        if source::serves_metrics(&binary) {
+            assert!(
+                allowed(&objects, labels, http, Some(&prometheus)),
+                "Prometheus scrapes {name}"
+            );
+        }
+        assert_eq!(
+            allowed(&objects, labels, http, Some(&gateway)),
+            called_by_gateway.contains(&name),
+            "{name}: the gateway reaches exactly the services it calls"
         );
     }
 }
