@@ -2,6 +2,7 @@
 //! [`Plan`]. Everything here talks to Kafka; the decisions are in [`super::plan`].
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -209,10 +210,26 @@ async fn wait_until_applied(
     specs: &[TopicSpec],
     timeout: Duration,
 ) -> anyhow::Result<()> {
+    wait_until_empty(timeout, Plan::is_empty, || {
+        plan_against(admin, specs, timeout)
+    })
+    .await
+}
+
+/// Plans again every 200 ms until the plan is empty; fails showing what remains after
+/// `timeout`. Topics and ACLs alike show a change a moment after the controller accepts it.
+pub(crate) async fn wait_until_empty<
+    P: std::fmt::Display,
+    F: Future<Output = anyhow::Result<P>>,
+>(
+    timeout: Duration,
+    is_empty: fn(&P) -> bool,
+    mut plan: impl FnMut() -> F,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        let remaining = plan_against(admin, specs, timeout).await?;
-        if remaining.is_empty() {
+        let remaining = plan().await?;
+        if is_empty(&remaining) {
             return Ok(());
         }
         if Instant::now() >= deadline {

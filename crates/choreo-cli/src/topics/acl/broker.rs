@@ -65,90 +65,84 @@ pub fn describe_all(admin: &Admin, timeout: Duration) -> anyhow::Result<Describe
 
 /// Creates `acls`; fails naming every ACL the broker refused.
 pub fn create(admin: &Admin, acls: &[Acl], timeout: Duration) -> anyhow::Result<()> {
+    change(admin, acls, Change::Create, timeout)
+}
+
+/// Deletes exactly `acls` (each filter names every field, so it matches that ACL only).
+pub fn delete(admin: &Admin, acls: &[Acl], timeout: Duration) -> anyhow::Result<()> {
+    change(admin, acls, Change::Delete, timeout)
+}
+
+#[derive(Clone, Copy)]
+enum Change {
+    Create,
+    Delete,
+}
+
+/// CreateAcls or DeleteAcls of `acls`, in one request; fails naming every ACL refused.
+fn change(admin: &Admin, acls: &[Acl], change: Change, timeout: Duration) -> anyhow::Result<()> {
     if acls.is_empty() {
         return Ok(());
     }
     let bindings = acls
         .iter()
-        .map(Binding::new)
+        .map(|acl| match change {
+            Change::Create => Binding::new(acl),
+            Change::Delete => Binding::exact_filter(acl),
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut pointers: Vec<*mut rd::rd_kafka_AclBinding_t> = bindings.iter().map(|b| b.0).collect();
-    let event = call(
-        admin,
-        rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_CREATEACLS,
-        timeout,
-        |rk, options, queue| {
-            // SAFETY: `pointers` holds `len` live bindings; librdkafka copies each one
-            // (`rd_kafka_AclBinding_copy`), and `bindings` frees ours.
-            unsafe {
-                rd::rd_kafka_CreateAcls(rk, pointers.as_mut_ptr(), pointers.len(), options, queue)
-            }
-        },
-    )?;
-    // SAFETY: a CreateAcls result (checked by `call`), with one result per binding in order;
-    // the results and their errors belong to the event.
-    let results = unsafe {
-        let result = rd::rd_kafka_event_CreateAcls_result(event.0);
-        let mut count = 0;
-        let array = rd::rd_kafka_CreateAcls_result_acls(result, &mut count);
-        slice(array, count)
+    let op = match change {
+        Change::Create => rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_CREATEACLS,
+        Change::Delete => rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DELETEACLS,
     };
-    let mut refused = Vec::new();
-    for (acl, &result) in acls.iter().zip(results) {
-        // SAFETY: `result` is a live acl_result of the event; its error is NULL or owned by it.
-        if let Some(why) = unsafe { error_text(rd::rd_kafka_acl_result_error(result)) } {
-            refused.push(format!("{acl}: {why}"));
+    let event = call(admin, op, timeout, |rk, options, queue| {
+        let (array, len) = (pointers.as_mut_ptr(), pointers.len());
+        // SAFETY: `array` holds `len` live bindings (filters for a delete); librdkafka copies
+        // each one (`rd_kafka_AclBinding(Filter)_copy`), and `bindings` frees ours.
+        unsafe {
+            match change {
+                Change::Create => rd::rd_kafka_CreateAcls(rk, array, len, options, queue),
+                Change::Delete => rd::rd_kafka_DeleteAcls(rk, array, len, options, queue),
+            }
         }
-    }
-    if !refused.is_empty() {
-        bail!(
-            "the broker refused to create ACLs:\n  {}",
-            refused.join("\n  ")
-        );
-    }
-    Ok(())
-}
-
-/// Deletes exactly `acls` (each filter names every field, so it matches that ACL only).
-pub fn delete(admin: &Admin, acls: &[Acl], timeout: Duration) -> anyhow::Result<()> {
-    if acls.is_empty() {
-        return Ok(());
-    }
-    let filters = acls
+    })?;
+    // SAFETY: the event is this operation's result (checked by `call`), with one result per
+    // binding, in order; the results and their errors belong to the event, which lives until
+    // the end of this function, and are copied into `String`s here.
+    let errors: Vec<Option<String>> = unsafe {
+        let mut count = 0;
+        match change {
+            Change::Create => {
+                let result = rd::rd_kafka_event_CreateAcls_result(event.0);
+                let array = rd::rd_kafka_CreateAcls_result_acls(result, &mut count);
+                slice(array, count)
+                    .iter()
+                    .map(|&r| error_text(rd::rd_kafka_acl_result_error(r)))
+                    .collect()
+            }
+            Change::Delete => {
+                let result = rd::rd_kafka_event_DeleteAcls_result(event.0);
+                let array = rd::rd_kafka_DeleteAcls_result_responses(result, &mut count);
+                slice(array, count)
+                    .iter()
+                    .map(|&r| error_text(rd::rd_kafka_DeleteAcls_result_response_error(r)))
+                    .collect()
+            }
+        }
+    };
+    let refused: Vec<String> = acls
         .iter()
-        .map(Binding::exact_filter)
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut pointers: Vec<*mut rd::rd_kafka_AclBinding_t> = filters.iter().map(|b| b.0).collect();
-    let event = call(
-        admin,
-        rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DELETEACLS,
-        timeout,
-        |rk, options, queue| {
-            // SAFETY: as in `create`: live filters, copied by librdkafka, freed by `filters`.
-            unsafe {
-                rd::rd_kafka_DeleteAcls(rk, pointers.as_mut_ptr(), pointers.len(), options, queue)
-            }
-        },
-    )?;
-    // SAFETY: a DeleteAcls result (checked by `call`), one response per filter, owned by it.
-    let responses = unsafe {
-        let result = rd::rd_kafka_event_DeleteAcls_result(event.0);
-        let mut count = 0;
-        let array = rd::rd_kafka_DeleteAcls_result_responses(result, &mut count);
-        slice(array, count)
-    };
-    let mut refused = Vec::new();
-    for (acl, &response) in acls.iter().zip(responses) {
-        // SAFETY: `response` is live while the event is; its error is NULL or owned by it.
-        let error = unsafe { rd::rd_kafka_DeleteAcls_result_response_error(response) };
-        // SAFETY: `error` is NULL or owned by the live event.
-        if let Some(why) = unsafe { error_text(error) } {
-            refused.push(format!("{acl}: {why}"));
-        }
-    }
+        .zip(errors)
+        .filter_map(|(acl, error)| Some(format!("{acl}: {}", error?)))
+        .collect();
     if !refused.is_empty() {
+        let verb = match change {
+            Change::Create => "create",
+            Change::Delete => "delete",
+        };
         bail!(
-            "the broker refused to delete ACLs:\n  {}",
+            "the broker refused to {verb} ACLs:\n  {}",
             refused.join("\n  ")
         );
     }

@@ -2,7 +2,7 @@
 //! calls, [`diff`](super::diff()) for the decisions.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rdkafka::admin::{AdminOptions, OwnedResourceSpecifier, ResourceSpecifier};
@@ -69,17 +69,10 @@ pub async fn apply(
     };
     broker::create(admin, &changes.create, timeout)?;
     broker::delete(admin, &changes.delete, timeout)?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        let remaining = plan_against(admin, specs, timeout).await?;
-        if remaining.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!("the broker's ACLs still differ from the specs after {timeout:?}:\n{remaining}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    crate::topics::cluster::wait_until_empty(timeout, AclPlan::is_empty, || {
+        plan_against(admin, specs, timeout)
+    })
+    .await
 }
 
 /// Whether the broker runs an authorizer, by its `authorizer.class.name` (empty without one).
