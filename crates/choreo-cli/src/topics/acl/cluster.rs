@@ -104,3 +104,18 @@ async fn has_authorizer(admin: &Admin, timeout: Duration) -> anyhow::Result<bool
     }
     bail!("the broker did not describe its configs")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broker_without_an_authorizer_is_reported_and_needs_nothing() {
+        let plan = AclPlan::NoAuthorizer;
+        assert!(plan.is_empty());
+        assert_eq!(
+            plan.to_string(),
+            "ACLs: the broker has no authorizer; skipped"
+        );
+    }
+}
