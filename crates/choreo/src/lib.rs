@@ -39,4 +39,4 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{ConfigError, KafkaConfig, RegistryConfig};
+pub use config::{ConfigError, KafkaConfig, KafkaSecurity, RegistryConfig};

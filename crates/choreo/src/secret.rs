@@ -14,7 +14,9 @@ use crate::config::ConfigError;
 /// `Ok(None)` when neither is set. Both set is an error: which one wins would be a guess.
 pub fn read(var: &'static str) -> Result<Option<SecretString>, ConfigError> {
     let file_var = format!("{var}_FILE");
-    let from_file = std::env::var(&file_var).ok().filter(|v| !v.trim().is_empty());
+    let from_file = std::env::var(&file_var)
+        .ok()
+        .filter(|v| !v.trim().is_empty());
     let direct = std::env::var(var).ok().filter(|v| !v.is_empty());
     match (from_file, direct) {
         (Some(_), Some(_)) => Err(ConfigError::Invalid {

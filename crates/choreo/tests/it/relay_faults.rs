@@ -159,7 +159,9 @@ fn closed_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_relay_stops_within_its_drain_while_kafka_cannot_be_reached() {
     let db = TestDb::create().await;
-    let nowhere = kafka().with_brokers(&format!("127.0.0.1:{}", closed_port())).unwrap();
+    let nowhere = kafka()
+        .with_brokers(&format!("127.0.0.1:{}", closed_port()))
+        .unwrap();
     enqueue(&db, "test.relay.unreachable", &[("k", "v".into())]).await;
     let config = relay_config();
     let bound = config.shutdown_drain + Duration::from_secs(1);
