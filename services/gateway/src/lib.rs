@@ -182,14 +182,8 @@ impl Application {
                 .with_graceful_shutdown(async move { token.cancelled().await })
                 .await
         });
-        // The frame's operations endpoints are taken, so it adds none to the public port: the
-        // probes are served there, `/metrics` on its own listener.
-        let _ = frame.operations();
-        let readiness = choreo::ops::Readiness {
-            database: Some(frame.pool.clone()),
-            consumers: Vec::new(),
-        };
-        let probes = choreo::ops::probes(frame.metrics.clone(), readiness);
+        // The probes on the public port, `/metrics` on its own listener.
+        let probes = frame.probes();
         let router = router(state, &frame.metrics, probes);
         Ok(Self {
             frame,

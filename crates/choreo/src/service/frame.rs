@@ -135,6 +135,14 @@ impl Frame {
         crate::ops::router(self.metrics.clone(), self.readiness())
     }
 
+    /// The probes (`/healthz`, `/readyz`) without `/metrics`, for a caller that serves its
+    /// metrics on a listener of its own ([`crate::ops::metrics_router`]): [`Frame::run`] then
+    /// adds no operations endpoints either.
+    pub fn probes(&mut self) -> Router {
+        self.operations_taken = true;
+        crate::ops::probes(self.metrics.clone(), self.readiness())
+    }
+
     fn readiness(&self) -> Readiness {
         Readiness {
             database: Some(self.pool.clone()),
