@@ -108,6 +108,11 @@ impl Shop {
         Some(self.operator_token.expose_secret())
     }
 
+    /// `request` with the operator token (the provider simulator's `/admin/faults`).
+    pub fn as_operator(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request.bearer_auth(self.operator_token.expose_secret())
+    }
+
     /// Sends a JSON request; the status and the body (JSON, or `null` when there is none).
     pub async fn call(
         &self,

@@ -1,9 +1,11 @@
 //! The simulator's configuration: flags, each also read from a `PROVIDER_*` environment
-//! variable, and the behaviour rules derived from them. No secrets: the simulator has none.
+//! variable, and the behaviour rules derived from them. One secret, never a flag: the operator
+//! token `/admin/faults` takes (`OPERATOR_TOKEN[_FILE]`, which the binary requires).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use choreo::secret::SecretString;
 use clap::Parser;
 
 use crate::decide::Rules;
@@ -54,6 +56,11 @@ pub struct Config {
     /// outcomes unknown. `PUT`/`DELETE /admin/faults` replace it at run time.
     #[arg(long, env = "PROVIDER_ANSWER_AFTER_MS")]
     pub answer_after_ms: Option<u64>,
+    /// The bearer token `/admin/faults` requires (the shop's operator token); read by the
+    /// binary from `OPERATOR_TOKEN_FILE` or `OPERATOR_TOKEN`, never a flag. `None` (tests
+    /// only) leaves the faults open.
+    #[arg(skip)]
+    pub operator_token: Option<SecretString>,
 }
 
 impl Config {
@@ -71,6 +78,7 @@ impl Config {
             pending_ms: 120_000,
             seed: Some(42),
             answer_after_ms: None,
+            operator_token: None,
         }
     }
 

@@ -16,6 +16,7 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use choreo::problem::Problem;
+use choreo::service::auth::{guard, Credentials};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -158,17 +159,22 @@ impl AppState {
     }
 }
 
-/// The simulator's routes.
+/// The simulator's routes; `/admin/faults` takes the operator token when one is configured.
 pub fn router(state: AppState) -> Router {
+    let mut admin = Router::new().route(
+        "/admin/faults",
+        get(show_faults).put(put_faults).delete(clear_faults),
+    );
+    if let Some(token) = &state.config.operator_token {
+        let credentials = Arc::new(Credentials::operator(token.clone()));
+        admin = guard(admin, credentials);
+    }
     Router::new()
         .route("/v1/charges", post(create_charge).get(list_charges))
         .route("/v1/charges/void", post(void_charge))
         .route("/v1/charges/{id}", get(show_charge))
         .route("/v1/refunds", post(create_refund))
-        .route(
-            "/admin/faults",
-            get(show_faults).put(put_faults).delete(clear_faults),
-        )
+        .merge(admin)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/stats", get(stats))
         .with_state(state)

@@ -7,7 +7,9 @@ use provider_sim::{Config, Simulator};
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     choreo::service::init_tracing();
-    let config = Config::parse();
+    let mut config = Config::parse();
+    config.operator_token =
+        Some(choreo::secret::required("OPERATOR_TOKEN").map_err(std::io::Error::other)?);
     let shutdown = choreo::shutdown::on_signal()?;
     let simulator = Simulator::bind(config).await?;
     tracing::info!(addr = %simulator.local_addr()?, "provider simulator listening");

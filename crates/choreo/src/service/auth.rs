@@ -42,13 +42,24 @@ pub enum Caller {
 /// The two tokens a service accepts. `Debug` shows neither.
 #[derive(Debug, Clone)]
 pub struct Credentials {
-    service: SecretString,
+    service: Option<SecretString>,
     operator: SecretString,
 }
 
 impl Credentials {
     pub fn new(service: SecretString, operator: SecretString) -> Self {
-        Self { service, operator }
+        Self {
+            service: Some(service),
+            operator,
+        }
+    }
+
+    /// Credentials accepting the operator token alone (a process no service calls).
+    pub fn operator(operator: SecretString) -> Self {
+        Self {
+            service: None,
+            operator,
+        }
     }
 
     /// Both tokens from the environment (`SERVICE_TOKEN[_FILE]`, `OPERATOR_TOKEN[_FILE]`);
@@ -63,7 +74,10 @@ impl Credentials {
     /// The caller `token` stands for, if any. Both tokens are always compared.
     pub fn caller(&self, token: &str) -> Option<Caller> {
         let operator = same(token.as_bytes(), self.operator.expose_secret().as_bytes());
-        let service = same(token.as_bytes(), self.service.expose_secret().as_bytes());
+        let service = self
+            .service
+            .as_ref()
+            .is_some_and(|s| same(token.as_bytes(), s.expose_secret().as_bytes()));
         if operator {
             Some(Caller::Operator)
         } else if service {
@@ -71,11 +85,6 @@ impl Credentials {
         } else {
             None
         }
-    }
-
-    /// The service token, for a caller of the services (the gateway).
-    pub fn service_token(&self) -> &SecretString {
-        &self.service
     }
 }
 

@@ -282,7 +282,8 @@ impl Injector {
 
     async fn provider_faults(&self, faults: serde_json::Value) -> anyhow::Result<()> {
         let url = format!("{}/admin/faults", self.shop.provider);
-        let response = self.shop.http.put(&url).json(&faults).send().await?;
+        let request = self.shop.http.put(&url).json(&faults);
+        let response = self.shop.as_operator(request).send().await?;
         if !response.status().is_success() {
             bail!("PUT {url}: {}", response.status());
         }
@@ -291,7 +292,8 @@ impl Injector {
 
     async fn clear_provider_faults(&self) -> anyhow::Result<()> {
         let url = format!("{}/admin/faults", self.shop.provider);
-        let response = self.shop.http.delete(&url).send().await?;
+        let request = self.shop.http.delete(&url);
+        let response = self.shop.as_operator(request).send().await?;
         if !response.status().is_success() {
             bail!("DELETE {url}: {}", response.status());
         }

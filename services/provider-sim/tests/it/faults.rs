@@ -33,6 +33,30 @@ async fn stats_until(sim: &TestSim, field: &str, value: Value) -> Value {
 }
 
 #[tokio::test]
+async fn faults_take_the_operator_token_when_one_is_set() {
+    let sim = spawn_sim(Config {
+        operator_token: Some("op-token".to_owned().into()),
+        ..Config::for_tests()
+    })
+    .await;
+    let (status, _) = sim
+        .put("/admin/faults", &json!({"failure_rate": 1.0}))
+        .await;
+    assert_eq!(status, 401);
+    let response = sim
+        .http
+        .put(format!("{}/admin/faults", sim.base))
+        .bearer_auth("op-token")
+        .json(&json!({"failure_rate": 0.5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (status, _) = sim.get("/stats").await;
+    assert_eq!(status, 200, "the provider's own API stays as it was");
+}
+
+#[tokio::test]
 async fn faults_are_set_shown_and_cleared() {
     let sim = spawn_sim(Config::for_tests()).await;
     let (status, set) = sim
