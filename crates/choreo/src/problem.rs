@@ -167,6 +167,12 @@ impl Problem {
         Self::new(Kind::INVALID_VALUE, detail)
     }
 
+    /// No (valid) credentials: 401, asking for a bearer token (`WWW-Authenticate: Bearer`).
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(Kind::UNAUTHORIZED, detail)
+            .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+    }
+
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(Kind::NOT_FOUND, detail)
     }

@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 
 use choreo::problem::Problem;
 
-use crate::error::unauthorized;
 use crate::AppState;
 
 /// The claims the gateway reads from a token; a token without `exp` or `iat` does not decode.
@@ -125,23 +124,29 @@ impl JwtKeys {
         use jsonwebtoken::errors::ErrorKind;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => unauthorized("the bearer token has expired"),
-                ErrorKind::ImmatureSignature => unauthorized("the bearer token is not valid yet"),
-                ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => {
-                    unauthorized("the bearer token is not for this gateway")
+                ErrorKind::ExpiredSignature => {
+                    Problem::unauthorized("the bearer token has expired")
                 }
-                _ => unauthorized("the bearer token is not valid"),
+                ErrorKind::ImmatureSignature => {
+                    Problem::unauthorized("the bearer token is not valid yet")
+                }
+                ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => {
+                    Problem::unauthorized("the bearer token is not for this gateway")
+                }
+                _ => Problem::unauthorized("the bearer token is not valid"),
             })?;
         let claims = data.claims;
         if claims.iat > now_secs() {
-            return Err(unauthorized("the bearer token is issued in the future"));
+            return Err(Problem::unauthorized(
+                "the bearer token is issued in the future",
+            ));
         }
         let lifetime = claims.exp.saturating_sub(claims.iat);
         if lifetime > self.policy.max_lifetime.as_secs() {
-            return Err(unauthorized("the bearer token lives too long"));
+            return Err(Problem::unauthorized("the bearer token lives too long"));
         }
         if claims.sub.is_empty() {
-            return Err(unauthorized("the bearer token has no subject"));
+            return Err(Problem::unauthorized("the bearer token has no subject"));
         }
         Ok(Customer(claims.sub))
     }
@@ -150,7 +155,7 @@ impl JwtKeys {
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Customer, Problem> {
         let value = headers
             .get(header::AUTHORIZATION)
-            .ok_or_else(|| unauthorized("an Authorization: Bearer token is required"))?;
+            .ok_or_else(|| Problem::unauthorized("an Authorization: Bearer token is required"))?;
         let token = value
             .to_str()
             .ok()
@@ -159,7 +164,9 @@ impl JwtKeys {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .map(str::trim)
-            .ok_or_else(|| unauthorized("the Authorization header is not a Bearer token"))?;
+            .ok_or_else(|| {
+                Problem::unauthorized("the Authorization header is not a Bearer token")
+            })?;
         self.verify(token)
     }
 }

@@ -2,8 +2,9 @@
 //! `application/problem+json`, see [`choreo::problem`]). This module holds the kinds only the
 //! gateway has, the constructors that add its extension member `field` (the request field at
 //! fault, a JSON path such as `lines[0].quantity` or a header name) and its headers
-//! (`WWW-Authenticate` on 401, `Retry-After` on 409/429/503/504), and the one place an
-//! upstream's trouble or refusal becomes the gateway's answer.
+//! (`Retry-After` on 409/429/503/504; a 401 is `Problem::unauthorized`, with
+//! `WWW-Authenticate`), and the one place an upstream's trouble or refusal becomes the gateway's
+//! answer.
 //!
 //! Caller mistakes are shown with a clear detail; upstream trouble, and a new order shed while
 //! the shop is saturated, are 503/504 with `Retry-After`; infrastructure errors are logged with
@@ -11,7 +12,7 @@
 
 use std::time::Duration;
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use choreo::problem::{Kind, Problem};
 use serde_json::Value;
 
@@ -37,12 +38,6 @@ pub const OVERLOADED: Kind = Kind::new("overloaded", "Shop busy", StatusCode::SE
 /// A refused value, naming the request field at fault.
 pub fn invalid(detail: impl Into<String>, field: impl Into<String>) -> Problem {
     Problem::invalid(detail).with("field", field.into())
-}
-
-/// No valid bearer token.
-pub fn unauthorized(detail: &str) -> Problem {
-    Problem::new(Kind::UNAUTHORIZED, detail)
-        .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
 }
 
 pub fn rate_limited(retry_after: Duration) -> Problem {
@@ -110,6 +105,7 @@ pub fn upstream_refusal(status: StatusCode, body: Value) -> Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header;
     use axum::response::IntoResponse;
     use serde_json::json;
 
@@ -143,7 +139,7 @@ mod tests {
 
     #[test]
     fn a_refused_token_asks_for_a_bearer_token() {
-        let response = unauthorized("no").into_response();
+        let response = Problem::unauthorized("no").into_response();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
     }

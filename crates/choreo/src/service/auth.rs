@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -98,12 +98,6 @@ fn same(given: &[u8], expected: &[u8]) -> bool {
     diff == 0
 }
 
-/// 401 with `WWW-Authenticate: Bearer`.
-pub fn unauthorized(detail: &str) -> Problem {
-    Problem::new(Kind::UNAUTHORIZED, detail)
-        .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
-}
-
 /// The token of an `Authorization: Bearer <token>` header.
 fn bearer(request: &Request) -> Option<&str> {
     let value = request
@@ -124,14 +118,14 @@ async fn authenticate(
     next: Next,
 ) -> Response {
     let Some(token) = bearer(&request) else {
-        return unauthorized("an Authorization: Bearer token is required").into_response();
+        return Problem::unauthorized("an Authorization: Bearer token is required").into_response();
     };
     match credentials.caller(token) {
         Some(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        None => unauthorized("the bearer token is not valid").into_response(),
+        None => Problem::unauthorized("the bearer token is not valid").into_response(),
     }
 }
 
@@ -141,7 +135,7 @@ async fn require_operator(request: Request, next: Next) -> Response {
         Some(Caller::Service) => {
             Problem::new(Kind::FORBIDDEN, "this operation takes the operator token").into_response()
         }
-        None => unauthorized("an Authorization: Bearer token is required").into_response(),
+        None => Problem::unauthorized("an Authorization: Bearer token is required").into_response(),
     }
 }
 
