@@ -26,14 +26,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 "expected a JSON body (Content-Type: application/json)",
             ));
         }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| match rejection.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => {
-                    Problem::new(Kind::PAYLOAD_TOO_LARGE, "the body is too large")
-                }
-                _ => Problem::bad_request(rejection.body_text()),
-            })?;
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => {
+                        Problem::new(Kind::PAYLOAD_TOO_LARGE, "the body is too large")
+                    }
+                    _ => Problem::bad_request(rejection.body_text()),
+                })?;
         decode(&bytes).map(ApiJson)
     }
 }
