@@ -183,8 +183,9 @@ pg_provision() {
   pg_ssl_on || die "postgres did not turn TLS on; log: $(show_path "$PG_LOG")"
   local sql db app
   sql="ALTER ROLE postgres PASSWORD '$(pg_password postgres)';
-SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', '$PG_REGISTRY_DB', '$PG_REGISTRY_DB')
+SELECT format('CREATE ROLE %I LOGIN', '$PG_REGISTRY_DB')
   WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_REGISTRY_DB') \\gexec
+ALTER ROLE $PG_REGISTRY_DB NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '$(pg_password "$PG_REGISTRY_DB")';
 SELECT format('CREATE DATABASE %I OWNER %I', '$PG_REGISTRY_DB', '$PG_REGISTRY_DB')
   WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PG_REGISTRY_DB') \\gexec
 "

@@ -38,7 +38,8 @@ registry_ready() {
     curl -sf -o /dev/null --max-time 2 -K - "$(registry_url)/subjects"
 }
 
-# The users realm and role mapping, written to $STACK_DIR/registry/auth.properties (mode 600).
+# The users realm and role mapping, and the registry's database password, written to
+# $STACK_DIR/registry/auth.properties (mode 600).
 registry_auth_props() {
   local f=$STACK_DIR/registry/auth.properties user role
   (
@@ -50,6 +51,8 @@ registry_auth_props() {
       echo apicurio.auth.role-based-authorization=true
       echo apicurio.auth.role-source=token
       echo apicurio.auth.anonymous-read-access.enabled=false
+      # Its database password too: a -D flag would show in `ps`.
+      echo "apicurio.datasource.password=$(pg_password "$PG_REGISTRY_DB")"
       for user in "$REGISTRY_OPERATOR" "${REGISTRY_READERS[@]}"; do
         role=sr-readonly
         [[ $user == "$REGISTRY_OPERATOR" ]] && role=sr-admin
@@ -75,7 +78,6 @@ registry_props() {
     apicurio.storage.sql.kind=postgresql
     "apicurio.datasource.url=jdbc:postgresql://127.0.0.1:$STACK_PG_PORT/$PG_REGISTRY_DB?sslmode=verify-full&sslrootcert=$TLS_DIR/ca.crt"
     "apicurio.datasource.username=$PG_REGISTRY_DB"
-    "apicurio.datasource.password=$PG_REGISTRY_DB"
     apicurio.datasource.jdbc.initial-size=2
     apicurio.datasource.jdbc.min-size=2
     apicurio.datasource.jdbc.max-size=20
