@@ -199,6 +199,12 @@ pub fn env_names_read(binary: &str) -> BTreeSet<String> {
     if uses_service_settings(binary) {
         names.extend(service_settings_vars());
     }
+    // The service frame migrates as the role of DATABASE_MIGRATION_URL when it is set
+    // (choreo::db::connect_migrated), whoever builds the frame's settings.
+    if text.contains("Frame::connect") {
+        let db = files::text("crates/choreo/src/db.rs");
+        names.extend(literals_after(&db, "MIGRATION_URL_VAR: &str ="));
+    }
     // sqlx reads the password of a URL without one from PGPASSFILE (a pgpass file).
     if names.contains("DATABASE_URL") {
         names.insert("PGPASSFILE".to_owned());
