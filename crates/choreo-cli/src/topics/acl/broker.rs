@@ -270,18 +270,42 @@ impl Drop for Event {
     }
 }
 
+/// librdkafka's constructor of an ACL binding or of a binding filter.
+type Constructor = unsafe extern "C" fn(
+    rd::rd_kafka_ResourceType_t,
+    *const c_char,
+    rd::rd_kafka_ResourcePatternType_t,
+    *const c_char,
+    *const c_char,
+    rd::rd_kafka_AclOperation_t,
+    rd::rd_kafka_AclPermissionType_t,
+    *mut c_char,
+    usize,
+) -> *mut rd::rd_kafka_AclBinding_t;
+
 /// Owns an ACL binding or binding filter of ours.
 struct Binding(*mut rd::rd_kafka_AclBinding_t);
 
 impl Binding {
     /// A binding to create.
     fn new(acl: &Acl) -> anyhow::Result<Self> {
+        Self::build(acl, rd::rd_kafka_AclBinding_new)
+    }
+
+    /// A filter matching exactly `acl`.
+    fn exact_filter(acl: &Acl) -> anyhow::Result<Self> {
+        Self::build(acl, rd::rd_kafka_AclBindingFilter_new)
+    }
+
+    /// `acl` made by `constructor`, librdkafka's binding or binding-filter constructor (the
+    /// same arguments; a filter is a binding whose fields may be "any").
+    fn build(acl: &Acl, constructor: Constructor) -> anyhow::Result<Self> {
         let [name, principal, host] = c_strings(acl)?;
         let mut errstr = [0 as c_char; 256];
         // SAFETY: the strings are NUL-terminated and live for the call (librdkafka copies
         // them); `errstr` is writable for its length.
         let binding = unsafe {
-            rd::rd_kafka_AclBinding_new(
+            constructor(
                 resource_type(acl.resource),
                 name.as_ptr(),
                 pattern_type(acl.pattern),
@@ -294,27 +318,6 @@ impl Binding {
             )
         };
         Self::owned(binding, &errstr, acl)
-    }
-
-    /// A filter matching exactly `acl`.
-    fn exact_filter(acl: &Acl) -> anyhow::Result<Self> {
-        let [name, principal, host] = c_strings(acl)?;
-        let mut errstr = [0 as c_char; 256];
-        // SAFETY: as in `new`.
-        let filter = unsafe {
-            rd::rd_kafka_AclBindingFilter_new(
-                resource_type(acl.resource),
-                name.as_ptr(),
-                pattern_type(acl.pattern),
-                principal.as_ptr(),
-                host.as_ptr(),
-                operation(acl.operation),
-                permission(acl.permission),
-                errstr.as_mut_ptr(),
-                errstr.len(),
-            )
-        };
-        Self::owned(filter, &errstr, acl)
     }
 
     /// A filter matching every ACL (NULL strings match any value).
