@@ -28,6 +28,46 @@ pub struct Metadata {
     /// The service that wrote it.
     pub producer: String,
     pub occurred_at: DateTime<Utc>,
+    /// The cause's type and time, known to the writer only (not a header): the saga step this
+    /// event completes, timed by [`crate::metrics::observe_saga_step`] when it is written.
+    pub step_from: Option<StepFrom>,
+}
+
+/// The event a step of a saga starts from (see [`Metadata::step_from`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StepFrom {
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// What an event written later needs of its cause: kept with a row that waits (a payment for
+/// its worker, an order for its deadline or a customer's cancellation) so that the event the
+/// work finally writes still names its cause, stays in its saga and continues its trace.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Cause {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub correlation_id: String,
+    pub occurred_at: DateTime<Utc>,
+    pub traceparent: Option<String>,
+}
+
+impl From<&Metadata> for Cause {
+    fn from(event: &Metadata) -> Self {
+        Self {
+            event_id: event.event_id,
+            event_type: event.event_type.clone(),
+            correlation_id: event.correlation_id.clone(),
+            occurred_at: event.occurred_at,
+            traceparent: event.traceparent.clone(),
+        }
+    }
+}
+
+impl From<&Cause> for Cause {
+    fn from(cause: &Cause) -> Self {
+        cause.clone()
+    }
 }
 
 /// A header that is missing or unreadable.
@@ -39,27 +79,36 @@ pub struct HeaderError {
 }
 
 impl Metadata {
-    /// Metadata for a new event of type `event_type` in saga `correlation_id`, now, in a new
-    /// span of the trace in hand ([`crate::telemetry::current`]), if any.
+    /// Metadata for a new event of type `event_type` in saga `correlation_id`, now, continuing
+    /// the current span's trace ([`crate::telemetry::current_traceparent`]) while spans are
+    /// exported.
     pub fn new(event_type: &str, correlation_id: &str, producer: &str) -> Self {
         Self {
             event_id: Uuid::now_v7(),
             event_type: event_type.to_owned(),
             correlation_id: correlation_id.to_owned(),
             causation_id: None,
-            traceparent: crate::telemetry::current().map(|c| c.child().to_string()),
+            traceparent: crate::telemetry::current_traceparent(),
             producer: producer.to_owned(),
             occurred_at: Utc::now(),
+            step_from: None,
         }
     }
 
-    /// The same, caused by the event `cause` (which also passes on its saga and trace).
-    pub fn caused_by(mut self, cause: &Metadata) -> Self {
+    /// The same, caused by the event `cause` (an incoming event's metadata, or a [`Cause`] kept
+    /// in a row), which also passes on its saga and, when no span of this process continues it,
+    /// its trace.
+    pub fn caused_by(mut self, cause: impl Into<Cause>) -> Self {
+        let cause = cause.into();
         self.causation_id = Some(cause.event_id);
-        self.correlation_id.clone_from(&cause.correlation_id);
+        self.correlation_id = cause.correlation_id;
         if self.traceparent.is_none() {
-            self.traceparent.clone_from(&cause.traceparent);
+            self.traceparent = cause.traceparent;
         }
+        self.step_from = Some(StepFrom {
+            event_type: cause.event_type,
+            occurred_at: cause.occurred_at,
+        });
         self
     }
 
@@ -128,6 +177,7 @@ impl Metadata {
                 .transpose()?,
             traceparent: get(TRACEPARENT).map(str::to_owned),
             producer: required(PRODUCER)?.to_owned(),
+            step_from: None,
             occurred_at: DateTime::parse_from_rfc3339(occurred)
                 .map_err(|e| HeaderError {
                     name: OCCURRED_AT,
@@ -177,12 +227,32 @@ mod tests {
         assert_eq!(
             Metadata {
                 occurred_at: effect.occurred_at,
+                step_from: effect.step_from.clone(),
                 ..read
             },
             effect
         );
         assert_eq!(effect.correlation_id, "order-1");
         assert_eq!(effect.causation_id, Some(cause.event_id));
+        assert_eq!(
+            effect.step_from.as_ref().map(|s| s.event_type.as_str()),
+            Some("shop.order.OrderPlaced")
+        );
+    }
+
+    #[test]
+    fn a_kept_cause_names_the_same_cause_as_the_event_it_was_kept_from() {
+        let mut cause = Metadata::new("shop.inventory.InventoryReserved", "order-7", "inventory");
+        cause.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+        let kept: Cause =
+            serde_json::from_value(serde_json::to_value(Cause::from(&cause)).unwrap()).unwrap();
+        let direct =
+            Metadata::new("shop.payment.PaymentCaptured", "x", "payment").caused_by(&cause);
+        let later = Metadata::new("shop.payment.PaymentCaptured", "x", "payment").caused_by(&kept);
+        assert_eq!(later.causation_id, direct.causation_id);
+        assert_eq!(later.correlation_id, "order-7");
+        assert_eq!(later.traceparent, cause.traceparent);
+        assert_eq!(later.step_from, direct.step_from);
     }
 
     #[test]

@@ -56,6 +56,38 @@ pub struct Metrics {
     pub inbox_pruned: IntCounter,
 }
 
+/// From a cause to the event it caused, by step of the saga (`from` and `to` are the events'
+/// short names, e.g. `OrderPlaced` -> `InventoryReserved`): one process-wide histogram,
+/// registered in every [`Metrics`] registry, observed by the outbox as each event is written.
+static SAGA_STEP_SECONDS: std::sync::LazyLock<HistogramVec> = std::sync::LazyLock::new(|| {
+    HistogramVec::new(
+        HistogramOpts::new(
+            "saga_step_seconds",
+            "From a cause's occurred_at to the occurred_at of the event it caused",
+        )
+        .buckets(vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+        ]),
+        &["from", "to"],
+    )
+    .expect("valid histogram")
+});
+
+/// Times the saga step `metadata` completes (nothing for an event with no known cause).
+pub fn observe_saga_step(metadata: &crate::envelope::Metadata) {
+    let Some(from) = &metadata.step_from else {
+        return;
+    };
+    let short = |name: &str| name.rsplit('.').next().unwrap_or(name).to_owned();
+    let seconds = (metadata.occurred_at - from.occurred_at)
+        .to_std()
+        .unwrap_or_default()
+        .as_secs_f64();
+    SAGA_STEP_SECONDS
+        .with_label_values(&[short(&from.event_type), short(&metadata.event_type)])
+        .observe(seconds);
+}
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -186,6 +218,7 @@ impl Metrics {
             Box::new(metrics.handler_panics.clone()),
             Box::new(metrics.inbox_rows.clone()),
             Box::new(metrics.inbox_pruned.clone()),
+            Box::new(SAGA_STEP_SECONDS.clone()),
         ];
         for collector in collectors {
             metrics

@@ -92,10 +92,32 @@ impl Outbox {
         event: &E,
         mut metadata: Metadata,
     ) -> Result<Uuid, OutboxError> {
+        use tracing::Instrument;
         let value = self.codec.encode(event).await?;
         metadata.event_type = E::NAME.to_owned();
         metadata.producer.clone_from(&self.producer);
-        add_encoded(tx, E::TOPIC, key, &value, &metadata).await?;
+        // The event's creation span: its context is the `traceparent` the event carries, in the
+        // trace of the work that wrote it (or of the cause it names, for work with no span).
+        let span = tracing::info_span!(
+            "outbox write",
+            otel.name = %format!("create {}", E::TOPIC),
+            otel.kind = "producer",
+            messaging.system = "kafka",
+            messaging.operation.type = "create",
+            messaging.destination.name = E::TOPIC,
+            messaging.kafka.message.key = key,
+            messaging.message.id = %metadata.event_id,
+            choreo.event_type = E::NAME,
+            choreo.causation_id = metadata.causation_id.map(|c| c.to_string()),
+        );
+        crate::telemetry::set_parent(&span, metadata.traceparent.as_deref());
+        if let Some(traceparent) = span.in_scope(crate::telemetry::current_traceparent) {
+            metadata.traceparent = Some(traceparent);
+        }
+        add_encoded(tx, E::TOPIC, key, &value, &metadata)
+            .instrument(span)
+            .await?;
+        crate::metrics::observe_saga_step(&metadata);
         self.doorbell.mark();
         Ok(metadata.event_id)
     }

@@ -233,7 +233,8 @@ impl Service {
         routes: Router,
         shutdown: CancellationToken,
     ) -> Result<(), ServiceError> {
-        let routes = auth::guard(routes, self.settings.credentials.clone());
+        let routes = auth::guard(routes, self.settings.credentials.clone())
+            .route_layer(axum::middleware::from_fn(crate::telemetry::serve_http));
         let stop = shutdown.child_token();
         let mut parts: JoinSet<(String, Result<(), String>)> = JoinSet::new();
         if self.relay {
@@ -295,13 +296,9 @@ impl Ready {
     }
 }
 
-/// Installs the JSON log subscriber every service uses (`RUST_LOG` filters, default `info`).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(false)
-        .try_init();
+/// Installs the JSON log subscriber every service uses (`RUST_LOG` filters, default `info`) and
+/// OpenTelemetry when the `OTEL_*` variables ask for it ([`crate::telemetry::init`]); keep the
+/// guard until the process ends, so the last spans are flushed.
+pub fn init_tracing(service: &str) -> crate::telemetry::Telemetry {
+    crate::telemetry::init(service)
 }

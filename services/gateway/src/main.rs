@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", keys.issue(&subject, ttl)?);
         return Ok(());
     }
-    choreo::service::init_tracing();
+    let _telemetry = choreo::service::init_tracing("gateway");
     let secrets = Secrets::from_env()?;
     let shutdown = choreo::shutdown::on_signal().context("install signal handlers")?;
     let app = Application::build(cli.config, secrets).await?;

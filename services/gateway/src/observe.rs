@@ -9,7 +9,6 @@ use axum::http::Request as HttpRequest;
 use axum::middleware::Next;
 use axum::response::Response;
 use choreo::metrics::Metrics;
-use choreo::telemetry::TraceContext;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
 
 use crate::routes::REQUEST_ID;
@@ -39,21 +38,19 @@ impl HttpMetrics {
 }
 
 /// Middleware: counts and times each request under its route template (never the raw path, so
-/// ids do not blow up the label space), inside the trace context of the request.
+/// ids do not blow up the label space), and names the request's span by it.
 pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    let context = request
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(TraceContext::parse)
-        .map_or_else(TraceContext::root, |parent| parent.child());
+    tracing::Span::current().record(
+        "otel.name",
+        format!("{} {route}", request.method()).as_str(),
+    );
     let started = Instant::now();
-    let response = choreo::telemetry::in_context(context, next.run(request)).await;
+    let response = next.run(request).await;
     metrics
         .requests
         .with_label_values(&[route.as_str(), response.status().as_str()])
@@ -65,17 +62,22 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
     response
 }
 
-/// The span of one request, with the request id the request-id layer set.
+/// The span of one request, with the request id the request-id layer set: the root of the
+/// order's trace, or a child of the client's own `traceparent`. [`observe`] names it by route.
 pub fn request_span<B>(request: &HttpRequest<B>) -> tracing::Span {
     let request_id = request
         .headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "request",
-        method = %request.method(),
-        path = %request.uri().path(),
+        otel.name = %request.method(),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        url.path = %request.uri().path(),
         request_id,
-    )
+    );
+    choreo::telemetry::extract_http(&span, request.headers());
+    span
 }

@@ -128,7 +128,7 @@ impl Upstream {
         format!("{}{path}", self.base_url)
     }
 
-    #[tracing::instrument(name = "upstream", skip_all, fields(service = self.service, status))]
+    #[tracing::instrument(name = "upstream", skip_all, fields(service = self.service, status, otel.kind = "client"))]
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
@@ -139,10 +139,9 @@ impl Upstream {
             service,
             retry_after: open.retry_after,
         })?;
-        let mut request = request.header("x-request-id", request_id);
-        if let Some(trace) = choreo::telemetry::current() {
-            request = request.header("traceparent", trace.child().to_string());
-        }
+        let mut trace = reqwest::header::HeaderMap::new();
+        choreo::telemetry::inject_http(&mut trace);
+        let request = request.header("x-request-id", request_id).headers(trace);
         let outcome = tokio::time::timeout(self.timeout, async {
             let response = request.send().await?;
             let status = response.status();

@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             return Ok(choreo::replay::main(inventory::replay_service(), args).await)
         }
     };
-    choreo::service::init_tracing();
+    let _telemetry = choreo::service::init_tracing("inventory");
     let app = inventory::build(config.settings()?).await?;
     tracing::info!(addr = %app.local_addr(), "inventory service listening");
     app.run(choreo::shutdown::on_signal()?).await?;

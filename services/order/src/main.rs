@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             return Ok(choreo::replay::main(order::replay::service(), args).await)
         }
     };
-    choreo::service::init_tracing();
+    let _telemetry = choreo::service::init_tracing("order");
     let settings = choreo::service::ServiceSettings::from_env("order", config.http_addr)?;
     let app = order::build(&config, settings).await?;
     tracing::info!(addr = %app.local_addr(), "order service listening");

@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             return Ok(choreo::replay::main(payment::replay_service(), args).await)
         }
     };
-    choreo::service::init_tracing();
+    let _telemetry = choreo::service::init_tracing("payment");
     let settings = choreo::service::ServiceSettings::from_env("payment", config.http_addr)?;
     let app = payment::build(&config, settings).await?;
     tracing::info!(addr = %app.local_addr(), "payment service listening");

@@ -17,6 +17,7 @@ use std::time::Duration;
 use choreo::resilience::{Backoff, Breaker, BreakerConfig, BreakerState};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 /// How to reach the provider and how hard to try.
 #[derive(Debug, Clone)]
@@ -299,7 +300,17 @@ impl ProviderClient {
                     in_doubt,
                 });
             }
-            let response = match make().send().await {
+            let request = make();
+            let call = request
+                .try_clone()
+                .and_then(|r| r.build().ok())
+                .map(|r| (r.method().to_string(), r.url().path().to_owned()))
+                .unwrap_or_default();
+            let span = choreo::telemetry::client_span("provider", &call.0, &call.1);
+            let mut trace = reqwest::header::HeaderMap::new();
+            span.in_scope(|| choreo::telemetry::inject_http(&mut trace));
+            let sent = request.headers(trace).send().instrument(span).await;
+            let response = match sent {
                 Ok(response) => response,
                 Err(e) => {
                     self.breaker.failure();

@@ -6,7 +6,7 @@ use provider_sim::{Config, Simulator};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    choreo::service::init_tracing();
+    let _telemetry = choreo::service::init_tracing("provider-sim");
     let mut config = Config::parse();
     config.operator_token =
         Some(choreo::secret::required("OPERATOR_TOKEN").map_err(std::io::Error::other)?);

@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             return Ok(choreo::replay::main(shipping::replay_service(), args).await)
         }
     };
-    choreo::service::init_tracing();
+    let _telemetry = choreo::service::init_tracing("shipping");
     let app = shipping::build(config.settings()?).await?;
     tracing::info!(addr = %app.local_addr(), "shipping service listening");
     app.run(choreo::shutdown::on_signal()?).await?;

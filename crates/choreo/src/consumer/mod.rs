@@ -174,30 +174,35 @@ pub struct BatchFailure {
     pub error: HandlerError,
 }
 
-/// Runs `work` for `event` in a span carrying the producer's trace id, with a child of the
-/// event's `traceparent` as the trace context in hand (so events written by `work` continue the
-/// trace).
+/// Runs `work` for `event` in its consumer span ("process <topic>", OpenTelemetry's messaging
+/// attributes), a child of the event's `traceparent` (the producer's publish span), with the
+/// handler's span inside it: events that `work` writes continue the trace.
 pub async fn traced<F: std::future::Future>(event: &Incoming, work: F) -> F::Output {
     use tracing::Instrument;
-    let context = event
-        .metadata
-        .traceparent
-        .as_deref()
-        .and_then(crate::telemetry::TraceContext::parse)
-        .map_or_else(crate::telemetry::TraceContext::root, |parent| {
-            parent.child()
-        });
-    let span = tracing::info_span!(
-        "handle",
-        trace_id = %context.trace_id_hex(),
-        event_id = %event.metadata.event_id,
-        event_type = %event.metadata.event_type,
-        partition = event.partition,
-        offset = event.offset,
+    let metadata = &event.metadata;
+    let process = tracing::info_span!(
+        "process",
+        otel.name = %format!("process {}", event.topic),
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.destination.name = %event.topic,
+        messaging.destination.partition.id = event.partition,
+        messaging.kafka.offset = event.offset,
+        messaging.kafka.message.key = %event.key,
+        messaging.message.id = %metadata.event_id,
+        choreo.event_type = %metadata.event_type,
+        choreo.causation_id = metadata.causation_id.map(|c| c.to_string()),
     );
-    crate::telemetry::in_context(context, work)
-        .instrument(span)
-        .await
+    crate::telemetry::set_parent(&process, metadata.traceparent.as_deref());
+    let short = metadata
+        .event_type
+        .rsplit('.')
+        .next()
+        .unwrap_or(&metadata.event_type);
+    let handle =
+        tracing::info_span!(parent: &process, "handle", otel.name = %format!("handle {short}"));
+    work.instrument(handle).instrument(process).await
 }
 
 #[cfg(test)]

@@ -166,6 +166,17 @@ pub(crate) struct Row {
     headers: Vec<(String, String)>,
 }
 
+impl Row {
+    /// The value of header `name`, as the row was written.
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 impl Relay {
     pub fn new(database_url: &str, kafka: &KafkaConfig, config: RelayConfig) -> Self {
         Self {

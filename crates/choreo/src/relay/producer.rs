@@ -11,7 +11,6 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -92,15 +91,14 @@ impl Txn {
         producer.begin_transaction()?;
         let mut deliveries = Vec::with_capacity(rows.len());
         for (index, row) in rows.iter().enumerate() {
-            let headers = row.headers.iter().fold(
-                OwnedHeaders::new_with_capacity(row.headers.len()),
-                |h, (k, v)| {
-                    h.insert(Header {
-                        key: k,
-                        value: Some(v.as_bytes()),
-                    })
-                },
-            );
+            let headers = if crate::telemetry::enabled() {
+                // The publish span: a child of the span that wrote the row, the parent of the
+                // consumers' spans (its context replaces the row's `traceparent`).
+                let span = publish_span(row);
+                span.in_scope(|| crate::telemetry::kafka_headers(&row.headers))
+            } else {
+                crate::telemetry::kafka_headers(&row.headers)
+            };
             let record = FutureRecord::to(&row.topic)
                 .key(&row.key)
                 .payload(&row.value)
@@ -219,4 +217,21 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(call)
         .await
         .unwrap_or(Err(KafkaError::Canceled))
+}
+
+/// The span of one event's publish, in the trace its row was written in.
+fn publish_span(row: &Row) -> tracing::Span {
+    let span = tracing::info_span!(
+        "publish",
+        otel.name = %format!("send {}", row.topic),
+        otel.kind = "producer",
+        messaging.system = "kafka",
+        messaging.operation.type = "send",
+        messaging.destination.name = %row.topic,
+        messaging.kafka.message.key = %row.key,
+        messaging.message.id = row.header(crate::envelope::EVENT_ID).unwrap_or_default(),
+        choreo.event_type = row.header(crate::envelope::EVENT_TYPE).unwrap_or_default(),
+    );
+    crate::telemetry::set_parent(&span, row.header(crate::telemetry::TRACEPARENT));
+    span
 }
