@@ -1377,7 +1377,7 @@ fn every_dashboard_panel_queries_metrics_the_code_registers() {
 }
 
 #[test]
-fn the_dashboard_shows_outcomes_saga_latency_outbox_lag_dead_letters_handlers_and_the_leader() {
+fn the_dashboard_shows_outcomes_saga_latency_by_step_outbox_lag_dead_letters_handlers_and_the_leader() {
     let used: BTreeSet<String> = dashboard_exprs()
         .into_iter()
         .flat_map(|(_, exprs)| exprs)
@@ -1386,6 +1386,7 @@ fn the_dashboard_shows_outcomes_saga_latency_outbox_lag_dead_letters_handlers_an
     for metric in [
         "choreo_shop_orders_total",
         "choreo_shop_saga_seconds",
+        "choreo_saga_step_seconds",
         "choreo_outbox_backlog",
         "choreo_outbox_oldest_age_seconds",
         "choreo_consumer_lag",
