@@ -205,11 +205,32 @@ pub fn env_names_read(binary: &str) -> BTreeSet<String> {
         let db = files::text("crates/choreo/src/db.rs");
         names.extend(literals_after(&db, "MIGRATION_URL_VAR: &str ="));
     }
+    // Every service's subscriber honours OpenTelemetry's standard variables
+    // (choreo::telemetry::OTEL_VARS).
+    if text.contains("init_tracing(") {
+        names.extend(otel_vars());
+    }
     // sqlx reads the password of a URL without one from PGPASSFILE (a pgpass file).
     if names.contains("DATABASE_URL") {
         names.insert("PGPASSFILE".to_owned());
     }
     names
+}
+
+/// The OpenTelemetry variables `choreo::telemetry::OTEL_VARS` lists.
+pub fn otel_vars() -> BTreeSet<String> {
+    let telemetry = files::text("crates/choreo/src/telemetry.rs");
+    let at = telemetry
+        .find("OTEL_VARS: &[&str] = &[")
+        .expect("choreo::telemetry lists OTEL_VARS");
+    let list = &telemetry[at..];
+    let list = &list[..list.find("];").expect("the list ends")];
+    list.split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|name| is_env_name(name))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Every metric name served on `/metrics`: those the backbone's `Metrics` registers and those

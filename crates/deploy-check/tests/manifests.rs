@@ -402,6 +402,35 @@ fn every_compose_service_sets_only_variables_its_binary_reads() {
 }
 
 #[test]
+fn every_compose_service_exports_its_spans_to_the_compose_jaeger_under_its_own_name() {
+    let services = compose_services();
+    assert!(
+        services.contains_key("jaeger"),
+        "compose runs a trace viewer"
+    );
+    for (name, spec) in &services {
+        let Some(binary) = binary_of(spec) else {
+            continue;
+        };
+        // The services (the operator tool in `init` exports nothing).
+        if !source::env_names_read(&binary).contains("OTEL_SERVICE_NAME") {
+            continue;
+        }
+        let env = compose_env(spec);
+        assert_eq!(
+            env.get("OTEL_EXPORTER_OTLP_ENDPOINT").map(String::as_str),
+            Some("http://jaeger:4318"),
+            "compose service {name}"
+        );
+        assert_eq!(
+            env.get("OTEL_SERVICE_NAME"),
+            Some(&binary),
+            "compose service {name}"
+        );
+    }
+}
+
+#[test]
 fn every_compose_service_sets_the_variables_its_binary_needs() {
     let services = compose_services();
     let binaries: BTreeSet<String> = services.values().filter_map(binary_of).collect();
@@ -1377,7 +1406,8 @@ fn every_dashboard_panel_queries_metrics_the_code_registers() {
 }
 
 #[test]
-fn the_dashboard_shows_outcomes_saga_latency_by_step_outbox_lag_dead_letters_handlers_and_the_leader() {
+fn the_dashboard_shows_outcomes_saga_latency_by_step_outbox_lag_dead_letters_handlers_and_the_leader(
+) {
     let used: BTreeSet<String> = dashboard_exprs()
         .into_iter()
         .flat_map(|(_, exprs)| exprs)
