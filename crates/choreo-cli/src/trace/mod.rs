@@ -35,7 +35,10 @@ event type, topic/partition@offset and the value's fields. Events follow their c
 (causation_id), then time (occurred_at). The verdict, by the saga's rules: the end reached
 (e.g. completed, or cancelled (reason) with the compensations seen and missing), or stuck since
 the last event waiting for the next step. With several sagas, the one that names the events
-seen judges. Exit 1 when no event has that key.";
+seen judges. Then the causal chain: complete when every event after the first names an event
+of the run as its cause, else each break; and the OpenTelemetry trace(s) the events were
+written in (their traceparent), with a link when --trace-ui (or JAEGER_UI) gives a Jaeger UI.
+Exit 1 when no event has that key.";
 
 /// Arguments of `choreo trace`.
 #[derive(Debug, clap::Args)]
@@ -62,6 +65,9 @@ pub struct TraceArgs {
     /// The schema registry's Confluent API base URL.
     #[arg(long, env = "SCHEMA_REGISTRY_URL")]
     pub registry: Option<String>,
+    /// A Jaeger UI (e.g. http://127.0.0.1:16686): print a link to the run's trace.
+    #[arg(long, value_name = "URL", env = "JAEGER_UI")]
+    pub trace_ui: Option<String>,
 }
 
 pub async fn run(cluster: &ClusterArgs, args: TraceArgs) -> Result<(), Failure> {
@@ -132,10 +138,11 @@ pub async fn run(cluster: &ClusterArgs, args: TraceArgs) -> Result<(), Failure> 
         ))
     })?;
     let verdict = saga::verdict(rules, &steps);
+    let ui = args.trace_ui.as_deref();
     if args.json {
-        println!("{}", to_json(&rules.name, &args.id, &steps, &verdict));
+        println!("{}", to_json(&rules.name, &args.id, &steps, &verdict, ui));
     } else {
-        print!("{}", to_text(&rules.name, &args.id, &steps, &verdict));
+        print!("{}", to_text(&rules.name, &args.id, &steps, &verdict, ui));
     }
     Ok(())
 }
@@ -143,7 +150,9 @@ pub async fn run(cluster: &ClusterArgs, args: TraceArgs) -> Result<(), Failure> 
 /// A record as a step: the envelope's headers and the decoded value (null when it does not
 /// decode; only an unreachable registry fails the trace).
 async fn step(codec: &choreo::avro::Codec, record: &Record) -> Result<Step, Failure> {
-    use choreo::envelope::{CAUSATION_ID, EVENT_ID, EVENT_TYPE, OCCURRED_AT, PRODUCER};
+    use choreo::envelope::{
+        CAUSATION_ID, EVENT_ID, EVENT_TYPE, OCCURRED_AT, PRODUCER, TRACEPARENT,
+    };
     let (name, value) = match &record.value {
         None => (None, Json::Null),
         Some(bytes) => match decode::value_json(codec, bytes).await {
@@ -166,6 +175,7 @@ async fn step(codec: &choreo::avro::Codec, record: &Record) -> Result<Step, Fail
             .or(name)
             .unwrap_or_else(|| "(unknown)".into()),
         producer: record.header(PRODUCER).map(str::to_owned),
+        trace_id: record.header(TRACEPARENT).and_then(saga::trace_id_of),
         occurred_at_ms,
         topic: record.topic.clone(),
         partition: record.partition,
@@ -202,7 +212,12 @@ fn fields(value: &Json, id: &str) -> String {
     out.join(" ")
 }
 
-fn to_text(saga: &str, id: &str, steps: &[Step], verdict: &Verdict) -> String {
+/// A link to `trace` in the Jaeger UI at `ui`.
+fn trace_link(ui: &str, trace: &str) -> String {
+    format!("{}/trace/{trace}", ui.trim_end_matches('/'))
+}
+
+fn to_text(saga: &str, id: &str, steps: &[Step], verdict: &Verdict, ui: Option<&str>) -> String {
     let mut out = format!("{saga} {id}: {} event(s)\n", steps.len());
     let mut previous = None;
     for step in steps {
@@ -226,11 +241,47 @@ fn to_text(saga: &str, id: &str, steps: &[Step], verdict: &Verdict) -> String {
         previous = Some(step);
     }
     let _ = writeln!(out, "verdict: {verdict}");
+    let gaps = saga::chain_gaps(steps);
+    if gaps.is_empty() {
+        let _ = writeln!(out, "causal chain: complete");
+    } else {
+        let _ = writeln!(out, "causal chain: {} break(s)", gaps.len());
+        for gap in &gaps {
+            let _ = match gap {
+                saga::Gap::NoCause { event_id } => writeln!(
+                    out,
+                    "  event {} names no cause",
+                    event_id.as_deref().unwrap_or("?")
+                ),
+                saga::Gap::CauseNotSeen {
+                    event_id,
+                    causation_id,
+                } => writeln!(
+                    out,
+                    "  event {} names cause {causation_id}, not an event of this run",
+                    event_id.as_deref().unwrap_or("?")
+                ),
+            };
+        }
+    }
+    let traces = saga::traces(steps);
+    let untraced = steps.len() - traces.iter().map(|(_, n)| n).sum::<usize>();
+    for (trace, n) in &traces {
+        let link = ui
+            .map(|ui| format!("  {}", trace_link(ui, trace)))
+            .unwrap_or_default();
+        let _ = writeln!(out, "trace {trace}: {n} event(s){link}");
+    }
+    if untraced > 0 {
+        let _ = writeln!(out, "{untraced} event(s) carry no traceparent");
+    }
     out
 }
 
-fn to_json(saga: &str, id: &str, steps: &[Step], verdict: &Verdict) -> Json {
+fn to_json(saga: &str, id: &str, steps: &[Step], verdict: &Verdict, ui: Option<&str>) -> Json {
     let mut previous = None;
+    let gaps = saga::chain_gaps(steps);
+    let traces = saga::traces(steps);
     let steps: Vec<Json> = steps
         .iter()
         .map(|step| {
@@ -247,6 +298,15 @@ fn to_json(saga: &str, id: &str, steps: &[Step], verdict: &Verdict) -> Json {
         "steps": steps,
         "verdict": verdict,
         "summary": verdict.to_string(),
+        "chain_gaps": gaps,
+        "traces": traces
+            .into_iter()
+            .map(|(trace, events)| json!({
+                "trace_id": trace,
+                "events": events,
+                "link": ui.map(|ui| trace_link(ui, &trace)),
+            }))
+            .collect::<Vec<_>>(),
     })
 }
 

@@ -19,6 +19,8 @@ pub struct Step {
     /// The full record name, e.g. `shop.order.OrderPlaced`.
     pub event_type: String,
     pub producer: Option<String>,
+    /// The OpenTelemetry trace the event was written in (from its `traceparent`).
+    pub trace_id: Option<String>,
     /// When it happened (the occurred_at header, else the Kafka timestamp), ms since the epoch.
     pub occurred_at_ms: Option<i64>,
     pub topic: String,
@@ -102,6 +104,61 @@ pub fn causal_order(mut steps: Vec<Step>) -> Vec<Step> {
         .into_iter()
         .map(|i| slots[i].take().expect("each step once"))
         .collect()
+}
+
+/// A break in the causal chain: after the first step, every event should name (causation_id)
+/// an event of the same run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "gap", rename_all = "snake_case")]
+pub enum Gap {
+    /// The event names no cause.
+    NoCause { event_id: Option<String> },
+    /// The event names a cause that is not among the run's events (written before `--since`,
+    /// or by another run: a wrong correlation).
+    CauseNotSeen {
+        event_id: Option<String>,
+        causation_id: String,
+    },
+}
+
+/// The breaks in the chain of `steps` (in causal order): the first step starts the run; every
+/// later one must name an event of the run.
+pub fn chain_gaps(steps: &[Step]) -> Vec<Gap> {
+    let seen: BTreeSet<&str> = steps.iter().filter_map(|s| s.event_id.as_deref()).collect();
+    steps
+        .iter()
+        .skip(1)
+        .filter_map(|step| match step.causation_id.as_deref() {
+            None => Some(Gap::NoCause {
+                event_id: step.event_id.clone(),
+            }),
+            Some(cause) if !seen.contains(cause) => Some(Gap::CauseNotSeen {
+                event_id: step.event_id.clone(),
+                causation_id: cause.to_owned(),
+            }),
+            Some(_) => None,
+        })
+        .collect()
+}
+
+/// The traces the run's events were written in, with how many events each, most first.
+pub fn traces(steps: &[Step]) -> Vec<(String, usize)> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for id in steps.iter().filter_map(|s| s.trace_id.as_deref()) {
+        *counts.entry(id).or_default() += 1;
+    }
+    let mut out: Vec<(String, usize)> =
+        counts.into_iter().map(|(k, n)| (k.to_owned(), n)).collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out
+}
+
+/// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`), if well formed.
+pub fn trace_id_of(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.trim().split('-');
+    let (_version, trace) = (parts.next()?, parts.next()?);
+    (trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit()) && trace != "0".repeat(32))
+        .then(|| trace.to_ascii_lowercase())
 }
 
 /// How the run stands, as `choreo trace` says it: ended (the end's name, its reason, the
@@ -290,6 +347,7 @@ mod tests {
             causation_id: cause.map(Into::into),
             event_type: event_type.into(),
             producer: None,
+            trace_id: None,
             occurred_at_ms: Some(at),
             topic: "t".into(),
             partition: 0,
@@ -578,5 +636,62 @@ mod tests {
         ];
         let error = choose(&twins, &placed).unwrap_err();
         assert!(error.contains("order, twin"), "{error}");
+    }
+
+    #[test]
+    fn a_whole_chain_has_no_gaps_and_a_broken_one_names_each_break() {
+        let whole = causal_order(vec![
+            step("a", None, "shop.order.OrderPlaced", 1, json!({})),
+            step(
+                "b",
+                Some("a"),
+                "shop.inventory.InventoryReserved",
+                2,
+                json!({}),
+            ),
+            step("c", Some("b"), "shop.payment.PaymentCaptured", 3, json!({})),
+        ]);
+        assert!(chain_gaps(&whole).is_empty());
+        let broken = causal_order(vec![
+            step("a", None, "shop.order.OrderPlaced", 1, json!({})),
+            step("b", None, "shop.payment.PaymentCaptured", 2, json!({})),
+            step("c", Some("zz"), "shop.order.OrderCancelled", 3, json!({})),
+        ]);
+        assert_eq!(
+            chain_gaps(&broken),
+            vec![
+                Gap::NoCause {
+                    event_id: Some("b".into())
+                },
+                Gap::CauseNotSeen {
+                    event_id: Some("c".into()),
+                    causation_id: "zz".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn traces_are_counted_most_first_and_trace_ids_read_from_traceparents() {
+        let mut steps = vec![
+            step("a", None, "t.A", 1, json!({})),
+            step("b", Some("a"), "t.B", 2, json!({})),
+            step("c", Some("b"), "t.C", 3, json!({})),
+        ];
+        steps[0].trace_id = Some("x".into());
+        steps[1].trace_id = Some("y".into());
+        steps[2].trace_id = Some("y".into());
+        assert_eq!(traces(&steps), vec![("y".into(), 2), ("x".into(), 1)]);
+        assert_eq!(
+            trace_id_of("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01").as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        for bad in [
+            "",
+            "00-xyz-1-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(trace_id_of(bad), None, "{bad}");
+        }
     }
 }

@@ -24,6 +24,8 @@ fn job_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
 fn meta(job_id: &str, producer: &str, cause: Option<&Metadata>) -> Metadata {
     let metadata = Metadata::new("unset", job_id, producer);
     match cause {
@@ -45,13 +47,11 @@ async fn trace_gives_each_job_its_steps_in_causal_order_and_a_verdict() {
 
     // Completed: started, claimed, step done, finished.
     let complete = job_id();
+    // Started by a request in a trace, which the events it causes carry on.
+    let mut first = meta(&complete, "scheduler", None);
+    first.traceparent = Some(format!("00-{TRACE}-00f067aa0ba902b7-01"));
     let (s, _, _) = events
-        .send(
-            jobs,
-            &complete,
-            &started(&complete),
-            meta(&complete, "scheduler", None),
-        )
+        .send(jobs, &complete, &started(&complete), first)
         .await;
     let (c, _, _) = events
         .send(
@@ -139,9 +139,19 @@ async fn trace_gives_each_job_its_steps_in_causal_order_and_a_verdict() {
         )
         .await;
 
-    let output = trace(&topics, &complete, &[]);
+    let output = trace(
+        &topics,
+        &complete,
+        &["--trace-ui", "http://jaeger.test:16686/"],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
+    assert!(
+        text.contains(&format!(
+            "trace {TRACE}: 4 event(s)  http://jaeger.test:16686/trace/{TRACE}"
+        )),
+        "{text}"
+    );
     // The run is named by its saga file's name and its id, which no step repeats as a field.
     assert!(
         text.starts_with(&format!("job {complete}: 4 event(s)")),
@@ -163,6 +173,7 @@ async fn trace_gives_each_job_its_steps_in_causal_order_and_a_verdict() {
         "{text}"
     );
     assert!(text.contains("worker=w-7"), "{text}");
+    assert!(text.contains("causal chain: complete"), "{text}");
 
     let json = &json_lines(&trace(&topics, &gone, &["--json"]))[0];
     assert_eq!(json["saga"], "job");
@@ -175,6 +186,11 @@ async fn trace_gives_each_job_its_steps_in_causal_order_and_a_verdict() {
     );
     assert_eq!(json["verdict"]["missing"], serde_json::json!([]));
     assert_eq!(json["steps"].as_array().unwrap().len(), 6);
+    // The timeout's cancellation was sent naming no cause: the one break in the chain.
+    assert_eq!(
+        json["chain_gaps"],
+        serde_json::json!([{"gap": "no_cause", "event_id": cancel.event_id.to_string()}])
+    );
     let types: Vec<&str> = json["steps"]
         .as_array()
         .unwrap()
