@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
@@ -119,12 +120,14 @@ pub fn init(default_name: &str) -> Telemetry {
     let settings = Settings::from_vars(|n| std::env::var(n).ok(), default_name);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let dispatch = Arc::new(OnceLock::new());
     let logs = tracing_subscriber::fmt::layer()
         .json()
         .with_current_span(false)
-        .event_format(WithTraceIds(
-            format::format().json().with_current_span(false),
-        ));
+        .event_format(WithTraceIds {
+            inner: format::format().json().with_current_span(false),
+            dispatch: dispatch.clone(),
+        });
     let provider = settings.export.then(|| provider(&settings)).flatten();
     let otel = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
@@ -138,6 +141,9 @@ pub fn init(default_name: &str) -> Telemetry {
         .with(otel)
         .try_init()
         .is_ok();
+    if installed {
+        tracing::dispatcher::get_default(|d| dispatch.set(d.downgrade()).ok());
+    }
     if installed && provider.is_some() {
         ENABLED.store(true, Ordering::Relaxed);
         tracing::info!(service = %settings.service_name, "exporting spans over OTLP");
@@ -292,7 +298,11 @@ impl<H: Headers> Extractor for KafkaExtractor<'_, H> {
 pub struct KafkaInjector(pub OwnedHeaders);
 
 impl Injector for KafkaInjector {
+    /// Adds the header; an empty value (a `tracestate` with no entries) is left out.
     fn set(&mut self, key: &str, value: String) {
+        if value.is_empty() {
+            return;
+        }
         let headers = std::mem::replace(&mut self.0, OwnedHeaders::new());
         self.0 = headers.insert(Header {
             key,
@@ -340,8 +350,11 @@ pub fn extract_kafka<H: Headers>(span: &tracing::Span, headers: &H) {
 }
 
 /// JSON log lines with the `trace_id` and `span_id` of the current span first, when it is in a
-/// trace, so logs and traces join on them.
-struct WithTraceIds<F>(F);
+/// trace, so logs and traces join on them. `dispatch` is the installed subscriber's.
+struct WithTraceIds<F> {
+    inner: F,
+    dispatch: Arc<OnceLock<tracing::dispatcher::WeakDispatch>>,
+}
 
 impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
 where
@@ -355,21 +368,22 @@ where
         mut writer: format::Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
+        // While an event is dispatched, `dispatcher::get_default` answers with the no-op
+        // dispatcher; the span's context is read through the one kept at installation.
         let ids = enabled()
             .then(|| ctx.lookup_current())
             .flatten()
-            .and_then(|span| {
-                tracing::dispatcher::get_default(|dispatch| {
-                    tracing_opentelemetry::get_otel_context(&span.id(), dispatch)
-                })
+            .zip(self.dispatch.get().and_then(tracing::dispatcher::WeakDispatch::upgrade))
+            .and_then(|(span, dispatch)| {
+                tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)
             })
             .map(|context| context.span().span_context().clone())
             .filter(|span_context| span_context.is_valid());
         let Some(ids) = ids else {
-            return self.0.format_event(ctx, writer, event);
+            return self.inner.format_event(ctx, writer, event);
         };
         let mut line = String::new();
-        self.0
+        self.inner
             .format_event(ctx, format::Writer::new(&mut line), event)?;
         match line.strip_prefix('{') {
             Some(rest) => write!(
@@ -492,5 +506,79 @@ mod tests {
             KafkaExtractor(&headers).keys(),
             vec!["event_id", TRACEPARENT]
         );
+    }
+
+    /// A log writer into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_span_continues_a_kept_context_and_passes_it_on_in_logs_headers_and_events() {
+        use opentelemetry_sdk::trace::InMemorySpanExporter;
+        const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        ENABLED.store(true, Ordering::Relaxed);
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let logs = Buffer::default();
+        let writer = logs.clone();
+        let installed = Arc::new(OnceLock::new());
+        let subscriber = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .event_format(WithTraceIds {
+                        inner: format::format().json().with_current_span(false),
+                        dispatch: installed.clone(),
+                    })
+                    .with_writer(move || writer.clone()),
+            )
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let dispatch = tracing::Dispatch::new(subscriber);
+        installed.set(dispatch.downgrade()).unwrap();
+        let (traceparent, headers) = tracing::dispatcher::with_default(&dispatch, || {
+            let span = tracing::info_span!("work", otel.name = "charge");
+            set_parent(&span, Some(PARENT));
+            let _entered = span.enter();
+            tracing::info!("charged");
+            let row = [(TRACEPARENT.to_owned(), PARENT.to_owned())];
+            (current_traceparent(), kafka_headers(&row))
+        });
+        provider.force_flush().unwrap();
+        let spans = exporter.get_finished_spans().unwrap();
+        assert_eq!(spans.len(), 1);
+        let span = &spans[0];
+        assert_eq!(span.name, "charge");
+        assert_eq!(
+            span.span_context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(span.parent_span_id.to_string(), "00f067aa0ba902b7");
+        let own = format!(
+            "00-{}-{}-01",
+            span.span_context.trace_id(),
+            span.span_context.span_id()
+        );
+        // Events written in the span, and messages sent in it, name the span itself.
+        assert_eq!(traceparent.as_deref(), Some(own.as_str()));
+        assert_eq!(KafkaExtractor(&headers).get(TRACEPARENT), Some(own.as_str()));
+        assert_eq!(KafkaExtractor(&headers).keys(), vec![TRACEPARENT]);
+        // Its log lines join on the same ids.
+        let line = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let json: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(json["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(json["span_id"], span.span_context.span_id().to_string());
+        assert_eq!(json["fields"]["message"], "charged");
     }
 }
