@@ -523,6 +523,7 @@ mod tests {
             key: key.into(),
             event_type: format!("shop.order.{ty}"),
             event_id: uuid::Uuid::now_v7().to_string(),
+            causation_id: None,
             occurred_at: None,
             timestamp_ms: None,
             dlq_reason: None,

@@ -9,15 +9,19 @@
 //! checked at the end, those of the saga itself read from `sagas/order.yaml` ([`saga`]);
 //! [`process`] starts and signals the shop's service processes; [`chaos`]
 //! injects faults into them under load; [`costs`] measures what an order costs the machine;
-//! [`stats`] holds the latencies their figures are quantiles of.
+//! [`stats`] holds the latencies their figures are quantiles of. [`otlp`] receives the spans the
+//! services export (the `otlp-sink` binary) and [`spans`] reads a trace of them as a tree, for
+//! the trace test (`tests/traces.rs`).
 
 pub mod chaos;
 pub mod client;
 pub mod costs;
 pub mod invariants;
 pub mod mix;
+pub mod otlp;
 pub mod process;
 pub mod saga;
 pub mod scenario;
+pub mod spans;
 pub mod stats;
 pub mod topics;

@@ -49,6 +49,8 @@ pub struct Seen {
     pub key: String,
     pub event_type: String,
     pub event_id: String,
+    /// The `causation_id` header: the event this one answers (none on an OrderPlaced).
+    pub causation_id: Option<String>,
     pub occurred_at: Option<String>,
     pub timestamp_ms: Option<i64>,
     /// On a dead-letter topic: why it is there (`dlq.reason: dlq.error`).
@@ -135,6 +137,8 @@ pub fn read_between(kafka: &KafkaConfig, from: &Marks, to: &Marks) -> anyhow::Re
             key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
             event_type: header("event_type"),
             event_id: header("event_id"),
+            causation_id: choreo::kafka::header(&message, choreo::envelope::CAUSATION_ID)
+                .map(str::to_owned),
             occurred_at: choreo::kafka::header(&message, "occurred_at").map(str::to_owned),
             timestamp_ms: message.timestamp().to_millis(),
             dlq_reason: choreo::kafka::header(&message, dlq::REASON).map(|reason| {
