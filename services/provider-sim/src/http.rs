@@ -160,6 +160,7 @@ impl AppState {
 }
 
 /// The simulator's routes; `/admin/faults` takes the operator token when one is configured.
+/// Each request is a server span continuing the caller's trace (the payment worker's call).
 pub fn router(state: AppState) -> Router {
     let mut admin = Router::new().route(
         "/admin/faults",
@@ -177,6 +178,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/stats", get(stats))
+        .route_layer(axum::middleware::from_fn(choreo::telemetry::serve_http))
         .with_state(state)
 }
 
