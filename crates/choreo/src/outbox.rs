@@ -26,11 +26,10 @@
 use std::sync::Arc;
 
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 use crate::avro::{Codec, CodecError, Event};
 use crate::doorbell::Doorbell;
-use crate::envelope::Metadata;
+use crate::envelope::{Cause, Metadata};
 
 /// Why an event could not be added.
 #[derive(Debug, thiserror::Error)]
@@ -84,14 +83,16 @@ impl Outbox {
     }
 
     /// Encodes `event` and adds it, keyed by `key`, to `E::TOPIC` inside the caller's transaction.
-    /// `metadata.event_type` and `producer` are set from `E` and this outbox. Returns the event id.
+    /// `metadata.event_type` and `producer` are set from `E` and this outbox. Returns the written
+    /// event as a [`Cause`] (its id, and the `traceparent` it carries), for a writer that keeps
+    /// it with a row so that work done later names it and continues its trace.
     pub async fn add<E: Event>(
         &self,
         tx: &mut PgConnection,
         key: &str,
         event: &E,
         mut metadata: Metadata,
-    ) -> Result<Uuid, OutboxError> {
+    ) -> Result<Cause, OutboxError> {
         use tracing::Instrument;
         let value = self.codec.encode(event).await?;
         metadata.event_type = E::NAME.to_owned();
@@ -119,7 +120,7 @@ impl Outbox {
             .await?;
         crate::metrics::observe_saga_step(&metadata);
         self.doorbell.mark();
-        Ok(metadata.event_id)
+        Ok(Cause::from(&metadata))
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use choreo::avro::Codec;
 use choreo::consumer::{Handler, HandlerError, Incoming};
 use choreo::doorbell::Doorbell;
-use choreo::envelope::Metadata;
+use choreo::envelope::{Cause, Metadata};
 use choreo::outbox::{Outbox, OutboxError};
 use shop_events::typed::{CancelledOrder, PlacedOrder, ReservedStock};
 use shop_events::ShopEvent;
@@ -88,6 +88,9 @@ impl PaymentHandler {
             ..State::default()
         };
         let (state, effects) = decide(&before, Input::Reserved);
+        // Kept with the payment: the worker's charge continues this event's trace, and the
+        // events it writes name it.
+        let cause = Cause::from(cause);
         let payment = store::insert_payment(
             tx,
             &NewPayment {
@@ -97,12 +100,13 @@ impl PaymentHandler {
                 currency: amount.currency().as_str(),
                 customer_id: order.customer_id.as_deref(),
                 state: &state,
+                cause: &cause,
             },
         )
         .await?;
         tracing::debug!(payment_id = %payment.payment_id, status = %payment.status, "payment created");
         self.workable();
-        crate::publish::events(&self.outbox, tx, &payment, &effects, Some(cause))
+        crate::publish::events(&self.outbox, tx, &payment, &effects, Some(&cause))
             .await
             .map_err(outbox_error)
     }
@@ -126,6 +130,9 @@ impl PaymentHandler {
             return Ok(());
         }
         store::save(tx, payment.payment_id, &state, None).await?;
+        // A refund (or a void) the worker makes later names this cancellation.
+        let cause = Cause::from(cause);
+        store::keep_refund_cause(tx, payment.payment_id, &cause).await?;
         self.workable();
         tracing::info!(
             payment_id = %payment.payment_id,
@@ -133,7 +140,7 @@ impl PaymentHandler {
             to = ?state.status,
             "payment cancelled"
         );
-        crate::publish::events(&self.outbox, tx, &payment, &effects, Some(cause))
+        crate::publish::events(&self.outbox, tx, &payment, &effects, Some(&cause))
             .await
             .map_err(outbox_error)
     }

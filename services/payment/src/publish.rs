@@ -3,7 +3,7 @@
 //! `shop.payments.v1`, keyed by order id. Effects that are not events are left to the caller.
 
 use choreo::avro::Event;
-use choreo::envelope::Metadata;
+use choreo::envelope::Cause;
 use choreo::outbox::{Outbox, OutboxError};
 use shop_events::{
     PaymentCaptured, PaymentFailed, PaymentFailureReason, PaymentRefunded, RefundReason,
@@ -13,14 +13,15 @@ use sqlx::PgConnection;
 use crate::domain::{Effect, FailureReason};
 use crate::store::Payment;
 
-/// Adds the events among `effects` for `payment` to the outbox; `cause` is the consumed event
-/// that led to them, if any.
+/// Adds the events among `effects` for `payment` to the outbox; `cause` is the event that led
+/// to them: the consumed one, or the one kept with the payment for work done later (none for a
+/// row that kept none: its events are written without a causation).
 pub async fn events(
     outbox: &Outbox,
     tx: &mut PgConnection,
     payment: &Payment,
     effects: &[Effect],
-    cause: Option<&Metadata>,
+    cause: Option<&Cause>,
 ) -> Result<(), OutboxError> {
     let now = chrono::Utc::now().timestamp_millis();
     for effect in effects {
@@ -75,14 +76,14 @@ async fn add<E: Event>(
     tx: &mut PgConnection,
     payment: &Payment,
     event: &E,
-    cause: Option<&Metadata>,
+    cause: Option<&Cause>,
 ) -> Result<(), OutboxError> {
     let key = payment.order_id.as_str();
     let mut metadata = outbox.metadata::<E>(key);
     if let Some(cause) = cause {
         metadata = metadata.caused_by(cause);
     }
-    let event_id = outbox.add(tx, key, event, metadata).await?;
-    tracing::debug!(order_id = key, %event_id, event_type = E::NAME, "event written");
+    let written = outbox.add(tx, key, event, metadata).await?;
+    tracing::debug!(order_id = key, event_id = %written.event_id, event_type = E::NAME, "event written");
     Ok(())
 }

@@ -226,7 +226,8 @@ impl Reconciler {
         });
         let (state, effects) = decide(&ours.state, input);
         store::save(&mut tx, payment_id, &state, None).await?;
-        crate::publish::events(&self.outbox, &mut tx, &payment, &effects, None).await?;
+        let cause = payment.kept_cause();
+        crate::publish::events(&self.outbox, &mut tx, &payment, &effects, cause).await?;
         self.outbox.commit(tx).await?;
         self.metrics.mismatch("capture_not_recorded", "refunded");
         tracing::warn!(

@@ -8,8 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use choreo::envelope::Cause;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -42,9 +44,26 @@ pub struct Payment {
     /// Why the last provider call did not settle it.
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The event that created the payment (InventoryReserved); none in rows older than the
+    /// column.
+    pub cause: Option<Json<Cause>>,
+    /// The event that asked for the money back (OrderCancelled), once one did.
+    pub refund_cause: Option<Json<Cause>>,
 }
 
 impl Payment {
+    /// The event the worker's next call for this payment continues, and the events it writes
+    /// name: for a refund owed, the cancellation that asked for it (or, for a capture found
+    /// late, the payment's own cause); otherwise the event that created the payment. None for
+    /// a row that kept no cause: its events are written without one.
+    pub fn kept_cause(&self) -> Option<&Cause> {
+        let kept = match self.status {
+            Status::RefundPending => self.refund_cause.as_ref().or(self.cause.as_ref()),
+            _ => self.cause.as_ref(),
+        };
+        kept.map(|cause| &cause.0)
+    }
+
     /// The state the domain decides on.
     pub fn state(&self) -> State {
         State {
@@ -123,7 +142,8 @@ pub async fn payment_of_order(
         Payment,
         r#"select payment_id, order_id, amount_minor, currency, customer_id,
                   status as "status: Status", cancel_requested, attempts, refund_attempts,
-                  provider_reference, refund_reference, refunded_minor, last_error, created_at
+                  provider_reference, refund_reference, refunded_minor, last_error, created_at,
+                  cause as "cause: Json<Cause>", refund_cause as "refund_cause: Json<Cause>"
            from payments where order_id = $1 for update"#,
         order_id,
     )
@@ -140,7 +160,8 @@ pub async fn payment(
         Payment,
         r#"select payment_id, order_id, amount_minor, currency, customer_id,
                   status as "status: Status", cancel_requested, attempts, refund_attempts,
-                  provider_reference, refund_reference, refunded_minor, last_error, created_at
+                  provider_reference, refund_reference, refunded_minor, last_error, created_at,
+                  cause as "cause: Json<Cause>", refund_cause as "refund_cause: Json<Cause>"
            from payments where payment_id = $1 for update"#,
         payment_id,
     )
@@ -157,6 +178,8 @@ pub struct NewPayment<'a> {
     pub currency: &'a str,
     pub customer_id: Option<&'a str>,
     pub state: &'a State,
+    /// The event that created it, kept for the events the worker writes.
+    pub cause: &'a Cause,
 }
 
 /// Creates a payment in `state` (pending, or voided for an order already cancelled).
@@ -168,11 +191,13 @@ pub async fn insert_payment(
     sqlx::query_as!(
         Payment,
         r#"insert into payments
-             (payment_id, order_id, amount_minor, currency, customer_id, status, cancel_requested)
-           values ($1, $2, $3, $4, $5, $6, $7)
+             (payment_id, order_id, amount_minor, currency, customer_id, status, cancel_requested,
+              cause)
+           values ($1, $2, $3, $4, $5, $6, $7, $8)
            returning payment_id, order_id, amount_minor, currency, customer_id,
                   status as "status: Status", cancel_requested, attempts, refund_attempts,
-                  provider_reference, refund_reference, refunded_minor, last_error, created_at"#,
+                  provider_reference, refund_reference, refunded_minor, last_error, created_at,
+                  cause as "cause: Json<Cause>", refund_cause as "refund_cause: Json<Cause>""#,
         new.payment_id,
         new.order_id,
         new.amount_minor,
@@ -180,6 +205,7 @@ pub async fn insert_payment(
         new.customer_id,
         status as Status,
         new.state.cancelled,
+        Json(new.cause) as _,
     )
     .fetch_one(conn)
     .await
@@ -218,6 +244,23 @@ pub async fn save(
         released,
         retry_in.as_secs_f64(),
         error,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Keeps `cause`, the cancellation that asked for the payment's money back, for the refund
+/// (or void) the worker makes later.
+pub async fn keep_refund_cause(
+    conn: &mut PgConnection,
+    payment_id: Uuid,
+    cause: &Cause,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "update payments set refund_cause = $2 where payment_id = $1",
+        payment_id,
+        Json(cause) as _,
     )
     .execute(conn)
     .await?;
@@ -263,7 +306,8 @@ pub async fn claim_due(
            for update skip locked)
          returning payment_id, order_id, amount_minor, currency, customer_id,
                   status as "status: Status", cancel_requested, attempts, refund_attempts,
-                  provider_reference, refund_reference, refunded_minor, last_error, created_at"#,
+                  provider_reference, refund_reference, refunded_minor, last_error, created_at,
+                  cause as "cause: Json<Cause>", refund_cause as "refund_cause: Json<Cause>""#,
         i64::try_from(limit).unwrap_or(i64::MAX),
         lease.as_secs_f64(),
     )
@@ -277,7 +321,8 @@ pub async fn payments_by_id(pool: &PgPool, ids: &[Uuid]) -> Result<Vec<Payment>,
         Payment,
         r#"select payment_id, order_id, amount_minor, currency, customer_id,
                   status as "status: Status", cancel_requested, attempts, refund_attempts,
-                  provider_reference, refund_reference, refunded_minor, last_error, created_at
+                  provider_reference, refund_reference, refunded_minor, last_error, created_at,
+                  cause as "cause: Json<Cause>", refund_cause as "refund_cause: Json<Cause>"
            from payments where payment_id = any($1)"#,
         ids,
     )
@@ -291,7 +336,8 @@ pub async fn payments_of_order(pool: &PgPool, order_id: &str) -> Result<Vec<Paym
         Payment,
         r#"select payment_id, order_id, amount_minor, currency, customer_id,
                   status as "status: Status", cancel_requested, attempts, refund_attempts,
-                  provider_reference, refund_reference, refunded_minor, last_error, created_at
+                  provider_reference, refund_reference, refunded_minor, last_error, created_at,
+                  cause as "cause: Json<Cause>", refund_cause as "refund_cause: Json<Cause>"
            from payments where order_id = $1 order by created_at"#,
         order_id,
     )
@@ -333,4 +379,61 @@ pub async fn summary(pool: &PgPool) -> Result<Summary, sqlx::Error> {
         refunded_minor,
         by_status,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use choreo::envelope::Metadata;
+
+    use super::*;
+
+    fn payment(status: Status, cause: Option<&Cause>, refund_cause: Option<&Cause>) -> Payment {
+        Payment {
+            payment_id: Uuid::now_v7(),
+            order_id: "order-1".into(),
+            amount_minor: 100,
+            currency: "EUR".into(),
+            customer_id: Some("cus".into()),
+            status,
+            cancel_requested: false,
+            attempts: 0,
+            refund_attempts: 0,
+            provider_reference: None,
+            refund_reference: None,
+            refunded_minor: 0,
+            last_error: None,
+            created_at: Utc::now(),
+            cause: cause.cloned().map(Json),
+            refund_cause: refund_cause.cloned().map(Json),
+        }
+    }
+
+    fn cause(event_type: &str) -> Cause {
+        Cause::from(&Metadata::new(event_type, "order-1", "test"))
+    }
+
+    #[test]
+    fn a_charge_continues_the_event_that_created_the_payment() {
+        let (reserved, cancelled) = (cause("Reserved"), cause("Cancelled"));
+        for status in [Status::Pending, Status::Charging, Status::InDoubt] {
+            let kept = payment(status, Some(&reserved), Some(&cancelled));
+            assert_eq!(kept.kept_cause(), Some(&reserved), "{status}");
+        }
+    }
+
+    #[test]
+    fn a_refund_continues_the_cancellation_that_asked_for_it_else_the_payments_cause() {
+        let (reserved, cancelled) = (cause("Reserved"), cause("Cancelled"));
+        let asked = payment(Status::RefundPending, Some(&reserved), Some(&cancelled));
+        assert_eq!(asked.kept_cause(), Some(&cancelled));
+        let found_late = payment(Status::RefundPending, Some(&reserved), None);
+        assert_eq!(found_late.kept_cause(), Some(&reserved));
+    }
+
+    #[test]
+    fn a_row_that_kept_no_cause_has_none() {
+        for status in Status::ALL {
+            assert_eq!(payment(status, None, None).kept_cause(), None);
+        }
+    }
 }

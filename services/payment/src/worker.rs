@@ -15,17 +15,24 @@
 //! It wakes on its [doorbell](choreo::doorbell), rung by the consumer after each batch that may
 //! have queued a payment, and also polls (for retries that come due); on shutdown it stops
 //! claiming and waits a bounded time for the calls in hand.
+//!
+//! Each payment's call runs in a `charge` (or `refund`) span continuing the trace of the event
+//! kept with the payment ([`Payment::kept_cause`]: the InventoryReserved that created it, the
+//! OrderCancelled that asked for the refund), and the events it writes name that event as
+//! their cause; a payment that kept none (made before causes were kept) is worked all the same.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use choreo::doorbell::Doorbell;
+use choreo::envelope::Cause;
 use choreo::outbox::{Outbox, OutboxError};
 use choreo::resilience::Backoff;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::domain::{
@@ -180,20 +187,29 @@ impl Worker {
         Ok(())
     }
 
-    /// Calls the provider for one claimed payment and records its answer.
-    #[tracing::instrument(skip_all, fields(order_id = %payment.order_id, payment_id = %payment.payment_id))]
+    /// Calls the provider for one claimed payment and records its answer, in a `charge` (or
+    /// `refund`) span that continues the trace of the event kept with the payment
+    /// ([`Payment::kept_cause`]), so the provider call and the events written follow the work
+    /// that started it.
     async fn settle(&self, payment: Payment) {
-        let input = match payment.status {
-            Status::RefundPending => Input::Refund(self.refund(&payment).await),
-            Status::InDoubt => Input::Charge(self.ask(&payment).await),
-            _ => Input::Charge(self.charge(&payment).await),
-        };
-        if let Err(error) = self.record(payment.payment_id, input).await {
-            tracing::error!(
-                %error,
-                "recording the provider's answer failed; the payment is tried again when its lease runs out"
-            );
+        let cause = payment.kept_cause().cloned();
+        let span = work_span(&payment);
+        choreo::telemetry::set_parent(&span, cause.as_ref().and_then(|c| c.traceparent.as_deref()));
+        async {
+            let input = match payment.status {
+                Status::RefundPending => Input::Refund(self.refund(&payment).await),
+                Status::InDoubt => Input::Charge(self.ask(&payment).await),
+                _ => Input::Charge(self.charge(&payment).await),
+            };
+            if let Err(error) = self.record(payment.payment_id, input, cause.as_ref()).await {
+                tracing::error!(
+                    %error,
+                    "recording the provider's answer failed; the payment is tried again when its lease runs out"
+                );
+            }
         }
+        .instrument(span)
+        .await;
     }
 
     /// The charge request of a payment; the same for every call, so its key means one charge.
@@ -323,8 +339,14 @@ impl Worker {
         }
     }
 
-    /// Applies the provider's answer to the payment (locked) and writes its events.
-    async fn record(&self, payment_id: Uuid, input: Input) -> Result<(), WorkerError> {
+    /// Applies the provider's answer to the payment (locked) and writes its events, caused by
+    /// `cause` (the event kept with the payment, if any).
+    async fn record(
+        &self,
+        payment_id: Uuid,
+        input: Input,
+        cause: Option<&Cause>,
+    ) -> Result<(), WorkerError> {
         let mut tx = self.pool.begin().await?;
         let Some(payment) = store::payment(&mut tx, payment_id).await? else {
             return Ok(());
@@ -344,7 +366,7 @@ impl Worker {
             error: retry,
         };
         store::save(&mut tx, payment_id, &state, Some(release)).await?;
-        crate::publish::events(&self.outbox, &mut tx, &payment, &effects, None).await?;
+        crate::publish::events(&self.outbox, &mut tx, &payment, &effects, cause).await?;
         self.outbox.commit(tx).await?;
         if state.status != Some(payment.status) {
             if state.status == Some(Status::InDoubt) {
@@ -355,6 +377,25 @@ impl Worker {
             }
         }
         Ok(())
+    }
+}
+
+/// The span of the worker's call for `payment`, named for OpenTelemetry: `refund` for a refund
+/// owed, `charge` for a charge (settling one in doubt included).
+fn work_span(payment: &Payment) -> tracing::Span {
+    match payment.status {
+        Status::RefundPending => tracing::info_span!(
+            "refund",
+            otel.name = "refund",
+            order_id = %payment.order_id,
+            payment_id = %payment.payment_id,
+        ),
+        _ => tracing::info_span!(
+            "charge",
+            otel.name = "charge",
+            order_id = %payment.order_id,
+            payment_id = %payment.payment_id,
+        ),
     }
 }
 

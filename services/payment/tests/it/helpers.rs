@@ -9,6 +9,7 @@ use std::time::Duration;
 use choreo::avro::{Codec, Event};
 use choreo::consumer::Incoming;
 use choreo::doorbell::Doorbell;
+use choreo::envelope::Metadata;
 use choreo::outbox::Outbox;
 use choreo::resilience::{Backoff, BreakerConfig};
 use choreo::testing::{handle, incoming, outbox_rows, registry, TestDb};
@@ -202,14 +203,26 @@ fn now() -> i64 {
 impl TestApp {
     /// Applies `event` as the consumer would, in a transaction of its own.
     pub async fn feed<E: Event>(&self, order_id: &str, event: &E) {
-        let incoming = Incoming {
+        self.feed_traced(order_id, event, None).await;
+    }
+
+    /// The same, the event carrying `traceparent`; returns the metadata it was fed with.
+    pub async fn feed_traced<E: Event>(
+        &self,
+        order_id: &str,
+        event: &E,
+        traceparent: Option<&str>,
+    ) -> Metadata {
+        let mut incoming = Incoming {
             offset: self.offset.fetch_add(1, Ordering::Relaxed),
             ..incoming(&self.codec, order_id, event).await
         };
+        incoming.metadata.traceparent = traceparent.map(str::to_owned);
         handle(&self.db.pool, &self.handler, &incoming)
             .await
             .expect("the event applies");
         self.work.ring();
+        incoming.metadata
     }
 
     /// A new order of `customer_id`, placed and with its stock reserved; returns its id.

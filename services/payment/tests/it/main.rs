@@ -4,6 +4,7 @@
 //! client is tested against the simulator alone.
 
 mod api;
+mod causation;
 mod charges;
 mod doubt;
 mod helpers;
