@@ -2,11 +2,16 @@
 //! `timeout`, and the cancellation's compensations follow from `OrderCancelled` like any other.
 //! Rows are taken with `for update skip locked`, so sweepers of several replicas share the work
 //! and a sweep never waits behind a consumer holding an order.
+//!
+//! Each cancellation runs in a `deadline` span continuing the trace of the event kept with the
+//! order (the one its latest move followed, else its OrderPlaced), which the OrderCancelled
+//! names as its cause.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::domain::Input;
 use crate::saga::{Saga, SagaError};
@@ -44,8 +49,18 @@ impl Sweeper {
         let mut tx = self.pool.begin().await?;
         let overdue = store::lock_overdue(&mut tx, limit).await?;
         for row in &overdue {
+            // Each cancellation in a `deadline` span continuing the trace of the event kept
+            // with the order ([`store::OrderRow::kept_cause`]), which it names.
+            let cause = row.kept_cause();
+            let span = tracing::info_span!(
+                "deadline",
+                otel.name = "deadline",
+                order_id = %row.order_id,
+            );
+            choreo::telemetry::set_parent(&span, cause.and_then(|c| c.traceparent.as_deref()));
             self.saga
-                .apply(&mut tx, row, &Input::DeadlinePassed, None)
+                .apply(&mut tx, row, &Input::DeadlinePassed, cause)
+                .instrument(span)
                 .await?;
         }
         self.saga.outbox.commit(tx).await?;

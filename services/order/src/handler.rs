@@ -5,6 +5,7 @@
 
 use choreo::avro::Codec;
 use choreo::consumer::{Handler, HandlerError, Incoming};
+use choreo::envelope::Cause;
 use shop_events::{PaymentFailureReason, ShopEvent};
 use sqlx::PgConnection;
 use std::sync::Arc;
@@ -111,7 +112,7 @@ impl Handler for OrderHandler {
         .await?;
         if let Some(input) = input {
             self.saga
-                .apply(tx, &row, &input, Some(&event.metadata))
+                .apply(tx, &row, &input, Some(&Cause::from(&event.metadata)))
                 .await?;
         }
         Ok(())

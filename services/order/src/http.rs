@@ -151,9 +151,16 @@ async fn cancel(
     let Some(row) = row.filter(|r| r.customer_id == body.customer_id) else {
         return Err(no_order(&id));
     };
+    // The cancellation names the order's OrderPlaced; its trace is this request's own (the
+    // event's metadata takes the current span's context, which the cause does not replace).
     match state
         .saga
-        .apply(&mut tx, &row, &Input::CancelRequested, None)
+        .apply(
+            &mut tx,
+            &row,
+            &Input::CancelRequested,
+            row.placed_cause.as_ref(),
+        )
         .await
         .map_err(saga)?
     {

@@ -37,7 +37,8 @@ pub fn service() -> choreo::replay::Service<Replayer> {
             .collect(),
         migrator: &crate::MIGRATOR,
         state_tables: &["orders", "order_timeline"],
-        generated_ids: &[],
+        // The kept causes name the events of the run that wrote them (ids, traces).
+        generated_ids: &["placed_cause", "last_cause"],
         handlers: Replayer::new,
     }
 }

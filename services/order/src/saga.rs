@@ -4,7 +4,7 @@
 //! here, so every transition is guarded by [`crate::domain::decide`] the same way.
 
 use choreo::consumer::HandlerError;
-use choreo::envelope::Metadata;
+use choreo::envelope::Cause;
 use choreo::outbox::{Outbox, OutboxError};
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -79,7 +79,10 @@ impl Saga {
         };
         let id = order.order_id.as_str();
         let metadata = self.outbox.metadata::<shop_events::OrderPlaced>(id);
-        self.outbox.add(tx, id, &event, metadata).await?;
+        // Kept with the order: a customer's cancellation names it, and its deadline continues
+        // its trace.
+        let placed = self.outbox.add(tx, id, &event, metadata).await?;
+        store::keep_placed_cause(tx, id, &placed).await?;
         let detail = format!(
             "{} {} due {}",
             order.total.minor(),
@@ -90,13 +93,15 @@ impl Saga {
         Ok(true)
     }
 
-    /// Applies `input` to the locked order `row`; `cause` is the event that brought it, if any.
+    /// Applies `input` to the locked order `row`; `cause` is the event that brought it (a
+    /// consumed one, or one kept with the order for work done later), if any: the event written
+    /// names it, and a move keeps it as the order's latest ([`OrderRow::last_cause`]).
     pub async fn apply(
         &self,
         tx: &mut PgConnection,
         row: &OrderRow,
         input: &Input,
-        cause: Option<&Metadata>,
+        cause: Option<&Cause>,
     ) -> Result<Applied, SagaError> {
         let (to, announce) = match decide(row.status(), input) {
             Decision::Move { to, announce } => (to, announce),
@@ -111,7 +116,7 @@ impl Saga {
             Input::PaymentCaptured { payment_id } => Some(payment_id.as_str()),
             _ => None,
         };
-        store::set_status(tx, id, to, payment_id).await?;
+        store::set_status(tx, id, to, payment_id, cause).await?;
         let now = Utc::now();
         match announce {
             Some(Announce::Confirmed { payment_id }) => {
@@ -148,7 +153,7 @@ impl Saga {
         tx: &mut PgConnection,
         order_id: &str,
         event: &E,
-        cause: Option<&Metadata>,
+        cause: Option<&Cause>,
     ) -> Result<(), OutboxError> {
         let metadata = self.outbox.metadata::<E>(order_id);
         let metadata = match cause {

@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use choreo::envelope::Cause;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shop_events::values::{Currency, Money, Sku};
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 
 use crate::domain::{CancelReason, NewOrder, Status, StatusKind};
@@ -25,6 +27,10 @@ pub struct OrderRow {
     pub placed_at: DateTime<Utc>,
     pub deadline_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The order's OrderPlaced (none in rows older than the column).
+    pub placed_cause: Option<Cause>,
+    /// The event the order's latest move followed, if any was kept.
+    pub last_cause: Option<Cause>,
     /// `status` and `cancel_reason` read together.
     full_status: Status,
 }
@@ -33,6 +39,12 @@ impl OrderRow {
     /// The stored status with its cancel reason.
     pub fn status(&self) -> Status {
         self.full_status
+    }
+
+    /// The event work done later for the order (its deadline) continues and names: the event
+    /// its latest move followed, else its OrderPlaced; none for a row that kept neither.
+    pub fn kept_cause(&self) -> Option<&Cause> {
+        self.last_cause.as_ref().or(self.placed_cause.as_ref())
     }
 }
 
@@ -49,6 +61,8 @@ struct StoredOrder {
     placed_at: DateTime<Utc>,
     deadline_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    placed_cause: Option<Json<Cause>>,
+    last_cause: Option<Json<Cause>>,
 }
 
 impl TryFrom<StoredOrder> for OrderRow {
@@ -73,6 +87,8 @@ impl TryFrom<StoredOrder> for OrderRow {
             placed_at: row.placed_at,
             deadline_at: row.deadline_at,
             updated_at: row.updated_at,
+            placed_cause: row.placed_cause.map(|c| c.0),
+            last_cause: row.last_cause.map(|c| c.0),
             full_status,
         })
     }
@@ -171,7 +187,9 @@ pub async fn lock(tx: &mut PgConnection, order_id: &str) -> Result<Option<OrderR
         r#"select order_id, customer_id, status as "status: StatusKind",
                   cancel_reason as "cancel_reason: CancelReason",
                   lines as "lines: sqlx::types::Json<Vec<LineJson>>",
-                  currency, total_minor, payment_id, placed_at, deadline_at, updated_at
+                  currency, total_minor, payment_id, placed_at, deadline_at, updated_at,
+                  placed_cause as "placed_cause: Json<Cause>",
+                  last_cause as "last_cause: Json<Cause>"
            from orders where order_id = $1 for update"#,
         order_id,
     )
@@ -187,7 +205,9 @@ pub async fn get(pool: &PgPool, order_id: &str) -> Result<Option<OrderRow>, sqlx
         r#"select order_id, customer_id, status as "status: StatusKind",
                   cancel_reason as "cancel_reason: CancelReason",
                   lines as "lines: sqlx::types::Json<Vec<LineJson>>",
-                  currency, total_minor, payment_id, placed_at, deadline_at, updated_at
+                  currency, total_minor, payment_id, placed_at, deadline_at, updated_at,
+                  placed_cause as "placed_cause: Json<Cause>",
+                  last_cause as "last_cause: Json<Cause>"
            from orders where order_id = $1"#,
         order_id,
     )
@@ -204,7 +224,9 @@ pub async fn lock_overdue(tx: &mut PgConnection, limit: i64) -> Result<Vec<Order
         r#"select order_id, customer_id, status as "status: StatusKind",
                   cancel_reason as "cancel_reason: CancelReason",
                   lines as "lines: sqlx::types::Json<Vec<LineJson>>",
-                  currency, total_minor, payment_id, placed_at, deadline_at, updated_at
+                  currency, total_minor, payment_id, placed_at, deadline_at, updated_at,
+                  placed_cause as "placed_cause: Json<Cause>",
+                  last_cause as "last_cause: Json<Cause>"
            from orders where status in ('placed', 'reserved') and deadline_at <= now()
            order by deadline_at limit $1 for update skip locked"#,
         limit,
@@ -216,19 +238,40 @@ pub async fn lock_overdue(tx: &mut PgConnection, limit: i64) -> Result<Vec<Order
     .collect()
 }
 
+/// Keeps the order's own OrderPlaced, `placed`, for the events written for it later.
+pub async fn keep_placed_cause(
+    tx: &mut PgConnection,
+    order_id: &str,
+    placed: &Cause,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "update orders set placed_cause = $2 where order_id = $1",
+        order_id,
+        Json(placed) as _,
+    )
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Moves the order to `status`; `cause`, the event the move followed, is kept as its latest
+/// (a move without one keeps the one before).
 pub async fn set_status(
     tx: &mut PgConnection,
     order_id: &str,
     status: Status,
     payment_id: Option<&str>,
+    cause: Option<&Cause>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "update orders set status = $2, cancel_reason = $3, payment_id = coalesce($4, payment_id), updated_at = now()
+        "update orders set status = $2, cancel_reason = $3, payment_id = coalesce($4, payment_id),
+                last_cause = coalesce($5, last_cause), updated_at = now()
          where order_id = $1",
         order_id,
         status.kind() as StatusKind,
         status.cancel_reason() as Option<CancelReason>,
         payment_id,
+        cause.map(Json) as _,
     )
     .execute(tx)
     .await?;
@@ -300,4 +343,67 @@ pub async fn open_sagas(pool: &PgPool) -> Result<OpenSagas, sqlx::Error> {
     )
     .fetch_one(pool)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use choreo::envelope::Metadata;
+
+    use super::*;
+
+    fn cause(event_type: &str) -> Cause {
+        let mut event = Metadata::new(event_type, "order-1", "test");
+        event.traceparent = Some(format!(
+            "00-{:032x}-00f067aa0ba902b7-01",
+            event.event_id.as_u128()
+        ));
+        Cause::from(&event)
+    }
+
+    fn row(placed: Option<&Cause>, last: Option<&Cause>) -> OrderRow {
+        let now = Utc::now();
+        OrderRow::try_from(StoredOrder {
+            order_id: "order-1".into(),
+            customer_id: "cus".into(),
+            status: StatusKind::Placed,
+            cancel_reason: None,
+            lines: Json(vec![]),
+            currency: "EUR".into(),
+            total_minor: 0,
+            payment_id: None,
+            placed_at: now,
+            deadline_at: now,
+            updated_at: now,
+            placed_cause: placed.cloned().map(Json),
+            last_cause: last.cloned().map(Json),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn later_work_continues_the_latest_move_else_the_order_placed() {
+        let (placed, reserved) = (cause("OrderPlaced"), cause("InventoryReserved"));
+        assert_eq!(row(Some(&placed), None).kept_cause(), Some(&placed));
+        assert_eq!(
+            row(Some(&placed), Some(&reserved)).kept_cause(),
+            Some(&reserved)
+        );
+        assert_eq!(row(None, None).kept_cause(), None);
+    }
+
+    #[test]
+    fn an_event_caused_by_a_kept_cause_names_it_and_keeps_its_own_trace_when_it_has_one() {
+        let placed = cause("OrderPlaced");
+        let own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let mut request = Metadata::new("shop.order.OrderCancelled", "order-1", "order");
+        request.traceparent = Some(own.into());
+        let cancelled = request.caused_by(&placed);
+        assert_eq!(cancelled.causation_id, Some(placed.event_id));
+        assert_eq!(cancelled.traceparent.as_deref(), Some(own));
+
+        let mut untraced = Metadata::new("shop.order.OrderCancelled", "order-1", "order");
+        untraced.traceparent = None;
+        let cancelled = untraced.caused_by(&placed);
+        assert_eq!(cancelled.traceparent, placed.traceparent);
+    }
 }

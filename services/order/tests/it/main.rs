@@ -3,6 +3,7 @@
 //! assertions read its tables and decode its outbox. No Kafka here: the shop's end-to-end test
 //! runs every service together on the real topics.
 
+mod causation;
 mod replay;
 
 use std::sync::Arc;
@@ -104,6 +105,15 @@ impl App {
         handle(&self.db.pool, &handler, &incoming)
             .await
             .expect("handled");
+    }
+
+    /// A deadline sweeper over the test's database, swept by the test.
+    fn sweeper(&self) -> order::deadline::Sweeper {
+        order::deadline::Sweeper {
+            pool: self.db.pool.clone(),
+            saga: self.state.saga.clone(),
+            every: Duration::from_secs(1),
+        }
     }
 
     async fn status(&self, order_id: &str) -> Status {
@@ -319,11 +329,7 @@ async fn a_capture_after_the_deadline_cancelled_the_order_changes_nothing() {
     let app = spawn_app(Duration::ZERO).await;
     let order_id = id();
     app.place(&order_id).await;
-    let sweeper = order::deadline::Sweeper {
-        pool: app.db.pool.clone(),
-        saga: app.state.saga.clone(),
-        every: Duration::from_secs(1),
-    };
+    let sweeper = app.sweeper();
     assert_eq!(sweeper.sweep(100).await.unwrap(), 1);
     assert_eq!(
         app.status(&order_id).await,
