@@ -373,7 +373,11 @@ where
         let ids = enabled()
             .then(|| ctx.lookup_current())
             .flatten()
-            .zip(self.dispatch.get().and_then(tracing::dispatcher::WeakDispatch::upgrade))
+            .zip(
+                self.dispatch
+                    .get()
+                    .and_then(tracing::dispatcher::WeakDispatch::upgrade),
+            )
             .and_then(|(span, dispatch)| {
                 tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)
             })
@@ -572,7 +576,10 @@ mod tests {
         );
         // Events written in the span, and messages sent in it, name the span itself.
         assert_eq!(traceparent.as_deref(), Some(own.as_str()));
-        assert_eq!(KafkaExtractor(&headers).get(TRACEPARENT), Some(own.as_str()));
+        assert_eq!(
+            KafkaExtractor(&headers).get(TRACEPARENT),
+            Some(own.as_str())
+        );
         assert_eq!(KafkaExtractor(&headers).keys(), vec![TRACEPARENT]);
         // Its log lines join on the same ids.
         let line = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
