@@ -253,6 +253,18 @@ pub fn server_span(method: &axum::http::Method, route: &str) -> tracing::Span {
     )
 }
 
+/// Renames the current span (e.g. a server span named by its route once routing has run). The
+/// OpenTelemetry span may have started already, so this renames it there rather than through the
+/// `otel.name` field, which only counts before the start.
+pub fn rename_current(name: &str) {
+    if enabled() {
+        tracing::Span::current()
+            .context()
+            .span()
+            .update_name(name.to_owned());
+    }
+}
+
 /// A client span for a call to `peer` (`method` and the path template).
 pub fn client_span(peer: &str, method: &str, path: &str) -> tracing::Span {
     tracing::info_span!(

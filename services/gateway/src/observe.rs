@@ -45,10 +45,7 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    tracing::Span::current().record(
-        "otel.name",
-        format!("{} {route}", request.method()).as_str(),
-    );
+    choreo::telemetry::rename_current(&format!("{} {route}", request.method()));
     let started = Instant::now();
     let response = next.run(request).await;
     metrics
