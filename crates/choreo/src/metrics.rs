@@ -256,4 +256,33 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn a_caused_event_times_its_saga_step_by_short_names_and_an_uncaused_one_does_not() {
+        use crate::envelope::Metadata;
+        let metrics = Metrics::new("order");
+        let mut cause = Metadata::new("shop.payment.PaymentCaptured", "o-1", "payment");
+        cause.occurred_at -= chrono::Duration::milliseconds(1500);
+        let effect = Metadata::new("shop.order.OrderConfirmed", "o-1", "order").caused_by(&cause);
+        let step = |text: &str, suffix: &str| {
+            text.lines()
+                .find(|l| {
+                    l.starts_with(&format!("choreo_saga_step_seconds_{suffix}"))
+                        && l.contains(
+                            r#"from="PaymentCaptured",to="OrderConfirmed",service="order""#,
+                        )
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        let before = step(&metrics.render(), "count").unwrap_or(0.0);
+        let sum_before = step(&metrics.render(), "sum").unwrap_or(0.0);
+        observe_saga_step(&effect);
+        observe_saga_step(&Metadata::new("shop.order.OrderPlaced", "o-1", "order"));
+        let text = metrics.render();
+        assert_eq!(step(&text, "count"), Some(before + 1.0), "{text}");
+        let added = step(&text, "sum").unwrap() - sum_before;
+        assert!((1.4..1.6).contains(&added), "{added} s: {text}");
+        assert!(!text.contains(r#"to="OrderPlaced""#), "{text}");
+    }
 }

@@ -99,25 +99,30 @@ impl Outbox {
         metadata.producer.clone_from(&self.producer);
         // The event's creation span: its context is the `traceparent` the event carries, in the
         // trace of the work that wrote it (or of the cause it names, for work with no span).
-        let span = tracing::info_span!(
-            "outbox write",
-            otel.name = %format!("create {}", E::TOPIC),
-            otel.kind = "producer",
-            messaging.system = "kafka",
-            messaging.operation.type = "create",
-            messaging.destination.name = E::TOPIC,
-            messaging.kafka.message.key = key,
-            messaging.message.id = %metadata.event_id,
-            choreo.event_type = E::NAME,
-            choreo.causation_id = metadata.causation_id.map(|c| c.to_string()),
-        );
-        crate::telemetry::set_parent(&span, metadata.traceparent.as_deref());
-        if let Some(traceparent) = span.in_scope(crate::telemetry::current_traceparent) {
-            metadata.traceparent = Some(traceparent);
+        // Not made while spans are not exported: the row keeps the traceparent it was given.
+        if crate::telemetry::enabled() {
+            let span = tracing::info_span!(
+                "outbox write",
+                otel.name = %format!("create {}", E::TOPIC),
+                otel.kind = "producer",
+                messaging.system = "kafka",
+                messaging.operation.type = "create",
+                messaging.destination.name = E::TOPIC,
+                messaging.kafka.message.key = key,
+                messaging.message.id = %metadata.event_id,
+                choreo.event_type = E::NAME,
+                choreo.causation_id = metadata.causation_id.map(|c| c.to_string()),
+            );
+            crate::telemetry::set_parent(&span, metadata.traceparent.as_deref());
+            if let Some(traceparent) = span.in_scope(crate::telemetry::current_traceparent) {
+                metadata.traceparent = Some(traceparent);
+            }
+            add_encoded(tx, E::TOPIC, key, &value, &metadata)
+                .instrument(span)
+                .await?;
+        } else {
+            add_encoded(tx, E::TOPIC, key, &value, &metadata).await?;
         }
-        add_encoded(tx, E::TOPIC, key, &value, &metadata)
-            .instrument(span)
-            .await?;
         crate::metrics::observe_saga_step(&metadata);
         self.doorbell.mark();
         Ok(Cause::from(&metadata))
