@@ -180,6 +180,22 @@ pub struct BatchFailure {
 pub async fn traced<F: std::future::Future>(event: &Incoming, work: F) -> F::Output {
     use tracing::Instrument;
     let metadata = &event.metadata;
+    let short = metadata
+        .event_type
+        .rsplit('.')
+        .next()
+        .unwrap_or(&metadata.event_type);
+    if !crate::telemetry::enabled() {
+        // Tracing off: one span for the logs' context, as before OpenTelemetry.
+        let handle = tracing::info_span!(
+            "handle",
+            event_id = %metadata.event_id,
+            event_type = %metadata.event_type,
+            partition = event.partition,
+            offset = event.offset,
+        );
+        return work.instrument(handle).await;
+    }
     let process = tracing::info_span!(
         "process",
         otel.name = %format!("process {}", event.topic),
@@ -195,11 +211,6 @@ pub async fn traced<F: std::future::Future>(event: &Incoming, work: F) -> F::Out
         choreo.causation_id = metadata.causation_id.map(|c| c.to_string()),
     );
     crate::telemetry::set_parent(&process, metadata.traceparent.as_deref());
-    let short = metadata
-        .event_type
-        .rsplit('.')
-        .next()
-        .unwrap_or(&metadata.event_type);
     let handle =
         tracing::info_span!(parent: &process, "handle", otel.name = %format!("handle {short}"));
     work.instrument(handle).instrument(process).await
