@@ -25,7 +25,8 @@ impl Handler for Forwarder {
         tx: &mut sqlx::PgConnection,
         event: &Incoming,
     ) -> Result<(), HandlerError> {
-        let metadata = Metadata::new("test.ops.Forwarded", &event.key, "ops-test");
+        let metadata =
+            Metadata::new("test.ops.Forwarded", &event.key, "ops-test").caused_by(&event.metadata);
         choreo::outbox::add_encoded(tx, "test.ops.out", &event.key, b"forwarded", &metadata)
             .await?;
         Ok(())
